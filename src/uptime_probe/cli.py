@@ -1,0 +1,99 @@
+"""Command line: parses arguments and calls into the package; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from uptime_probe import __version__
+from uptime_probe.config import ConfigError, load_config
+from uptime_probe.config.model import Config
+
+EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = os.environ.get("UPTIME_PROBE_CONFIG", "probes.yaml")
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="path to probes.yaml (default: %(default)s, or $UPTIME_PROBE_CONFIG)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uptime-probe",
+        description="Synthetic monitoring of scripted user journeys, exported to Prometheus.",
+    )
+    parser.add_argument("--version", action="version", version=f"uptime-probe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="run checks once and report (for CI and cron)")
+    _config_argument(check)
+    check.add_argument(
+        "--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    validate = commands.add_parser("validate", help="validate probes.yaml and exit (2 on error)")
+    _config_argument(validate)
+
+    commands.add_parser("schema", help="print the JSON Schema of probes.yaml, for editors")
+    return parser
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"config error:\n{exc}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    from uptime_probe.oneshot import UnknownCheck, as_json_lines, as_table, exit_code, run_checks_once
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        results = asyncio.run(run_checks_once(config, args.check))
+    except UnknownCheck as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(as_json_lines(results) if args.json else as_table(results))
+    return exit_code(results)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    print(f"{args.config}: ok, {len(config.checks)} checks")
+    return EXIT_OK
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    schema = Config.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "uptime-probe probes.yaml"
+    print(json.dumps(schema, indent=2))
+    return EXIT_OK
+
+
+_COMMANDS = {"check": _check, "validate": _validate, "schema": _schema}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The one error type config loading raises, carrying every problem found with its place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Path = tuple[str | int, ...]
+
+
+def format_path(path: Path) -> str:
+    """`("checks", 1, "steps", 0)` -> `checks[1].steps[0]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    path: Path
+    message: str
+    source: str = "probes.yaml"
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where} {format_path(self.path)}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A configuration could not be loaded; `issues` says every place that is wrong."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))

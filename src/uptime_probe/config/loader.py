@@ -1,0 +1,246 @@
+"""YAML -> Config, with every error naming the file, the line and the path."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path as FilePath
+from typing import Any
+
+import jsonschema
+import yaml
+from pydantic import ValidationError
+
+from uptime_probe.config.errors import ConfigError, ConfigIssue, Path
+from uptime_probe.config.model import Config
+from uptime_probe.config.validate import semantic_issues
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand, validate and resolve a probes.yaml; raise ConfigError on any problem."""
+    file = FilePath(path)
+    source = file.name
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue((), f"cannot read config: {exc.strerror}", source)]
+        ) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([ConfigIssue((), "config file is larger than 4 MiB", source)])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue((), f"config is not UTF-8: {exc.reason}", source)]) from None
+    return parse_config(text, source=source, base_dir=file.parent, env=env)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "probes.yaml",
+    base_dir: FilePath | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    environment = os.environ if env is None else env
+    document, lines = _parse_yaml(text, source)
+    if document is None:
+        raise ConfigError([ConfigIssue((), "config is empty", source)])
+    if not isinstance(document, dict):
+        raise ConfigError(
+            [ConfigIssue((), f"config must be a mapping, got {type(document).__name__}", source, 1)]
+        )
+    issues: list[ConfigIssue] = []
+    expanded = _expand_env(document, (), environment, issues)
+    if issues:
+        raise ConfigError([_locate(issue, lines, source) for issue in issues])
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_issues(exc, expanded, lines, source)) from None
+    issues = semantic_issues(config)
+    issues.extend(_load_schemas(config, base_dir or FilePath.cwd()))
+    if issues:
+        raise ConfigError([_locate(issue, lines, source) for issue in issues])
+    return config
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_issue(exc, source)]) from None
+    lines: dict[Path, int] = {}
+    issues: list[ConfigIssue] = []
+    if node is not None:
+        _index_lines(node, (), lines, issues, source)
+    if issues:
+        raise ConfigError(issues)
+    try:
+        # safe_load only: no Python object tags, ever.
+        document = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        if isinstance(exc, yaml.YAMLError):
+            raise ConfigError([_yaml_issue(exc, source)]) from None
+        raise ConfigError([ConfigIssue((), f"invalid YAML: {exc}", source)]) from None
+    return document, lines
+
+
+def _yaml_issue(exc: yaml.YAMLError, source: str) -> ConfigIssue:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    line = mark.line + 1 if mark is not None else None
+    return ConfigIssue((), f"invalid YAML: {problem}", source, line)
+
+
+def _index_lines(
+    node: yaml.Node, path: Path, lines: dict[Path, int], issues: list[ConfigIssue], source: str
+) -> None:
+    # Iterative, so a hostile 100,000-deep document cannot exhaust the stack.
+    stack: list[tuple[yaml.Node, Path]] = [(node, path)]
+    while stack:
+        current, where = stack.pop()
+        lines.setdefault(where, current.start_mark.line + 1)
+        if isinstance(current, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in current.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+                if key in seen:
+                    issues.append(
+                        ConfigIssue(
+                            where, f"duplicate key '{key}'", source, key_node.start_mark.line + 1
+                        )
+                    )
+                seen.add(key)
+                lines[(*where, key)] = key_node.start_mark.line + 1
+                stack.append((value_node, (*where, key)))
+        elif isinstance(current, yaml.SequenceNode):
+            for index, item in enumerate(current.value):
+                stack.append((item, (*where, index)))
+
+
+def _expand_env(value: Any, path: Path, env: Mapping[str, str], issues: list[ConfigIssue]) -> Any:
+    """`${NAME}` and `${NAME:-default}` in every string; `$$` is a literal `$`."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            found = env.get(name)
+            if found is not None and (found != "" or default is None):
+                return found
+            if default is not None:
+                return default
+            issues.append(ConfigIssue(path, f"environment variable {name} is not set"))
+            return ""
+
+        return _ENV.sub(replace, value)
+    if isinstance(value, dict):
+        return {
+            key: _expand_env(item, (*path, str(key)), env, issues) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_expand_env(item, (*path, index), env, issues) for index, item in enumerate(value)]
+    return value
+
+
+def _pydantic_issues(
+    exc: ValidationError, document: Any, lines: Mapping[Path, int], source: str
+) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        path = _clean_loc(tuple(error["loc"]), document)
+        line = _locate(ConfigIssue(path, ""), lines, source).line
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown key '{path[-1]}'"
+            path = path[:-1]
+        elif kind == "missing":
+            message = f"missing required key '{path[-1]}'"
+            path = path[:-1]
+        else:
+            message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        issues.append(ConfigIssue(path, message, source, line))
+    return issues
+
+
+def _clean_loc(loc: tuple[Any, ...], document: Any) -> Path:
+    """Drop the segments pydantic adds for union members and tags: keep only real keys."""
+    path: list[str | int] = []
+    current = document
+    for position, part in enumerate(loc):
+        last = position == len(loc) - 1
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
+            path.append(part)
+            current = current[part]
+        elif last and isinstance(part, str) and not part.startswith(("function-", "tagged-union")):
+            path.append(part)
+    return tuple(path)
+
+
+def _locate(issue: ConfigIssue, lines: Mapping[Path, int], source: str) -> ConfigIssue:
+    path = issue.path
+    for cut in range(len(path), -1, -1):
+        line = lines.get(path[:cut])
+        if line is not None:
+            return ConfigIssue(path, issue.message, source, line)
+    return ConfigIssue(path, issue.message, source, None)
+
+
+def resolve_config_path(base_dir: FilePath, name: str) -> FilePath:
+    """A file the config names, relative to the config's folder, never escaping it by `..`."""
+    candidate = FilePath(name)
+    if candidate.is_absolute():
+        return candidate
+    resolved = (base_dir / candidate).resolve()
+    if not resolved.is_relative_to(base_dir.resolve()):
+        raise ValueError(f"path {name!r} leaves the config's folder; use an absolute path")
+    return resolved
+
+
+def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
+    issues = []
+    for c_index, check in enumerate(config.checks):
+        for s_index, step in enumerate(check.steps):
+            path: Path = ("checks", c_index, "steps", s_index)
+            if step.tls.ca_file is not None:
+                try:
+                    ca = resolve_config_path(base_dir, step.tls.ca_file)
+                except ValueError as exc:
+                    issues.append(ConfigIssue((*path, "tls", "ca_file"), str(exc)))
+                else:
+                    if not ca.is_file():
+                        issues.append(
+                            ConfigIssue((*path, "tls", "ca_file"), f"no file {str(ca)!r}")
+                        )
+                    else:
+                        # Resolved once here, so the engine never depends on the working folder.
+                        object.__setattr__(step.tls, "ca_file", str(ca))
+            name = step.expect.json_schema
+            if name is None:
+                continue
+            where = (*path, "expect", "json_schema")
+            try:
+                file = resolve_config_path(base_dir, name)
+                document = json.loads(file.read_text(encoding="utf-8"))
+                jsonschema.validators.validator_for(document).check_schema(document)
+            except ValueError as exc:
+                issues.append(ConfigIssue(where, f"cannot use schema {name!r}: {exc}"))
+            except OSError as exc:
+                issues.append(ConfigIssue(where, f"cannot read schema {name!r}: {exc.strerror}"))
+            except jsonschema.SchemaError as exc:
+                issues.append(ConfigIssue(where, f"invalid JSON Schema {name!r}: {exc.message}"))
+            else:
+                step.expect._schema_document = document
+    return issues

@@ -1,0 +1,195 @@
+"""Annotated field types for the config model: each parses, validates and compiles once, at load."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import jmespath
+import jmespath.exceptions
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+
+from uptime_probe.config.template import Template
+from uptime_probe.config.units import format_duration, parse_duration, parse_size
+
+SLUG_PATTERN = r"^[a-z][a-z0-9_]*$"
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=63)]
+VariableName = Annotated[str, Field(pattern=VARIABLE_PATTERN, max_length=63)]
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+    "description": 'A duration such as "250ms", "10s", "5m" or "1h"; a bare number is seconds.',
+}
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\d+\s*(B|KB|KiB|MB|MiB|GB|GiB)?$"},
+            ],
+            "description": 'A size in bytes, or with a unit such as "512KiB" or "1MiB".',
+        }
+    ),
+]
+
+TemplateString = Annotated[
+    Template,
+    BeforeValidator(Template.parse),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": "Text with {{ variable }} placeholders."}),
+]
+
+
+def compile_regex(value: Any) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression string, got {type(value).__name__}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+
+
+Regex = Annotated[
+    re.Pattern[str],
+    BeforeValidator(compile_regex),
+    PlainSerializer(lambda pattern: pattern.pattern, return_type=str),
+    WithJsonSchema({"type": "string", "format": "regex"}),
+]
+
+
+class Query:
+    """A JMESPath expression compiled at load."""
+
+    __slots__ = ("_compiled", "expression")
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        try:
+            self._compiled = jmespath.compile(expression)
+        except jmespath.exceptions.JMESPathError as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"invalid JMESPath {expression!r}: {detail}") from None
+
+    @classmethod
+    def parse(cls, value: Any) -> Query:
+        if isinstance(value, Query):
+            return value
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("expected a JMESPath expression string")
+        return cls(value)
+
+    def search(self, document: Any) -> Any:
+        return self._compiled.search(document)
+
+    def __str__(self) -> str:
+        return self.expression
+
+    def __repr__(self) -> str:
+        return f"Query({self.expression!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Query) and other.expression == self.expression
+
+    def __hash__(self) -> int:
+        return hash(self.expression)
+
+
+JmesPath = Annotated[
+    Query,
+    BeforeValidator(Query.parse),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": "A JMESPath expression."}),
+]
+
+
+class StatusMatcher:
+    """Accepted HTTP statuses: 200, [200, 201], "2xx", or a list mixing both."""
+
+    __slots__ = ("codes", "text")
+
+    def __init__(self, codes: frozenset[int], text: str) -> None:
+        self.codes = codes
+        self.text = text
+
+    @classmethod
+    def parse(cls, value: Any) -> StatusMatcher:
+        if isinstance(value, StatusMatcher):
+            return value
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise ValueError("status list is empty")
+        codes: set[int] = set()
+        for item in items:
+            if isinstance(item, bool):
+                raise ValueError(f"invalid status {item!r}")
+            if isinstance(item, int):
+                if not 100 <= item <= 599:
+                    raise ValueError(f"invalid status {item}: must be 100..599")
+                codes.add(item)
+            elif isinstance(item, str) and re.fullmatch(r"[1-5]xx", item):
+                base = int(item[0]) * 100
+                codes.update(range(base, base + 100))
+            else:
+                raise ValueError(
+                    f"invalid status {item!r}: use a code like 200 or a class like 2xx"
+                )
+        text = " or ".join(str(item) for item in items)
+        return cls(frozenset(codes), text)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.codes
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StatusMatcher) and other.codes == self.codes
+
+    def __hash__(self) -> int:
+        return hash(self.codes)
+
+
+StatusExpectation = Annotated[
+    StatusMatcher,
+    BeforeValidator(StatusMatcher.parse),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {"type": "string", "pattern": "^[1-5]xx$"},
+                {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            {"type": "integer", "minimum": 100, "maximum": 599},
+                            {"type": "string", "pattern": "^[1-5]xx$"},
+                        ]
+                    },
+                },
+            ]
+        }
+    ),
+]
+
+
+def as_list(value: Any) -> Any:
+    """Let a single string stand for a list of one."""
+    return [value] if isinstance(value, str) else value

@@ -1,0 +1,208 @@
+"""run_check: a check's steps in order, under one deadline, into a CheckResult.
+
+The engine is pure: it takes a plan and returns data. It knows nothing of
+scheduling, metrics, storage or notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.model import (
+    CheckResult,
+    FailureReason,
+    PhaseTimings,
+    Status,
+    StepResult,
+    is_content_reason,
+)
+from uptime_probe.probe.plan import CheckPlan, StepPlan
+from uptime_probe.probe.redaction import Redactor
+from uptime_probe.probe.steps import SAMPLE_BYTES, Attempt, perform_attempt
+from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """Where the journey is, so a deadline can say which step it cut and how."""
+
+    step: StepPlan | None = None
+    started: float = 0.0
+    recorder: PhaseRecorder = field(default_factory=PhaseRecorder)
+    attempts: int = 0
+    last: Attempt | None = None
+
+
+async def run_check(
+    plan: CheckPlan, *, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> CheckResult:
+    """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
+    started_at = time.time()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results: list[StepResult] = []
+    progress = _InFlight()
+    try:
+        # A fresh connector per run: every run meets the target as a new user would.
+        connector = TimedConnector(
+            use_dns_cache=False, resolver=resolver, limit=0, enable_cleanup_closed=False
+        )
+        async with aiohttp.ClientSession(
+            connector=connector,
+            trace_configs=[build_trace_config()],
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            raise_for_status=False,
+        ) as session:
+            values = dict(plan.values)
+            try:
+                async with asyncio.timeout(plan.timeout):
+                    for step in plan.steps:
+                        result = await _run_step(session, connector, step, values, progress, plan)
+                        results.append(result)
+                        if result.status is Status.DOWN:
+                            break
+            except TimeoutError:
+                results.append(_deadline_result(progress, plan, loop.time()))
+    except Exception as exc:
+        reason, message = classify_exception(exc)
+        results.append(
+            StepResult(
+                name=progress.step.name if progress.step else "(setup)",
+                status=Status.DOWN,
+                reason=reason if reason is not FailureReason.INTERNAL else FailureReason.INTERNAL,
+                message=plan.redact(message),
+                duration_seconds=loop.time() - started,
+            )
+        )
+    return _summarise(plan, results, started_at, loop.time() - started)
+
+
+async def _run_step(
+    session: aiohttp.ClientSession,
+    connector: TimedConnector,
+    step: StepPlan,
+    values: dict[str, str],
+    progress: _InFlight,
+    plan: CheckPlan,
+) -> StepResult:
+    loop = asyncio.get_running_loop()
+    progress.step, progress.started, progress.attempts, progress.last = step, loop.time(), 0, None
+    poll = step.config.poll
+    poll_ends = progress.started + poll.within if poll is not None else 0.0
+    while True:
+        progress.recorder = PhaseRecorder()
+        progress.attempts += 1
+        attempt = await perform_attempt(session, connector, step, values, progress.recorder)
+        progress.last = attempt
+        if attempt.status is not Status.DOWN or poll is None:
+            break
+        next_try = loop.time() + max(0.0, poll.every - attempt.duration)
+        if next_try > poll_ends:
+            break
+        # Waiting between polls is the behaviour asked for, not synchronisation.
+        await asyncio.sleep(next_try - loop.time())
+    values.update(attempt.extracted)
+    return _step_result(step, attempt, progress, plan.redact, loop.time())
+
+
+def _step_result(
+    step: StepPlan, attempt: Attempt, progress: _InFlight, redact: Redactor, now: float
+) -> StepResult:
+    status, reason, message = attempt.status, attempt.reason, attempt.message
+    poll = step.config.poll
+    if status is Status.DOWN and poll is not None and reason and is_content_reason(reason):
+        reason = poll.reason
+        message = f"{message} after {progress.attempts} attempts in {now - progress.started:.1f}s"
+    max_latency = step.config.expect.max_latency
+    if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
+        status = Status.DEGRADED
+        message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
+    sample = None
+    if status is Status.DOWN and attempt.body:
+        sample = redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
+    return StepResult(
+        name=step.name,
+        status=status,
+        reason=reason,
+        message=redact(message),
+        duration_seconds=now - progress.started,
+        http_status=attempt.http_status,
+        timings=progress.recorder.timings(),
+        body_bytes=attempt.body_bytes,
+        attempts=progress.attempts,
+        assertions=attempt.assertions,
+        tls_not_after=attempt.tls_not_after,
+        response_sample=sample,
+    )
+
+
+def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepResult:
+    step = progress.step
+    assert step is not None, "the deadline can only cut a step that started"
+    last = progress.last
+    poll = step.config.poll
+    if poll is not None and last is not None and last.reason and is_content_reason(last.reason):
+        # The journey ran out while still waiting for the expectation: the task is stuck.
+        attempt = last
+        message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
+        reason: str = poll.reason
+    else:
+        reason, detail = classify_exception(TimeoutError(), progress.recorder.state)
+        message = f"{detail} (journey deadline {plan.timeout:g}s)"
+        attempt = last or Attempt(Status.DOWN)
+    return StepResult(
+        name=step.name,
+        status=Status.DOWN,
+        reason=reason,
+        message=plan.redact(message),
+        duration_seconds=now - progress.started,
+        http_status=attempt.http_status,
+        timings=progress.recorder.timings() if last is None else PhaseTimings(),
+        attempts=progress.attempts,
+        assertions=attempt.assertions,
+    )
+
+
+def _summarise(
+    plan: CheckPlan, steps: list[StepResult], started_at: float, duration: float
+) -> CheckResult:
+    failed = next((s for s in steps if s.status is Status.DOWN), None)
+    if failed is not None:
+        return CheckResult(
+            check=plan.name,
+            status=Status.DOWN,
+            reason=failed.reason or FailureReason.INTERNAL,
+            failed_step=failed.name,
+            message=f"{failed.name}: {failed.message}",
+            started_at=started_at,
+            duration_seconds=duration,
+            steps=tuple(steps),
+        )
+    degraded = [s for s in steps if s.status is Status.DEGRADED]
+    if degraded:
+        return CheckResult(
+            check=plan.name,
+            status=Status.DEGRADED,
+            reason=None,
+            failed_step=degraded[0].name,
+            message="; ".join(f"{s.name}: {s.message}" for s in degraded),
+            started_at=started_at,
+            duration_seconds=duration,
+            steps=tuple(steps),
+        )
+    return CheckResult(
+        check=plan.name,
+        status=Status.UP,
+        reason=None,
+        failed_step=None,
+        message=f"{len(steps)} step{'s' if len(steps) != 1 else ''} ok",
+        started_at=started_at,
+        duration_seconds=duration,
+        steps=tuple(steps),
+    )

@@ -1,0 +1,144 @@
+"""What a run of a check produces: plain, immutable data for every consumer downstream.
+
+The failure taxonomy (a down run carries exactly one reason):
+
+    transport   dns, connect_refused, connect_timeout, tls, timeout, connection_reset,
+                too_many_redirects
+    http        http_4xx, http_5xx, rate_limited (429), unexpected_status
+    content     invalid_json, body_too_large, schema_mismatch, assertion_failed,
+                extraction_failed, poll_timeout, and every reason the config names
+                (empty_history, task_stuck, ...): "200 OK but wrong"
+    internal    a bug in uptime-probe itself, never a property of the target
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+class FailureReason(StrEnum):
+    DNS = "dns"
+    CONNECT_REFUSED = "connect_refused"
+    CONNECT_TIMEOUT = "connect_timeout"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    CONNECTION_RESET = "connection_reset"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    RATE_LIMITED = "rate_limited"
+    UNEXPECTED_STATUS = "unexpected_status"
+    INVALID_JSON = "invalid_json"
+    BODY_TOO_LARGE = "body_too_large"
+    SCHEMA_MISMATCH = "schema_mismatch"
+    ASSERTION_FAILED = "assertion_failed"
+    EXTRACTION_FAILED = "extraction_failed"
+    POLL_TIMEOUT = "poll_timeout"
+    INTERNAL = "internal"
+
+
+BUILTIN_REASONS: tuple[str, ...] = tuple(reason.value for reason in FailureReason)
+TRANSPORT_REASONS = frozenset(
+    {
+        FailureReason.DNS,
+        FailureReason.CONNECT_REFUSED,
+        FailureReason.CONNECT_TIMEOUT,
+        FailureReason.TLS,
+        FailureReason.TIMEOUT,
+        FailureReason.CONNECTION_RESET,
+        FailureReason.TOO_MANY_REDIRECTS,
+    }
+)
+HTTP_REASONS = frozenset(
+    {
+        FailureReason.HTTP_4XX,
+        FailureReason.HTTP_5XX,
+        FailureReason.RATE_LIMITED,
+        FailureReason.UNEXPECTED_STATUS,
+    }
+)
+
+
+def is_content_reason(reason: str) -> bool:
+    """True for "the server answered, but wrongly": not transport, HTTP or internal."""
+    return reason not in TRANSPORT_REASONS and reason not in HTTP_REASONS and reason != "internal"
+
+
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseTimings:
+    """Seconds spent in each phase of a step's requests (summed over redirects and polls)."""
+
+    resolve: float = 0.0
+    connect: float = 0.0
+    tls: float = 0.0
+    processing: float = 0.0
+    transfer: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {phase: getattr(self, phase) for phase in PHASES}
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionOutcome:
+    """One expectation and what was really there: `length(items) = 0, expected > 0`."""
+
+    subject: str
+    expectation: str
+    passed: bool
+    actual: str
+    reason: str
+    severity: str = "critical"
+
+    @property
+    def message(self) -> str:
+        return f"{self.subject} = {self.actual}, expected {self.expectation}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    name: str
+    status: Status
+    reason: str | None
+    message: str
+    duration_seconds: float
+    http_status: int | None = None
+    timings: PhaseTimings = PhaseTimings()
+    body_bytes: int = 0
+    attempts: int = 1
+    assertions: tuple[AssertionOutcome, ...] = ()
+    tls_not_after: float | None = None
+    response_sample: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    check: str
+    status: Status
+    reason: str | None
+    failed_step: str | None
+    message: str
+    started_at: float
+    duration_seconds: float
+    steps: tuple[StepResult, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not Status.DOWN
+
+    @property
+    def http_status(self) -> int | None:
+        """The status of the failing step, else of the last step that got one."""
+        for step in reversed(self.steps):
+            if (self.failed_step is None or step.name == self.failed_step) and step.http_status:
+                return step.http_status
+        return None

@@ -1,0 +1,100 @@
+"""A check made ready to run: templates merged, assertions compiled, TLS contexts built once."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from uptime_probe import __version__
+from uptime_probe.config.model import CheckConfig, Config, StepConfig
+from uptime_probe.config.template import Template
+from uptime_probe.probe.assertions import Assertion, compile_expect
+from uptime_probe.probe.redaction import Redactor
+
+USER_AGENT = f"uptime-probe/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    config: StepConfig
+    headers: tuple[tuple[str, Template], ...]
+    assertions: tuple[Assertion, ...]
+    ssl: ssl.SSLContext | bool
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan:
+    check: CheckConfig
+    steps: tuple[StepPlan, ...]
+    values: Mapping[str, str]
+    redact: Redactor
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+    @property
+    def timeout(self) -> float:
+        return self.check.timeout_seconds
+
+
+class TlsContexts:
+    """One SSLContext per distinct TLS setting: building one loads the CA store (milliseconds)."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[str | None, ssl.SSLContext] = {}
+
+    def for_step(self, step: StepConfig) -> ssl.SSLContext | bool:
+        if not step.tls.verify:
+            return False
+        key = step.tls.ca_file
+        context = self._contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context(cafile=key)
+            self._contexts[key] = context
+        return context
+
+
+def compile_check(
+    check: CheckConfig,
+    *,
+    variables: Mapping[str, str],
+    secrets: Mapping[str, str],
+    tls: TlsContexts,
+) -> CheckPlan:
+    steps = []
+    for step in check.steps:
+        headers = {name.lower(): (name, value) for name, value in check.headers.items()}
+        headers.update(
+            {name.lower(): (name, value) for name, value in step.request.headers.items()}
+        )
+        headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
+        steps.append(
+            StepPlan(
+                config=step,
+                headers=tuple(headers.values()),
+                assertions=compile_expect(step.expect),
+                ssl=tls.for_step(step),
+            )
+        )
+    return CheckPlan(
+        check=check,
+        steps=tuple(steps),
+        values={**variables, **secrets},
+        redact=Redactor(secrets.values()),
+    )
+
+
+def compile_checks(config: Config, tls: TlsContexts | None = None) -> dict[str, CheckPlan]:
+    contexts = tls or TlsContexts()
+    return {
+        check.name: compile_check(
+            check, variables=config.variables, secrets=config.secrets, tls=contexts
+        )
+        for check in config.checks
+    }

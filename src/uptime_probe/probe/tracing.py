@@ -1,0 +1,174 @@
+"""Per-phase timings of a step's requests, from aiohttp's TraceConfig signals.
+
+aiohttp reports DNS and "connection created" but not the point where TCP is up and
+TLS starts. `TimedConnector` marks that point by wrapping the protocol factory,
+which asyncio calls exactly once the socket is connected and before the TLS
+handshake begins (tests/probe/test_tracing.py pins this down).
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+
+from uptime_probe.probe.model import PhaseTimings
+
+IDLE = "idle"
+RESOLVING = "resolving"
+CONNECTING = "connecting"
+WAITING = "waiting"
+TRANSFERRING = "transferring"
+
+
+class PhaseRecorder:
+    """Accumulates phase durations for one step (every redirect hop and poll attempt)."""
+
+    __slots__ = (
+        "_conn_start",
+        "_dns_start",
+        "_request_sent",
+        "_tcp_connected",
+        "_transfer_start",
+        "connect",
+        "processing",
+        "resolve",
+        "state",
+        "tls",
+        "transfer",
+    )
+
+    def __init__(self) -> None:
+        self.resolve = self.connect = self.tls = self.processing = self.transfer = 0.0
+        self.state = IDLE
+        self._dns_start = self._conn_start = self._request_sent = 0.0
+        self._tcp_connected: float | None = None
+        self._transfer_start = 0.0
+
+    def dns_start(self) -> None:
+        self.state = RESOLVING
+        self._dns_start = time.perf_counter()
+
+    def dns_end(self) -> None:
+        now = time.perf_counter()
+        self.resolve += now - self._dns_start
+        self._conn_start = now
+        self.state = CONNECTING
+
+    def connection_start(self) -> None:
+        self.state = CONNECTING
+        self._conn_start = time.perf_counter()
+        self._tcp_connected = None
+
+    def tcp_connected(self) -> None:
+        self._tcp_connected = time.perf_counter()
+
+    def connection_end(self, is_tls: bool) -> None:
+        now = time.perf_counter()
+        # Connection creation includes DNS; count only what came after it.
+        start = max(self._conn_start, self._dns_start)
+        tcp_done = self._tcp_connected if self._tcp_connected is not None else now
+        if is_tls:
+            self.connect += max(0.0, tcp_done - start)
+            self.tls += max(0.0, now - tcp_done)
+        else:
+            self.connect += max(0.0, now - start)
+        self.state = WAITING
+
+    def request_sent(self) -> None:
+        self._request_sent = time.perf_counter()
+        self.state = WAITING
+
+    def headers_received(self) -> None:
+        now = time.perf_counter()
+        if self._request_sent:
+            self.processing += now - self._request_sent
+        self._request_sent = 0.0
+        self.state = TRANSFERRING
+        self._transfer_start = now
+
+    def body_done(self) -> None:
+        if self.state == TRANSFERRING:
+            self.transfer += time.perf_counter() - self._transfer_start
+        self.state = IDLE
+
+    def timings(self) -> PhaseTimings:
+        return PhaseTimings(self.resolve, self.connect, self.tls, self.processing, self.transfer)
+
+
+def _recorder(context: SimpleNamespace) -> PhaseRecorder | None:
+    recorder = getattr(context, "trace_request_ctx", None)
+    return recorder if isinstance(recorder, PhaseRecorder) else None
+
+
+async def _on_dns_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.dns_start()
+
+
+async def _on_dns_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.dns_end()
+
+
+async def _on_conn_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.connection_start()
+
+
+async def _on_conn_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.connection_end(getattr(ctx, "is_tls", False))
+
+
+async def _on_request_start(
+    _s: Any, ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+) -> None:
+    ctx.is_tls = params.url.scheme == "https"
+
+
+async def _on_headers_sent(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.request_sent()
+
+
+async def _on_request_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.headers_received()
+
+
+async def _on_redirect(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+    if (r := _recorder(ctx)) is not None:
+        r.headers_received()
+        r.body_done()
+
+
+def build_trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
+    config.on_request_start.append(_on_request_start)
+    config.on_dns_resolvehost_start.append(_on_dns_start)
+    config.on_dns_resolvehost_end.append(_on_dns_end)
+    config.on_connection_create_start.append(_on_conn_start)
+    config.on_connection_create_end.append(_on_conn_end)
+    config.on_request_headers_sent.append(_on_headers_sent)
+    config.on_request_end.append(_on_request_end)
+    config.on_request_redirect.append(_on_redirect)
+    return config
+
+
+class TimedConnector(aiohttp.TCPConnector):
+    """A TCPConnector that tells the current step's recorder when TCP is connected."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.recorder: PhaseRecorder | None = None
+        factory = self._factory
+
+        def timed_factory() -> Any:
+            if self.recorder is not None:
+                self.recorder.tcp_connected()
+            return factory()
+
+        self._factory = timed_factory  # type: ignore[assignment]
