@@ -45,7 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(validate)
 
     commands.add_parser("schema", help="print the JSON Schema of probes.yaml, for editors")
+
+    run = commands.add_parser("run", help="run the daemon: schedule checks, serve /metrics")
+    _config_argument(run)
+    _daemon_arguments(run)
+
+    simulator = commands.add_parser("simulator", help="run the simulated chat service alone")
+    simulator.add_argument("--listen", default="127.0.0.1:8765", help="HOST:PORT (%(default)s)")
+    simulator.add_argument(
+        "--scenario", default="healthy", help="bundled name or YAML file (%(default)s)"
+    )
+    simulator.add_argument("--speed", type=float, default=1.0, help="time factor (%(default)s)")
+    simulator.add_argument("--loop", action="store_true", help="replay the scenario forever")
+    simulator.add_argument("--token", default="demo-token", help="accepted bearer token")
     return parser
+
+
+def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", help="HOST:PORT to serve on, overriding server.listen")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("UPTIME_PROBE_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight runs may finish on SIGTERM (%(default)s)",
+    )
 
 
 def _load(path: str) -> Config | None:
@@ -57,7 +85,13 @@ def _load(path: str) -> Config | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from uptime_probe.oneshot import UnknownCheck, as_json_lines, as_table, exit_code, run_checks_once
+    from uptime_probe.oneshot import (
+        UnknownCheck,
+        as_json_lines,
+        as_table,
+        exit_code,
+        run_checks_once,
+    )
 
     config = _load(args.config)
     if config is None:
@@ -87,7 +121,38 @@ def _schema(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"check": _check, "validate": _validate, "schema": _schema}
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from uptime_probe.app import DaemonOptions, serve
+    from uptime_probe.logs import configure_logging
+
+    redact = configure_logging(args.log_level)
+    options = DaemonOptions(
+        config_path=Path(args.config), listen=args.listen, grace_seconds=args.grace
+    )
+    return asyncio.run(serve(options, redact))
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from uptime_probe.simulator import run_simulator
+
+    return run_simulator(
+        listen=args.listen,
+        scenario=args.scenario,
+        speed=args.speed,
+        loop=args.loop,
+        token=args.token,
+    )
+
+
+_COMMANDS = {
+    "check": _check,
+    "validate": _validate,
+    "schema": _schema,
+    "run": _run,
+    "simulator": _simulator,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

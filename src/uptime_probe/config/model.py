@@ -26,7 +26,6 @@ from uptime_probe.config.types import (
     Size,
     Slug,
     StatusExpectation,
-    StatusMatcher,
     TemplateString,
     VariableName,
     as_list,

@@ -109,7 +109,8 @@ def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, A
     arguments: dict[str, Any] = {
         "headers": {name: template.render(values) for name, template in plan.headers},
         "allow_redirects": plan.config.follow_redirects,
-        "max_redirects": MAX_REDIRECTS,
+        # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
+        "max_redirects": MAX_REDIRECTS + 1,
         "ssl": plan.ssl,
     }
     if request.body is not None:

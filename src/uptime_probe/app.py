@@ -1,0 +1,184 @@
+"""The one place that builds and wires everything: start, reload, stop, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from uptime_probe.config import ConfigError, load_config
+from uptime_probe.config.model import Config
+from uptime_probe.logs import RedactSecrets
+from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
+from uptime_probe.probe import compile_checks
+from uptime_probe.scheduler import Scheduler
+from uptime_probe.sinks import FanOut, LogSink
+from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
+
+log = structlog.get_logger("uptime_probe.app")
+
+DEFAULT_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    config_path: Path
+    listen: str | None = None  # overrides server.listen (tests, demo)
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - scraped from outside
+
+
+class Daemon:
+    def __init__(
+        self, config: Config, options: DaemonOptions, redact: RedactSecrets | None
+    ) -> None:
+        self.options = options
+        self.config = config
+        self._redact = redact
+        self._config_digest = self._digest()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.daemon_metrics = DaemonMetrics(self.registry)
+        self.check_metrics = CheckMetrics(config.location)
+        self.scheduler = Scheduler(
+            sink=FanOut([self.check_metrics, LogSink()]),
+            location=config.location,
+            max_concurrency=config.max_concurrency,
+            observe_lag=self.daemon_metrics.schedule_lag.observe,
+            on_skip=self.check_metrics.record_skip,
+        )
+        self.daemon_metrics.runs_in_flight.set_function(lambda: len(self.scheduler.in_flight))
+        self.exposition = MetricsExposition(self.check_metrics, self.daemon_metrics)
+        self._reload_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] | None = None
+
+    def _digest(self) -> str:
+        try:
+            return hashlib.sha256(self.options.config_path.read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    def _apply(self, config: Config) -> None:
+        if self._redact is not None:
+            self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
+        plans = compile_checks(config)
+        self.check_metrics.location = config.location
+        self.check_metrics.sync_checks(config.checks)
+        self.scheduler.set_max_concurrency(config.max_concurrency)
+        change = self.scheduler.apply(plans)
+        self.config = config
+        self.daemon_metrics.shard_checks.labels(shard=self.daemon_metrics.shard).set(len(plans))
+        self.daemon_metrics.reload_successful.set(1)
+        self.daemon_metrics.reload_timestamp.set(time.time())
+        log.info(
+            "config_applied",
+            checks=len(plans),
+            added=list(change.added),
+            removed=list(change.removed),
+            updated=list(change.updated),
+        )
+
+    async def reload(self, trigger: str) -> ReloadOutcome:
+        async with self._reload_lock:
+            try:
+                config = load_config(self.options.config_path)
+            except ConfigError as exc:
+                self.daemon_metrics.reload_successful.set(0)
+                log.error("config_reload_failed", trigger=trigger, error=str(exc))
+                return ReloadOutcome(False, f"config error:\n{exc}")
+            self._config_digest = self._digest()
+            if config.location != self.config.location:
+                log.warning("config_location_ignored", why="location changes need a restart")
+                config = config.model_copy(update={"location": self.config.location})
+            self._apply(config)
+            log.info("config_reloaded", trigger=trigger)
+            return ReloadOutcome(True, "config reloaded")
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.scheduler.running:
+            return False, "scheduler not running"
+        return True, f"ready: {len(self.scheduler.checks)} checks scheduled"
+
+    async def start(self) -> None:
+        self._apply(self.config)
+        self.scheduler.start()
+        control = DaemonControl(
+            exposition=self.exposition,
+            readiness=self.readiness,
+            reload=lambda: self.reload("http"),
+            enable_lifecycle=self.config.server.enable_lifecycle,
+        )
+        self._runner = web.AppRunner(build_web_app(control), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = _split_listen(self.options.listen or self.config.server.listen)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        bound = self._runner.addresses[0]  # the real port when asked for port 0
+        self.address = (str(bound[0]), int(bound[1]))
+        self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")
+        log.info(
+            "daemon_started",
+            listen=f"{self.address[0]}:{self.address[1]}",
+            checks=len(self.config.checks),
+        )
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.server.watch_interval)
+            digest = self._digest()
+            if digest and digest != self._config_digest:
+                self._config_digest = digest
+                await self.reload("file_changed")
+
+    def request_stop(self, why: str) -> None:
+        if not self._stop.is_set():
+            log.info("stop_requested", why=why)
+        self._stop.set()
+
+    async def wait_for_stop(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        cancelled = await self.scheduler.stop(self.options.grace_seconds)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("daemon_stopped", cancelled_runs=cancelled)
+
+
+async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> int:
+    """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+    try:
+        config = load_config(options.config_path)
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return 2
+    daemon = Daemon(config, options, redact)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, daemon.request_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, daemon.request_stop, "SIGINT")
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload("SIGHUP")))
+    try:
+        await daemon.start()
+    except OSError as exc:
+        log.error("listen_failed", error=str(exc))
+        await daemon.scheduler.stop(0)
+        return 1
+    await daemon.wait_for_stop()
+    await daemon.stop()
+    return 0

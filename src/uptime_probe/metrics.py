@@ -1,0 +1,471 @@
+"""Prometheus metrics: per-check series read at scrape time from immutable snapshots.
+
+Each check's series live in one frozen `CheckSeries`; a run replaces it whole. The
+scrape renders from those snapshots, so a removed check's series vanish with it and
+a scrape never sees half an update.
+
+Why a hand-written text renderer next to prometheus-client: rendering 10,000 checks
+through the library's generic exposition took seconds (docs/benchmarks.md), and a
+scrape must not stall probing. The fast path caches each check's lines until its
+snapshot changes and runs in a worker thread; OpenMetrics requests, and the tests
+that pin the fast path's output, go through prometheus-client's own exposition of
+the same data via `collect()`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
+
+from uptime_probe import __version__
+from uptime_probe.config.model import CheckConfig
+from uptime_probe.probe.model import BUILTIN_REASONS, PHASES, PhaseTimings, Status
+from uptime_probe.sinks import RunOutcome
+
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STATES = (Status.UP, Status.DEGRADED, Status.DOWN)
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramData:
+    """Per-bucket (not cumulative) counts; the last bucket is +Inf."""
+
+    counts: tuple[int, ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, buckets: Sequence[float] = DURATION_BUCKETS) -> HistogramData:
+        return cls((0,) * (len(buckets) + 1))
+
+    def observe(self, value: float, buckets: Sequence[float] = DURATION_BUCKETS) -> HistogramData:
+        index = bisect.bisect_left(buckets, value)
+        counts = list(self.counts)
+        counts[index] += 1
+        return HistogramData(tuple(counts), self.total + value)
+
+    def cumulative(self) -> list[int]:
+        out, running = [], 0
+        for count in self.counts:
+            running += count
+            out.append(running)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StepSeries:
+    name: str
+    duration: HistogramData
+    phases: PhaseTimings = field(default_factory=PhaseTimings)
+    http_status: int = 0
+    tls_not_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSeries:
+    check: str
+    location: str
+    reasons: tuple[str, ...]
+    failures: tuple[int, ...]
+    steps: tuple[StepSeries, ...]
+    slo: float
+    interval: float
+    runs: int = 0
+    degraded: int = 0
+    skipped: int = 0
+    duration: HistogramData = field(default_factory=HistogramData.empty)
+    state: Status | None = None
+    success: int = 0
+    last_run: float = 0.0
+    last_success: float = 0.0
+    last_failure: tuple[str, str] | None = None
+
+
+# (name as exposed, type, help): the one list both renderers follow, in order.
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    (
+        "uptime_probe_check_success",
+        "gauge",
+        "1 if the check's last run was up or degraded, else 0.",
+    ),
+    ("uptime_probe_check_state", "gauge", "The check's state after thresholds (stateset)."),
+    ("uptime_probe_check_runs_total", "counter", "Runs of the check."),
+    ("uptime_probe_check_failures_total", "counter", "Down runs of the check, by reason."),
+    ("uptime_probe_check_degraded_total", "counter", "Degraded runs of the check."),
+    ("uptime_probe_check_duration_seconds", "histogram", "Whole-journey duration of a run."),
+    ("uptime_probe_check_last_run_timestamp_seconds", "gauge", "When the last run started."),
+    (
+        "uptime_probe_check_last_success_timestamp_seconds",
+        "gauge",
+        "When the last up or degraded run started.",
+    ),
+    ("uptime_probe_check_slo_objective", "gauge", "The check's availability objective."),
+    ("uptime_probe_check_interval_seconds", "gauge", "The check's schedule interval."),
+    (
+        "uptime_probe_check_last_failure_info",
+        "gauge",
+        "Reason and failing step of the check's most recent down run.",
+    ),
+    ("uptime_probe_runs_skipped_total", "counter", "Runs skipped: the previous still in flight."),
+    ("uptime_probe_step_duration_seconds", "histogram", "Duration of a step, polls included."),
+    ("uptime_probe_step_phase_seconds", "gauge", "Time in each phase of the step's last run."),
+    ("uptime_probe_step_http_status_code", "gauge", "HTTP status of the step's last run."),
+    (
+        "uptime_probe_step_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        "Expiry of the certificate the step's target presented.",
+    ),
+)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _num(value: float) -> str:
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _histogram_lines(name: str, labels: str, data: HistogramData) -> str:
+    lines = []
+    for bound, count in zip((*map(_num, DURATION_BUCKETS), "+Inf"), data.cumulative(), strict=True):
+        lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {count}.0\n')
+    lines.append(f"{name}_count{{{labels}}} {sum(data.counts)}.0\n")
+    lines.append(f"{name}_sum{{{labels}}} {_num(data.total)}\n")
+    return "".join(lines)
+
+
+def render_check(series: CheckSeries) -> tuple[str, ...]:
+    """One text block per family in FAMILIES for one check."""
+    base = f'check="{series.check}",location="{_escape(series.location)}"'
+    state_lines = "".join(
+        f'uptime_probe_check_state{{{base},state="{s.value}"}} {1 if series.state is s else 0}.0\n'
+        for s in STATES
+    )
+    failures = "".join(
+        f'uptime_probe_check_failures_total{{{base},reason="{reason}"}} {count}.0\n'
+        for reason, count in zip(series.reasons, series.failures, strict=True)
+    )
+    info = ""
+    if series.last_failure is not None:
+        reason, failed_step = series.last_failure
+        info = (
+            "uptime_probe_check_last_failure_info"
+            f'{{{base},reason="{reason}",step="{failed_step}"}} 1.0\n'
+        )
+    step_hist: list[str] = []
+    phases: list[str] = []
+    statuses: list[str] = []
+    expiry: list[str] = []
+    for step in series.steps:
+        labels = f'{base},step="{step.name}"'
+        step_hist.append(
+            _histogram_lines("uptime_probe_step_duration_seconds", labels, step.duration)
+        )
+        phases.extend(
+            f'uptime_probe_step_phase_seconds{{{labels},phase="{phase}"}} '
+            f"{_num(getattr(step.phases, phase))}\n"
+            for phase in PHASES
+        )
+        statuses.append(f"uptime_probe_step_http_status_code{{{labels}}} {step.http_status}.0\n")
+        if step.tls_not_after is not None:
+            expiry.append(
+                f"uptime_probe_step_tls_cert_expiry_timestamp_seconds{{{labels}}} "
+                f"{_num(step.tls_not_after)}\n"
+            )
+    return (
+        f"uptime_probe_check_success{{{base}}} {series.success}.0\n",
+        state_lines,
+        f"uptime_probe_check_runs_total{{{base}}} {series.runs}.0\n",
+        failures,
+        f"uptime_probe_check_degraded_total{{{base}}} {series.degraded}.0\n",
+        _histogram_lines("uptime_probe_check_duration_seconds", base, series.duration),
+        f"uptime_probe_check_last_run_timestamp_seconds{{{base}}} {_num(series.last_run)}\n",
+        f"uptime_probe_check_last_success_timestamp_seconds{{{base}}} "
+        f"{_num(series.last_success)}\n",
+        f"uptime_probe_check_slo_objective{{{base}}} {_num(series.slo)}\n",
+        f"uptime_probe_check_interval_seconds{{{base}}} {_num(series.interval)}\n",
+        info,
+        f"uptime_probe_runs_skipped_total{{{base}}} {series.skipped}.0\n",
+        "".join(step_hist),
+        "".join(phases),
+        "".join(statuses),
+        "".join(expiry),
+    )
+
+
+class CheckMetrics:
+    """The per-check series: a result sink, and a collector read at scrape time."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self._series: dict[str, CheckSeries] = {}
+        self._cache: dict[str, tuple[CheckSeries, tuple[str, ...]]] = {}
+        self._render_lock = threading.Lock()
+
+    def sync_checks(self, checks: Sequence[CheckConfig]) -> None:
+        """Create series for new checks, refresh changed ones, drop removed ones."""
+        wanted = {check.name: check for check in checks}
+        for name in list(self._series):
+            if name not in wanted:
+                del self._series[name]
+        for name, check in wanted.items():
+            reasons = tuple(dict.fromkeys((*BUILTIN_REASONS, *sorted(check.reasons()))))
+            old = self._series.get(name)
+            if old is None:
+                self._series[name] = CheckSeries(
+                    check=name,
+                    location=self.location,
+                    reasons=reasons,
+                    failures=(0,) * len(reasons),
+                    steps=tuple(StepSeries(s.name, HistogramData.empty()) for s in check.steps),
+                    slo=check.slo_objective,
+                    interval=check.interval_seconds,
+                )
+                continue
+            counts = dict(zip(old.reasons, old.failures, strict=True))
+            old_steps = {step.name: step for step in old.steps}
+            self._series[name] = replace(
+                old,
+                reasons=reasons,
+                failures=tuple(counts.get(reason, 0) for reason in reasons),
+                steps=tuple(
+                    old_steps.get(s.name) or StepSeries(s.name, HistogramData.empty())
+                    for s in check.steps
+                ),
+                slo=check.slo_objective,
+                interval=check.interval_seconds,
+            )
+
+    def accept(self, outcome: RunOutcome) -> None:
+        result = outcome.result
+        old = self._series.get(result.check)
+        if old is None:  # removed by a reload while it ran
+            return
+        up = result.status is not Status.DOWN
+        failures = old.failures
+        reasons = old.reasons
+        last_failure = old.last_failure
+        if not up:
+            reason = result.reason or "internal"
+            if reason not in reasons:
+                reasons, failures = (*reasons, reason), (*failures, 0)
+            index = reasons.index(reason)
+            failures = (*failures[:index], failures[index] + 1, *failures[index + 1 :])
+            last_failure = (reason, result.failed_step or "")
+        by_name = {step.name: step for step in result.steps}
+        steps = []
+        for series in old.steps:
+            step = by_name.get(series.name)
+            if step is None:
+                steps.append(series)
+                continue
+            steps.append(
+                StepSeries(
+                    series.name,
+                    series.duration.observe(step.duration_seconds),
+                    step.timings,
+                    step.http_status or 0,
+                    step.tls_not_after if step.tls_not_after is not None else series.tls_not_after,
+                )
+            )
+        self._series[result.check] = replace(
+            old,
+            reasons=reasons,
+            failures=failures,
+            steps=tuple(steps),
+            runs=old.runs + 1,
+            degraded=old.degraded + (result.status is Status.DEGRADED),
+            duration=old.duration.observe(result.duration_seconds),
+            state=outcome.state,
+            success=int(up),
+            last_run=result.started_at,
+            last_success=result.started_at if up else old.last_success,
+            last_failure=last_failure,
+        )
+
+    def record_skip(self, check: str) -> None:
+        old = self._series.get(check)
+        if old is not None:
+            self._series[check] = replace(old, skipped=old.skipped + 1)
+
+    def series(self, check: str) -> CheckSeries | None:
+        return self._series.get(check)
+
+    def render_text(self) -> str:
+        """Text exposition 0.0.4 of every check's series; safe to call from a worker thread."""
+        snapshot = list(self._series.values())  # one atomic copy of the current references
+        with self._render_lock:
+            blocks = []
+            cache = {}
+            for series in snapshot:
+                cached = self._cache.get(series.check)
+                if cached is None or cached[0] is not series:
+                    cached = (series, render_check(series))
+                cache[series.check] = cached
+                blocks.append(cached[1])
+            self._cache = cache
+        out = []
+        for index, (name, kind, help_text) in enumerate(FAMILIES):
+            out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+            out.extend(block[index] for block in blocks)
+        return "".join(out)
+
+    def collect(self) -> Iterator[Metric]:
+        """The same series as prometheus-client families (OpenMetrics, and tests)."""
+        snapshot = list(self._series.values())
+        labels = ["check", "location"]
+        fam = {name: (kind, help_text) for name, kind, help_text in FAMILIES}
+
+        def gauge(name: str, extra: Sequence[str] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, fam[name][1], labels=[*labels, *extra])
+
+        def counter(name: str, extra: Sequence[str] = ()) -> CounterMetricFamily:
+            return CounterMetricFamily(name, fam[name][1], labels=[*labels, *extra])
+
+        def histogram(name: str, extra: Sequence[str] = ()) -> HistogramMetricFamily:
+            return HistogramMetricFamily(name, fam[name][1], labels=[*labels, *extra])
+
+        success = gauge("uptime_probe_check_success")
+        state = gauge("uptime_probe_check_state", ["state"])
+        runs = counter("uptime_probe_check_runs_total")
+        failures = counter("uptime_probe_check_failures_total", ["reason"])
+        degraded = counter("uptime_probe_check_degraded_total")
+        duration = histogram("uptime_probe_check_duration_seconds")
+        last_run = gauge("uptime_probe_check_last_run_timestamp_seconds")
+        last_success = gauge("uptime_probe_check_last_success_timestamp_seconds")
+        slo = gauge("uptime_probe_check_slo_objective")
+        interval = gauge("uptime_probe_check_interval_seconds")
+        info = gauge("uptime_probe_check_last_failure_info", ["reason", "step"])
+        skipped = counter("uptime_probe_runs_skipped_total")
+        step_duration = histogram("uptime_probe_step_duration_seconds", ["step"])
+        phase = gauge("uptime_probe_step_phase_seconds", ["step", "phase"])
+        http_status = gauge("uptime_probe_step_http_status_code", ["step"])
+        expiry = gauge("uptime_probe_step_tls_cert_expiry_timestamp_seconds", ["step"])
+
+        def buckets(data: HistogramData) -> list[tuple[str, float]]:
+            bounds = (*map(_num, DURATION_BUCKETS), "+Inf")
+            return list(zip(bounds, map(float, data.cumulative()), strict=True))
+
+        for s in snapshot:
+            key = [s.check, s.location]
+            success.add_metric(key, s.success)
+            for st in STATES:
+                state.add_metric([*key, st.value], 1 if s.state is st else 0)
+            runs.add_metric(key, s.runs)
+            for reason, count in zip(s.reasons, s.failures, strict=True):
+                failures.add_metric([*key, reason], count)
+            degraded.add_metric(key, s.degraded)
+            duration.add_metric(key, buckets(s.duration), s.duration.total)
+            last_run.add_metric(key, s.last_run)
+            last_success.add_metric(key, s.last_success)
+            slo.add_metric(key, s.slo)
+            interval.add_metric(key, s.interval)
+            if s.last_failure is not None:
+                info.add_metric([*key, *s.last_failure], 1)
+            skipped.add_metric(key, s.skipped)
+            for step in s.steps:
+                step_key = [*key, step.name]
+                step_duration.add_metric(step_key, buckets(step.duration), step.duration.total)
+                for name in PHASES:
+                    phase.add_metric([*step_key, name], getattr(step.phases, name))
+                http_status.add_metric(step_key, step.http_status)
+                if step.tls_not_after is not None:
+                    expiry.add_metric(step_key, step.tls_not_after)
+        yield from (
+            success, state, runs, failures, degraded, duration, last_run, last_success, slo,
+            interval, info, skipped, step_duration, phase, http_status, expiry,
+        )  # fmt: skip
+
+
+class DaemonMetrics:
+    """The daemon's own metrics, on a registry passed in (never the global one)."""
+
+    def __init__(self, registry: CollectorRegistry, *, shard: str = "0/1") -> None:
+        self.registry = registry
+        self.schedule_lag = Histogram(
+            "uptime_probe_schedule_lag_seconds",
+            "Delay between a run's planned and actual start.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.runs_in_flight = Gauge(
+            "uptime_probe_runs_in_flight", "Runs currently in flight.", registry=registry
+        )
+        self.reload_successful = Gauge(
+            "uptime_probe_config_last_reload_successful",
+            "1 if the last configuration load succeeded.",
+            registry=registry,
+        )
+        self.reload_timestamp = Gauge(
+            "uptime_probe_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "uptime_probe_build_info",
+            "Build and shard of this process.",
+            ["version", "shard"],
+            registry=registry,
+        )
+        self.build_info.labels(version=__version__, shard=shard).set(1)
+        self.shard_checks = Gauge(
+            "uptime_probe_shard_checks",
+            "Checks this shard runs.",
+            ["shard"],
+            registry=registry,
+        )
+        self.shard = shard
+        self.store_errors = Counter(
+            "uptime_probe_store_errors",
+            "Run summaries the store failed to write (lost).",
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "uptime_probe_notifications",
+            "Notification deliveries by notifier and result.",
+            ["notifier", "result"],
+            registry=registry,
+        )
+        ProcessCollector(registry=registry)
+
+
+class MetricsExposition:
+    """Renders /metrics in the format the scraper asked for."""
+
+    def __init__(self, checks: CheckMetrics, daemon: DaemonMetrics) -> None:
+        self.checks = checks
+        self.daemon = daemon
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        if "application/openmetrics-text" in accept:
+            body: bytes = generate_openmetrics(_Union(self))  # type: ignore[no-untyped-call]
+            return body, OPENMETRICS_CONTENT_TYPE
+        text = self.checks.render_text().encode() + generate_latest(self.daemon.registry)
+        return text, TEXT_CONTENT_TYPE
+
+
+class _Union:
+    def __init__(self, exposition: MetricsExposition) -> None:
+        self._exposition = exposition
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._exposition.checks.collect()
+        yield from self._exposition.daemon.registry.collect()

@@ -1,0 +1,194 @@
+"""Runs each check at its interval: spread starts, one run per check in flight, a global cap.
+
+APScheduler decides *when*; this module decides *whether* and *how many*. Its job
+only starts our own task and returns, so APScheduler never holds a run: overlap is
+skipped and counted here, the concurrency cap is our semaphore, and stop drains our
+in-flight set before APScheduler's shutdown (which would cancel running jobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from uptime_probe.probe import CheckPlan, CheckResult, run_check
+from uptime_probe.sinks import ResultSink, RunOutcome
+from uptime_probe.state.machine import CheckState, next_state
+
+log = structlog.get_logger("uptime_probe.scheduler")
+
+RunCheck = Callable[[CheckPlan], Awaitable[CheckResult]]
+
+
+def start_offset(name: str, interval: float) -> float:
+    """Where in its interval a check starts: a stable hash of its name, so restarts and
+    1,000 checks spread the same way every time."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def planned_start(now: float, interval: float, offset: float) -> float:
+    """The latest tick of the check's grid at or before `now` (epoch seconds)."""
+    return math.floor((now - offset) / interval) * interval + offset
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    updated: tuple[str, ...]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        sink: ResultSink,
+        location: str,
+        max_concurrency: int,
+        observe_lag: Callable[[float], None],
+        on_skip: Callable[[str], None],
+        run: RunCheck = run_check,
+    ) -> None:
+        self._sink = sink
+        self._location = location
+        self._observe_lag = observe_lag
+        self._on_skip = on_skip
+        self._run = run
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._plans: dict[str, CheckPlan] = {}
+        self._intervals: dict[str, float] = {}
+        self.states: dict[str, CheckState] = {}
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self._apscheduler = AsyncIOScheduler(timezone=UTC)
+        self.running = False
+
+    @property
+    def checks(self) -> Mapping[str, CheckPlan]:
+        return self._plans
+
+    def set_max_concurrency(self, value: int) -> None:
+        if value != self._max_concurrency:
+            # Runs holding the old semaphore finish under it; new ones use the new cap.
+            self._semaphore = asyncio.Semaphore(value)
+            self._max_concurrency = value
+
+    def apply(self, plans: Mapping[str, CheckPlan]) -> ScheduleChange:
+        """Make the schedule match `plans`; unchanged checks keep their timing and state."""
+        removed = tuple(name for name in self._plans if name not in plans)
+        added = tuple(name for name in plans if name not in self._plans)
+        updated = []
+        for name in removed:
+            del self._plans[name]
+            del self._intervals[name]
+            self.states.pop(name, None)
+            if self._apscheduler.get_job(name) is not None:
+                self._apscheduler.remove_job(name)
+        for name, plan in plans.items():
+            interval = plan.check.interval_seconds
+            previous = self._plans.get(name)
+            self._plans[name] = plan
+            if previous is not None and previous.check != plan.check:
+                updated.append(name)
+            if self._intervals.get(name) != interval:
+                self._intervals[name] = interval
+                self._schedule(name, interval)
+        return ScheduleChange(added, removed, tuple(updated))
+
+    def _schedule(self, name: str, interval: float) -> None:
+        offset = start_offset(name, interval)
+        first = planned_start(time.time(), interval, offset)
+        self._apscheduler.add_job(
+            self._fire,
+            trigger=IntervalTrigger(
+                seconds=interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
+            ),
+            args=[name],
+            id=name,
+            name=name,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(1, int(interval)),
+        )
+
+    def start(self) -> None:
+        self._apscheduler.start()
+        self.running = True
+
+    async def _fire(self, name: str) -> None:
+        plan = self._plans.get(name)
+        if plan is None:
+            return
+        if name in self.in_flight:
+            self._on_skip(name)
+            log.warning("run_skipped", check=name, why="previous run still in flight")
+            return
+        interval = self._intervals[name]
+        planned = planned_start(time.time(), interval, start_offset(name, interval))
+        task = asyncio.create_task(self._run_one(plan, planned), name=f"check:{name}")
+        self.in_flight[name] = task
+        task.add_done_callback(lambda _t: self.in_flight.pop(name, None))
+
+    async def _run_one(self, plan: CheckPlan, planned: float) -> None:
+        name = plan.name
+        structlog.contextvars.bind_contextvars(check=name)
+        try:
+            async with self._semaphore:
+                lag = max(0.0, time.time() - planned)
+                self._observe_lag(lag)
+                result = await self._run(plan)
+        except Exception:
+            # run_check never raises; if a bug makes it, lose this run, not the daemon.
+            log.exception("run_crashed")
+            return
+        if self._plans.get(name) is None:
+            return  # removed by a reload while it ran
+        check = self._plans[name].check
+        before = self.states.get(name, CheckState())
+        after = next_state(
+            before,
+            result.status,
+            failure_threshold=check.failure_threshold_runs,
+            success_threshold=check.success_threshold_runs,
+        )
+        self.states[name] = after
+        self._sink.accept(
+            RunOutcome(
+                result=result,
+                state=after.state,
+                previous_state=before.state,
+                location=self._location,
+                lag_seconds=lag,
+            )
+        )
+
+    async def stop(self, grace: float) -> int:
+        """Start no new runs, let in-flight ones finish up to `grace`, cancel the rest.
+
+        Returns how many runs were cancelled.
+        """
+        if self.running:
+            self._apscheduler.pause()
+        pending = set(self.in_flight.values())
+        if pending:
+            log.info("draining_runs", in_flight=len(pending), grace_seconds=grace)
+            _done, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.running:
+            self._apscheduler.shutdown(wait=False)
+            self.running = False
+        return len(pending)

@@ -1,0 +1,1 @@
+"""Check state after thresholds, and (with the store) what happened over time."""

@@ -1,0 +1,84 @@
+"""The aiohttp application serving /metrics, /healthz, /readyz and the lifecycle API."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from uptime_probe.metrics import MetricsExposition
+
+# Bodies smaller than this are sent as they are: compressing them costs more than it saves.
+_GZIP_MIN_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    ok: bool
+    message: str
+
+
+@dataclass(slots=True)
+class DaemonControl:
+    """What the web layer may see and do of the daemon."""
+
+    exposition: MetricsExposition
+    readiness: Callable[[], tuple[bool, str]]
+    reload: Callable[[], Awaitable[ReloadOutcome]]
+    enable_lifecycle: bool = False
+
+
+CONTROL_KEY = web.AppKey("control", DaemonControl)
+
+
+def _render_metrics(
+    exposition: MetricsExposition, accept: str, gzip_ok: bool
+) -> tuple[bytes, str, bool]:
+    body, content_type = exposition.render(accept)
+    if gzip_ok and len(body) >= _GZIP_MIN_BYTES:
+        return gzip.compress(body, compresslevel=1), content_type, True
+    return body, content_type, False
+
+
+async def metrics(request: web.Request) -> web.Response:
+    control = request.app[CONTROL_KEY]
+    gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
+    # Rendered off the event loop, so a large scrape never stalls probing.
+    body, content_type, compressed = await asyncio.to_thread(
+        _render_metrics, control.exposition, request.headers.get("Accept", ""), gzip_ok
+    )
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    if compressed:
+        response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, why = request.app[CONTROL_KEY].readiness()
+    return web.Response(text=f"{why}\n", status=200 if ready else 503)
+
+
+async def reload(request: web.Request) -> web.Response:
+    control = request.app[CONTROL_KEY]
+    if not control.enable_lifecycle:
+        return web.Response(text="Lifecycle API is not enabled.\n", status=403)
+    outcome = await control.reload()
+    return web.Response(text=f"{outcome.message}\n", status=200 if outcome.ok else 500)
+
+
+def build_web_app(control: DaemonControl) -> web.Application:
+    app = web.Application()
+    app[CONTROL_KEY] = control
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    return app
