@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q -e .
-exec .venv/bin/uptime-probe check -c probes.yaml "$@"
+exec .venv/bin/uptime-probe demo -c probes.yaml "$@"

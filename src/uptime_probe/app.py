@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import compile_checks
 from uptime_probe.scheduler import Scheduler
-from uptime_probe.sinks import FanOut, LogSink
+from uptime_probe.sinks import FanOut, LogSink, ResultSink
 from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
 
 log = structlog.get_logger("uptime_probe.app")
@@ -41,7 +42,11 @@ def _split_listen(listen: str) -> tuple[str, int]:
 
 class Daemon:
     def __init__(
-        self, config: Config, options: DaemonOptions, redact: RedactSecrets | None
+        self,
+        config: Config,
+        options: DaemonOptions,
+        redact: RedactSecrets | None,
+        extra_sinks: Sequence[ResultSink] = (),
     ) -> None:
         self.options = options
         self.config = config
@@ -51,7 +56,7 @@ class Daemon:
         self.daemon_metrics = DaemonMetrics(self.registry)
         self.check_metrics = CheckMetrics(config.location)
         self.scheduler = Scheduler(
-            sink=FanOut([self.check_metrics, LogSink()]),
+            sink=FanOut([self.check_metrics, LogSink(), *extra_sinks]),
             location=config.location,
             max_concurrency=config.max_concurrency,
             observe_lag=self.daemon_metrics.schedule_lag.observe,

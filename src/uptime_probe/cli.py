@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(run)
     _daemon_arguments(run)
 
+    demo = commands.add_parser(
+        "demo", help="replay the 3 Dec 2025 incident on the simulator and probe it, live"
+    )
+    _config_argument(demo)
+    demo.add_argument(
+        "--listen", default="127.0.0.1:9713", help="HOST:PORT for metrics (%(default)s)"
+    )
+    demo.add_argument("--data-dir", default="data", help="logs and data (%(default)s)")
+
     simulator = commands.add_parser("simulator", help="run the simulated chat service alone")
     simulator.add_argument("--listen", default="127.0.0.1:8765", help="HOST:PORT (%(default)s)")
     simulator.add_argument(
@@ -134,6 +143,14 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(options, redact))
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from uptime_probe.demo import run_demo
+
+    return asyncio.run(run_demo(Path(args.config), args.listen, Path(args.data_dir)))
+
+
 def _simulator(args: argparse.Namespace) -> int:
     from uptime_probe.simulator import run_simulator
 
@@ -151,6 +168,7 @@ _COMMANDS = {
     "validate": _validate,
     "schema": _schema,
     "run": _run,
+    "demo": _demo,
     "simulator": _simulator,
 }
 
