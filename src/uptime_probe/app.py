@@ -21,6 +21,10 @@ from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import compile_checks
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
+from uptime_probe.state.incidents import IncidentTracker
+from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.machine import CheckState
+from uptime_probe.state.store import Store
 from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
 
 log = structlog.get_logger("uptime_probe.app")
@@ -33,6 +37,7 @@ class DaemonOptions:
     config_path: Path
     listen: str | None = None  # overrides server.listen (tests, demo)
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    data_dir: Path = Path("data")
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -55,8 +60,25 @@ class Daemon:
         self.registry = CollectorRegistry(auto_describe=True)
         self.daemon_metrics = DaemonMetrics(self.registry)
         self.check_metrics = CheckMetrics(config.location)
+        self.store = Store(
+            options.data_dir,
+            on_loss=self.daemon_metrics.store_errors.inc,
+            raw_retention=config.store.raw_retention,
+            rollup_retention=config.store.rollup_retention,
+        )
+        self.incidents = IncidentTracker([self.store.record_incident])
+        self.latest = LatestOutcomes()
         self.scheduler = Scheduler(
-            sink=FanOut([self.check_metrics, LogSink(), *extra_sinks]),
+            sink=FanOut(
+                [
+                    self.check_metrics,
+                    self.latest,
+                    LogSink(),
+                    self.store,
+                    self.incidents,
+                    *extra_sinks,
+                ]
+            ),
             location=config.location,
             max_concurrency=config.max_concurrency,
             observe_lag=self.daemon_metrics.schedule_lag.observe,
@@ -84,6 +106,9 @@ class Daemon:
         self.check_metrics.sync_checks(config.checks)
         self.scheduler.set_max_concurrency(config.max_concurrency)
         change = self.scheduler.apply(plans)
+        for name in change.removed:
+            self.incidents.forget(name)
+        self.latest.retain(plans)
         self.config = config
         self.daemon_metrics.shard_checks.labels(shard=self.daemon_metrics.shard).set(len(plans))
         self.daemon_metrics.reload_successful.set(1)
@@ -117,8 +142,22 @@ class Daemon:
             return False, "scheduler not running"
         return True, f"ready: {len(self.scheduler.checks)} checks scheduled"
 
+    async def _restore(self) -> None:
+        """Each check's state and the open incidents, as they were before a restart."""
+        states = await self.store.check_states()
+        for name, state in states.items():
+            if name in self.scheduler.checks:
+                self.scheduler.states[name] = CheckState(state)
+                self.check_metrics.restore_state(name, state)
+        open_incidents = await self.store.open_incidents()
+        self.incidents.restore(open_incidents)
+        if states or open_incidents:
+            log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
+
     async def start(self) -> None:
+        await self.store.open()
         self._apply(self.config)
+        await self._restore()
         self.scheduler.start()
         control = DaemonControl(
             exposition=self.exposition,
@@ -163,7 +202,8 @@ class Daemon:
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
-        log.info("daemon_stopped", cancelled_runs=cancelled)
+        await self.store.close()
+        log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
 
 
 async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> int:
@@ -181,8 +221,9 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     try:
         await daemon.start()
     except OSError as exc:
-        log.error("listen_failed", error=str(exc))
+        log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
+        await daemon.store.close()
         return 1
     await daemon.wait_for_stop()
     await daemon.stop()

@@ -57,7 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--listen", default="127.0.0.1:9713", help="HOST:PORT for metrics (%(default)s)"
     )
-    demo.add_argument("--data-dir", default="data", help="logs and data (%(default)s)")
+    _data_dir_argument(demo)
+
+    incidents = commands.add_parser(
+        "incidents", help="print the incident timeline (a first draft of a postmortem)"
+    )
+    _data_dir_argument(incidents)
+    incidents.add_argument(
+        "--since", default="24h", help="how far back, e.g. 24h, 7d (%(default)s)"
+    )
+    incidents.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    incidents.add_argument("--check", help="only this check")
 
     simulator = commands.add_parser("simulator", help="run the simulated chat service alone")
     simulator.add_argument("--listen", default="127.0.0.1:8765", help="HOST:PORT (%(default)s)")
@@ -70,7 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("UPTIME_PROBE_DATA_DIR", "data"),
+        help="where the SQLite history lives (default: %(default)s, or $UPTIME_PROBE_DATA_DIR)",
+    )
+
+
 def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    _data_dir_argument(parser)
     parser.add_argument("--listen", help="HOST:PORT to serve on, overriding server.listen")
     parser.add_argument(
         "--log-level",
@@ -138,7 +157,10 @@ def _run(args: argparse.Namespace) -> int:
 
     redact = configure_logging(args.log_level)
     options = DaemonOptions(
-        config_path=Path(args.config), listen=args.listen, grace_seconds=args.grace
+        config_path=Path(args.config),
+        listen=args.listen,
+        grace_seconds=args.grace,
+        data_dir=Path(args.data_dir),
     )
     return asyncio.run(serve(options, redact))
 
@@ -149,6 +171,22 @@ def _demo(args: argparse.Namespace) -> int:
     from uptime_probe.demo import run_demo
 
     return asyncio.run(run_demo(Path(args.config), args.listen, Path(args.data_dir)))
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from uptime_probe.config.units import parse_duration
+    from uptime_probe.report import print_incidents
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"error: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(
+        print_incidents(Path(args.data_dir), since, args.format, args.check, sys.stdout)
+    )
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -169,6 +207,7 @@ _COMMANDS = {
     "schema": _schema,
     "run": _run,
     "demo": _demo,
+    "incidents": _incidents,
     "simulator": _simulator,
 }
 

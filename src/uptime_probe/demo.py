@@ -91,7 +91,9 @@ async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO =
         token=DEMO_TOKEN,
     )
     view = LiveView([check.name for check in config.checks])
-    daemon = Daemon(config, DaemonOptions(config_path, listen=listen), redact, [view])
+    daemon = Daemon(
+        config, DaemonOptions(config_path, listen=listen, data_dir=data_dir), redact, [view]
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, daemon.request_stop, signal.Signals(signum).name)

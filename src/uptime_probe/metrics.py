@@ -301,6 +301,12 @@ class CheckMetrics:
             last_failure=last_failure,
         )
 
+    def restore_state(self, check: str, state: Status | None) -> None:
+        """The state a check had before a restart, shown until its first run."""
+        old = self._series.get(check)
+        if old is not None and old.runs == 0:
+            self._series[check] = replace(old, state=state)
+
     def record_skip(self, check: str) -> None:
         old = self._series.get(check)
         if old is not None:

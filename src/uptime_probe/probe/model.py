@@ -71,6 +71,38 @@ def is_content_reason(reason: str) -> bool:
     return reason not in TRANSPORT_REASONS and reason not in HTTP_REASONS and reason != "internal"
 
 
+_REASON_WORDS = {
+    "dns": "the host name did not resolve",
+    "connect_refused": "the connection was refused",
+    "connect_timeout": "the connection timed out",
+    "tls": "TLS failed (certificate or handshake)",
+    "timeout": "no response before the deadline",
+    "connection_reset": "the connection broke mid-response",
+    "too_many_redirects": "too many redirects",
+    "http_4xx": "a client error status (4xx)",
+    "http_5xx": "a server error status (5xx)",
+    "rate_limited": "rate limited (429)",
+    "unexpected_status": "an unexpected status",
+    "invalid_json": "the response was not valid JSON",
+    "body_too_large": "the response was too large",
+    "schema_mismatch": "the response did not match its schema",
+    "assertion_failed": "the response did not meet an expectation",
+    "extraction_failed": "a value could not be extracted",
+    "poll_timeout": "the expected state never came",
+    "internal": "an internal error in uptime-probe",
+}
+
+
+def describe_reason(reason: str, http_status: int | None = None) -> str:
+    """A reason in plain words: `empty_history` -> "empty history (HTTP 200)"."""
+    words = _REASON_WORDS.get(reason) or reason.replace("_", " ")
+    if http_status and reason not in ("http_4xx", "http_5xx", "rate_limited"):
+        return f"{words} (HTTP {http_status})"
+    if http_status:
+        return f"{words.split(' (')[0]} (HTTP {http_status})"
+    return words
+
+
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 
 

@@ -1,0 +1,120 @@
+"""`uptime-probe incidents`: the incident timeline, as a first draft of a postmortem."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from uptime_probe.state.incidents import Incident
+from uptime_probe.state.store import Store
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h"] if hours else []
+    if minutes or hours:
+        parts.append(f"{minutes}m")
+    parts.append(f"{secs}s")
+    return " ".join(parts)
+
+
+def _fence(text: str) -> str:
+    """A code block that the sample cannot break out of."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}\n{text}\n{fence}"
+
+
+def incident_markdown(incident: Incident, now: float) -> str:
+    reasons = ", ".join(
+        f"`{reason}` x{count}"
+        for reason, count in sorted(incident.reasons.items(), key=lambda kv: -kv[1])
+    )
+    steps = ", ".join(f"`{step}`" for step in incident.failing_steps) or "-"
+    end = incident.resolved_at if incident.resolved_at is not None else now
+    lines = [
+        f"## {incident.check}: {incident.first_reason} ({incident.status.value})",
+        "",
+        f"- Check: `{incident.check}` (location `{incident.location}`)",
+        f"- Opened: {_clock(incident.opened_at)}"
+        + (
+            f"; resolved {_clock(incident.resolved_at)}"
+            if incident.resolved_at is not None
+            else "; still open"
+        )
+        + f" (duration {_span(end - incident.opened_at)})",
+        f"- Detected {_span(incident.time_to_detect)} after the first failed run "
+        f"({_clock(incident.first_failure_at)})",
+        f"- Reasons seen: {reasons}",
+        f"- Failing steps: {steps}",
+        f"- First failure: {incident.first_message}",
+    ]
+    if incident.response_sample:
+        lines += [
+            "- First response sample (secrets redacted):",
+            "",
+            _fence(incident.response_sample),
+        ]
+    lines += ["", "| time | status | update |", "| --- | --- | --- |"]
+    for entry in incident.timeline:
+        message = entry.message.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {_clock(entry.at)} | {entry.status.value} | {message} |")
+    return "\n".join(lines) + "\n"
+
+
+def incident_json(incident: Incident) -> dict[str, object]:
+    return {
+        "id": incident.id,
+        "check": incident.check,
+        "location": incident.location,
+        "status": incident.status.value,
+        "opened_at": incident.opened_at,
+        "resolved_at": incident.resolved_at,
+        "first_failure_at": incident.first_failure_at,
+        "time_to_detect_seconds": round(incident.time_to_detect, 3),
+        "first_reason": incident.first_reason,
+        "first_message": incident.first_message,
+        "response_sample": incident.response_sample,
+        "reasons": incident.reasons,
+        "failing_steps": list(incident.failing_steps),
+        "timeline": [
+            {"at": e.at, "status": e.status.value, "message": e.message} for e in incident.timeline
+        ],
+    }
+
+
+def render_incidents(incidents: Sequence[Incident], fmt: str, now: float) -> str:
+    if fmt == "json":
+        return json.dumps([incident_json(i) for i in incidents], indent=2) + "\n"
+    if not incidents:
+        return "No incidents in this period.\n"
+    header = f"# Incidents ({len(incidents)})\n\n"
+    return header + "\n".join(incident_markdown(i, now) for i in reversed(incidents))
+
+
+async def print_incidents(
+    data_dir: Path, since_seconds: float, fmt: str, check: str | None, out: TextIO
+) -> int:
+    store = Store(data_dir)
+    if not store.path.exists():
+        print(f"no history in {data_dir}/ (start the daemon with --data-dir {data_dir})", file=out)
+        return 1
+    now = time.time()
+    await store.open(readonly=True)
+    try:
+        incidents = await store.incidents(since=now - since_seconds, check=check)
+    finally:
+        await store.close()
+    out.write(render_incidents(incidents, fmt, now))
+    return 0

@@ -1,0 +1,241 @@
+"""Incidents from check state changes: pure, no I/O.
+
+An incident opens when a check's state turns down and resolves when it turns back
+up (or degraded). It reads like a public status page: `investigating` while down,
+`monitoring` after the first good run, `resolved` once the success threshold is met.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from uptime_probe.probe.model import CheckResult, Status
+from uptime_probe.sinks import RunOutcome
+
+
+class IncidentStatus(StrEnum):
+    INVESTIGATING = "investigating"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+
+
+class IncidentEventKind(StrEnum):
+    OPENED = "opened"
+    UPDATED = "updated"  # a timeline entry: investigating <-> monitoring, or a new reason
+    COUNTED = "counted"  # only the reason counts moved; stored, never notified
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: float
+    status: IncidentStatus
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: str
+    check: str
+    location: str
+    status: IncidentStatus
+    opened_at: float
+    first_failure_at: float
+    first_message: str
+    first_reason: str
+    response_sample: str | None
+    reasons: dict[str, int]
+    failing_steps: tuple[str, ...]
+    timeline: tuple[TimelineEntry, ...]
+    resolved_at: float | None = None
+    last_reason: str = ""
+
+    @property
+    def time_to_detect(self) -> float:
+        return self.opened_at - self.first_failure_at
+
+    @property
+    def open(self) -> bool:
+        return self.status is not IncidentStatus.RESOLVED
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    kind: IncidentEventKind
+    incident: Incident
+
+
+@dataclass(slots=True)
+class _Streak:
+    """The down runs seen since the check's last good run, before an incident opens."""
+
+    first_at: float = 0.0
+    first_message: str = ""
+    first_reason: str = ""
+    sample: str | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)
+
+
+def _sample(result: CheckResult) -> str | None:
+    for step in result.steps:
+        if step.name == result.failed_step and step.response_sample:
+            return step.response_sample
+    return None
+
+
+def _reason_phrase(result: CheckResult) -> str:
+    return f"{result.reason} at step {result.failed_step}: {result.message}"
+
+
+class IncidentTracker:
+    """A result sink turning state changes into incident events for its listeners."""
+
+    def __init__(
+        self,
+        listeners: Sequence[Callable[[IncidentEvent], None]] = (),
+        *,
+        new_id: Callable[[str, float], str] | None = None,
+    ) -> None:
+        self._listeners = list(listeners)
+        self._open: dict[str, Incident] = {}
+        self._streaks: dict[str, _Streak] = {}
+        self._new_id = new_id or (lambda check, at: f"{check}-{int(at * 1000)}")
+
+    def add_listener(self, listener: Callable[[IncidentEvent], None]) -> None:
+        self._listeners.append(listener)
+
+    def restore(self, incidents: Iterable[Incident]) -> None:
+        """Open incidents from storage, after a restart."""
+        for incident in incidents:
+            if incident.open:
+                self._open[incident.check] = incident
+
+    def open_incidents(self) -> list[Incident]:
+        return list(self._open.values())
+
+    def forget(self, check: str) -> None:
+        """A check removed by a reload: its open incident stays in storage, untracked."""
+        self._open.pop(check, None)
+        self._streaks.pop(check, None)
+
+    def accept(self, outcome: RunOutcome) -> None:
+        result = outcome.result
+        check = result.check
+        incident = self._open.get(check)
+        if result.status is Status.DOWN:
+            streak = self._streaks.get(check)
+            if streak is None:
+                streak = _Streak(
+                    result.started_at, result.message, result.reason or "", _sample(result)
+                )
+                self._streaks[check] = streak
+            reason = result.reason or "internal"
+            streak.reasons[reason] = streak.reasons.get(reason, 0) + 1
+            if result.failed_step and result.failed_step not in streak.steps:
+                streak.steps.append(result.failed_step)
+            if incident is None and outcome.state is Status.DOWN:
+                self._opened(outcome, streak)
+            elif incident is not None:
+                self._failed_again(incident, result)
+            return
+        self._streaks.pop(check, None)
+        if incident is None:
+            return
+        if outcome.state is Status.DOWN:
+            if incident.status is IncidentStatus.INVESTIGATING:
+                self._update(
+                    incident,
+                    IncidentStatus.MONITORING,
+                    result.started_at,
+                    "A run succeeded; watching for recovery.",
+                )
+            return
+        self._resolved(incident, result)
+
+    def _emit(self, kind: IncidentEventKind, incident: Incident) -> None:
+        for listener in self._listeners:
+            listener(IncidentEvent(kind, incident))
+
+    def _opened(self, outcome: RunOutcome, streak: _Streak) -> None:
+        result = outcome.result
+        now = result.started_at
+        incident = Incident(
+            id=self._new_id(result.check, now),
+            check=result.check,
+            location=outcome.location,
+            status=IncidentStatus.INVESTIGATING,
+            opened_at=now,
+            first_failure_at=streak.first_at,
+            first_message=streak.first_message,
+            first_reason=streak.first_reason,
+            response_sample=streak.sample,
+            reasons=dict(streak.reasons),
+            failing_steps=tuple(streak.steps),
+            timeline=(TimelineEntry(now, IncidentStatus.INVESTIGATING, _reason_phrase(result)),),
+            last_reason=result.reason or "",
+        )
+        self._open[result.check] = incident
+        self._emit(IncidentEventKind.OPENED, incident)
+
+    def _failed_again(self, incident: Incident, result: CheckResult) -> None:
+        reason = result.reason or "internal"
+        reasons = dict(incident.reasons)
+        reasons[reason] = reasons.get(reason, 0) + 1
+        steps = incident.failing_steps
+        if result.failed_step and result.failed_step not in steps:
+            steps = (*steps, result.failed_step)
+        timeline = incident.timeline
+        kind = None
+        if incident.status is IncidentStatus.MONITORING:
+            entry = TimelineEntry(
+                result.started_at, IncidentStatus.INVESTIGATING, _reason_phrase(result)
+            )
+            timeline, kind = (*timeline, entry), IncidentEventKind.UPDATED
+        elif reason not in incident.reasons:
+            entry = TimelineEntry(
+                result.started_at,
+                IncidentStatus.INVESTIGATING,
+                f"New failure: {_reason_phrase(result)}",
+            )
+            timeline, kind = (*timeline, entry), IncidentEventKind.UPDATED
+        updated = replace(
+            incident,
+            status=IncidentStatus.INVESTIGATING,
+            reasons=reasons,
+            failing_steps=steps,
+            timeline=timeline,
+            last_reason=reason,
+        )
+        self._open[incident.check] = updated
+        # Every failure updates counts in storage; only status changes notify.
+        self._emit(kind or IncidentEventKind.COUNTED, updated)
+
+    def _update(self, incident: Incident, status: IncidentStatus, at: float, message: str) -> None:
+        updated = replace(
+            incident,
+            status=status,
+            timeline=(*incident.timeline, TimelineEntry(at, status, message)),
+        )
+        self._open[incident.check] = updated
+        self._emit(IncidentEventKind.UPDATED, updated)
+
+    def _resolved(self, incident: Incident, result: CheckResult) -> None:
+        now = result.started_at
+        timeline = incident.timeline
+        if incident.status is not IncidentStatus.MONITORING:
+            timeline = (
+                *timeline,
+                TimelineEntry(now, IncidentStatus.MONITORING, "A run succeeded."),
+            )
+        timeline = (
+            *timeline,
+            TimelineEntry(now, IncidentStatus.RESOLVED, f"Check is {result.status.value} again."),
+        )
+        resolved = replace(
+            incident, status=IncidentStatus.RESOLVED, resolved_at=now, timeline=timeline
+        )
+        del self._open[incident.check]
+        self._emit(IncidentEventKind.RESOLVED, resolved)

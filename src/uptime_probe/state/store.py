@@ -1,0 +1,421 @@
+"""SQLite history: every run's summary, hourly rollups, check states and incidents.
+
+One writer task drains a bounded queue in batches, one transaction a batch, on
+aiosqlite's own thread: a slow or failing disk never delays a probe. A full queue or
+a failed write loses those rows, counts them (`on_loss`) and logs; probing goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from uptime_probe.probe.model import Status
+from uptime_probe.sinks import RunOutcome
+from uptime_probe.state.incidents import (
+    Incident,
+    IncidentEvent,
+    IncidentStatus,
+    TimelineEntry,
+)
+
+log = structlog.get_logger("uptime_probe.store")
+
+DB_FILE = "uptime-probe.sqlite3"
+BATCH_MAX = 500
+RETENTION_EVERY_SECONDS = 3600.0
+
+# Each entry moves the schema one version up; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        location TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        step TEXT,
+        duration REAL NOT NULL,
+        http_status INTEGER,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_check_time ON runs (check_name, started_at);
+    CREATE INDEX runs_by_time ON runs (started_at);
+    CREATE TABLE rollups (
+        check_name TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        runs INTEGER NOT NULL,
+        up INTEGER NOT NULL,
+        degraded INTEGER NOT NULL,
+        down INTEGER NOT NULL,
+        duration_sum REAL NOT NULL,
+        duration_max REAL NOT NULL,
+        PRIMARY KEY (check_name, hour)
+    );
+    CREATE TABLE check_states (
+        check_name TEXT PRIMARY KEY,
+        state TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        location TEXT NOT NULL,
+        status TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        resolved_at REAL,
+        first_failure_at REAL NOT NULL,
+        first_reason TEXT NOT NULL,
+        first_message TEXT NOT NULL,
+        response_sample TEXT,
+        reasons TEXT NOT NULL,
+        failing_steps TEXT NOT NULL,
+        timeline TEXT NOT NULL,
+        last_reason TEXT NOT NULL
+    );
+    CREATE INDEX incidents_by_open ON incidents (opened_at);
+    CREATE INDEX incidents_by_status ON incidents (status);
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    check: str
+    started_at: float
+    status: str
+    reason: str | None
+    step: str | None
+    duration_seconds: float
+    http_status: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUptime:
+    day: int  # epoch seconds of the UTC day's start
+    runs: int
+    good: int
+
+    @property
+    def ratio(self) -> float | None:
+        return self.good / self.runs if self.runs else None
+
+
+_Write = tuple[str, Any]
+
+
+def _incident_row(incident: Incident) -> tuple[Any, ...]:
+    return (
+        incident.id,
+        incident.check,
+        incident.location,
+        incident.status.value,
+        incident.opened_at,
+        incident.resolved_at,
+        incident.first_failure_at,
+        incident.first_reason,
+        incident.first_message,
+        incident.response_sample,
+        json.dumps(incident.reasons),
+        json.dumps(list(incident.failing_steps)),
+        json.dumps([[e.at, e.status.value, e.message] for e in incident.timeline]),
+        incident.last_reason,
+    )
+
+
+def _incident_from_row(row: Sequence[Any]) -> Incident:
+    return Incident(
+        id=row[0],
+        check=row[1],
+        location=row[2],
+        status=IncidentStatus(row[3]),
+        opened_at=row[4],
+        resolved_at=row[5],
+        first_failure_at=row[6],
+        first_reason=row[7],
+        first_message=row[8],
+        response_sample=row[9],
+        reasons=json.loads(row[10]),
+        failing_steps=tuple(json.loads(row[11])),
+        timeline=tuple(TimelineEntry(at, IncidentStatus(s), m) for at, s, m in json.loads(row[12])),
+        last_reason=row[13],
+    )
+
+
+_SELECT_INCIDENTS = (
+    "SELECT id, check_name, location, status, opened_at, resolved_at, first_failure_at, "
+    "first_reason, first_message, response_sample, reasons, failing_steps, timeline, "
+    "last_reason FROM incidents "
+)
+
+
+class Store:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        on_loss: Callable[[int], None] = lambda _n: None,
+        queue_size: int = 20_000,
+        raw_retention: float = 14 * 86400.0,
+        rollup_retention: float = 400 * 86400.0,
+    ) -> None:
+        self.path = data_dir / DB_FILE
+        self._on_loss = on_loss
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue(maxsize=queue_size)
+        self.raw_retention = raw_retention
+        self.rollup_retention = rollup_retention
+        self._db: aiosqlite.Connection | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self.lost = 0
+
+    async def open(self, *, readonly: bool = False) -> None:
+        """Open (creating and migrating) the database; `readonly` only reads, for reports."""
+        if readonly:
+            self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+            return
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._retention = asyncio.create_task(self._retention_loop(), name="store-retention")
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        db = self.db
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        async with db.execute("SELECT MAX(version) FROM schema_version") as cursor:
+            row = await cursor.fetchone()
+        current = row[0] if row and row[0] is not None else 0
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            await db.executescript(
+                f"BEGIN;\n{script}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
+            )
+            log.info("store_migrated", version=version)
+
+    # -- writing (sinks: called on the event loop, never block) ------------------------
+
+    def _enqueue(self, write: _Write) -> None:
+        try:
+            self._queue.put_nowait(write)
+        except asyncio.QueueFull:
+            self._lose(1, "queue full")
+
+    def _lose(self, count: int, why: str) -> None:
+        self.lost += count
+        self._on_loss(count)
+        log.error("store_write_lost", rows=count, why=why)
+
+    def accept(self, outcome: RunOutcome) -> None:
+        self._enqueue(("run", outcome))
+
+    def record_incident(self, event: IncidentEvent) -> None:
+        self._enqueue(("incident", event.incident))
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH_MAX and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write_batch(batch)
+            except (sqlite3.Error, OSError) as exc:
+                self._lose(len(batch), str(exc))
+                await self._rollback()
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error, OSError):
+            await self.db.rollback()
+
+    async def _write_batch(self, batch: Iterable[_Write]) -> None:
+        runs: list[tuple[Any, ...]] = []
+        rollups: dict[tuple[str, int], list[Any]] = {}
+        states: dict[str, tuple[Any, ...]] = {}
+        incidents: dict[str, tuple[Any, ...]] = {}
+        for kind, item in batch:
+            if kind == "run":
+                outcome: RunOutcome = item
+                r = outcome.result
+                runs.append(
+                    (
+                        r.check,
+                        outcome.location,
+                        r.started_at,
+                        r.status.value,
+                        r.reason,
+                        r.failed_step,
+                        r.duration_seconds,
+                        r.http_status,
+                        r.message,
+                    )
+                )
+                key = (r.check, int(r.started_at // 3600 * 3600))
+                agg = rollups.get(key, [0, 0, 0, 0, 0.0, 0.0])
+                agg[0] += 1
+                agg[1 + (Status.UP, Status.DEGRADED, Status.DOWN).index(r.status)] += 1
+                agg[4] += r.duration_seconds
+                agg[5] = max(agg[5], r.duration_seconds)
+                rollups[key] = agg
+                states[r.check] = (
+                    r.check,
+                    outcome.state.value if outcome.state else None,
+                    r.started_at,
+                )
+            else:
+                incident: Incident = item
+                incidents[incident.id] = _incident_row(incident)
+        db = self.db
+        await db.execute("BEGIN")
+        if runs:
+            await db.executemany(
+                "INSERT INTO runs (check_name, location, started_at, status, reason, step, "
+                "duration, http_status, message) VALUES (?,?,?,?,?,?,?,?,?)",
+                runs,
+            )
+        if rollups:
+            await db.executemany(
+                "INSERT INTO rollups VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (check_name, hour) DO "
+                "UPDATE SET runs=runs+excluded.runs, up=up+excluded.up, "
+                "degraded=degraded+excluded.degraded, down=down+excluded.down, "
+                "duration_sum=duration_sum+excluded.duration_sum, "
+                "duration_max=MAX(duration_max, excluded.duration_max)",
+                [(c, h, *agg) for (c, h), agg in rollups.items()],
+            )
+        if states:
+            await db.executemany(
+                "INSERT INTO check_states VALUES (?,?,?) ON CONFLICT (check_name) DO UPDATE SET "
+                "state=excluded.state, updated_at=excluded.updated_at",
+                list(states.values()),
+            )
+        if incidents:
+            await db.executemany(
+                "INSERT OR REPLACE INTO incidents (id, check_name, location, status, opened_at, "
+                "resolved_at, first_failure_at, first_reason, first_message, response_sample, "
+                "reasons, failing_steps, timeline, last_reason) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                list(incidents.values()),
+            )
+        await db.commit()
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written (or lost). False on timeout."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        if self._writer is not None:
+            flushed = await self.flush(timeout)
+            if not flushed:
+                self._lose(self._queue.qsize(), "store did not flush before stop")
+        for task in (self._writer, self._retention):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    # -- retention -------------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.apply_retention(time.time())
+            except (sqlite3.Error, OSError) as exc:
+                log.error("store_retention_failed", error=str(exc))
+            await asyncio.sleep(RETENTION_EVERY_SECONDS)
+
+    async def apply_retention(self, now: float) -> tuple[int, int]:
+        """Delete raw runs past raw_retention and rollups past rollup_retention."""
+        db = self.db
+        runs = await db.execute(
+            "DELETE FROM runs WHERE started_at < ?", (now - self.raw_retention,)
+        )
+        rollups = await db.execute(
+            "DELETE FROM rollups WHERE hour < ?", (now - self.rollup_retention,)
+        )
+        await db.commit()
+        return runs.rowcount, rollups.rowcount
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def check_states(self) -> dict[str, Status | None]:
+        async with self.db.execute("SELECT check_name, state FROM check_states") as cursor:
+            return {name: Status(state) if state else None async for name, state in cursor}
+
+    async def open_incidents(self) -> list[Incident]:
+        async with self.db.execute(
+            _SELECT_INCIDENTS + "WHERE status != 'resolved' ORDER BY opened_at"
+        ) as cursor:
+            return [_incident_from_row(row) async for row in cursor]
+
+    async def incidents(
+        self, since: float = 0.0, check: str | None = None, limit: int = 200
+    ) -> list[Incident]:
+        """Incidents open at or after `since` (still open ones always), newest first."""
+        query = (
+            _SELECT_INCIDENTS
+            + "WHERE (resolved_at IS NULL OR resolved_at >= ?) AND (? IS NULL OR check_name = ?) "
+            "ORDER BY opened_at DESC LIMIT ?"
+        )
+        async with self.db.execute(query, (since, check, check, limit)) as cursor:
+            return [_incident_from_row(row) async for row in cursor]
+
+    async def runs(self, check: str, since: float = 0.0, limit: int = 1000) -> list[RunRow]:
+        query = (
+            "SELECT check_name, started_at, status, reason, step, duration, http_status, message "
+            "FROM runs WHERE check_name = ? AND started_at >= ? ORDER BY started_at DESC LIMIT ?"
+        )
+        async with self.db.execute(query, (check, since, limit)) as cursor:
+            return [RunRow(*row) async for row in cursor]
+
+    async def daily_uptime(self, check: str, days: int, now: float) -> list[DailyUptime]:
+        """One entry per UTC day, oldest first, from the hourly rollups."""
+        today = math.floor(now / 86400) * 86400
+        first = today - (days - 1) * 86400
+        query = (
+            "SELECT (hour / 86400) * 86400 AS day, SUM(runs), SUM(up + degraded) FROM rollups "
+            "WHERE check_name = ? AND hour >= ? GROUP BY day"
+        )
+        async with self.db.execute(query, (check, first)) as cursor:
+            found = {int(day): (runs, good) async for day, runs, good in cursor}
+        return [
+            DailyUptime(day, *found.get(day, (0, 0)))
+            for day in range(int(first), int(today) + 1, 86400)
+        ]
+
+    async def recent_durations(self, check: str, limit: int = 60) -> list[tuple[float, float]]:
+        query = (
+            "SELECT started_at, duration FROM runs WHERE check_name = ? "
+            "ORDER BY started_at DESC LIMIT ?"
+        )
+        async with self.db.execute(query, (check, limit)) as cursor:
+            rows = [(at, duration) async for at, duration in cursor]
+        return rows[::-1]
