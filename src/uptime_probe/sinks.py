@@ -79,4 +79,5 @@ class LogSink:
                 previous=outcome.previous_state.value if outcome.previous_state else None,
                 reason=result.reason,
                 step=result.failed_step,
+                run_started_at=result.started_at,
             )
