@@ -20,6 +20,7 @@ from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import compile_checks
 from uptime_probe.scheduler import Scheduler
+from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
@@ -38,6 +39,8 @@ class DaemonOptions:
     listen: str | None = None  # overrides server.listen (tests, demo)
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     data_dir: Path = Path("data")
+    shard: Shard = SINGLE
+    location: str | None = None  # overrides the config's `location` (one per deployment)
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -58,7 +61,7 @@ class Daemon:
         self._redact = redact
         self._config_digest = self._digest()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.daemon_metrics = DaemonMetrics(self.registry)
+        self.daemon_metrics = DaemonMetrics(self.registry, shard=options.shard.label)
         self.check_metrics = CheckMetrics(config.location)
         self.store = Store(
             options.data_dir,
@@ -101,6 +104,8 @@ class Daemon:
     def _apply(self, config: Config) -> None:
         if self._redact is not None:
             self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
+        mine = select(config.checks, self.options.shard, config.location)
+        config = config.model_copy(update={"checks": mine})
         plans = compile_checks(config)
         self.check_metrics.location = config.location
         self.check_metrics.sync_checks(config.checks)
@@ -124,7 +129,7 @@ class Daemon:
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._reload_lock:
             try:
-                config = load_config(self.options.config_path)
+                config = load_deployment_config(self.options)
             except ConfigError as exc:
                 self.daemon_metrics.reload_successful.set(0)
                 log.error("config_reload_failed", trigger=trigger, error=str(exc))
@@ -206,10 +211,18 @@ class Daemon:
         log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
 
 
+def load_deployment_config(options: DaemonOptions) -> Config:
+    """The config file as this deployment sees it: `--location` overrides its location."""
+    config = load_config(options.config_path)
+    if options.location is not None and options.location != config.location:
+        config = config.model_copy(update={"location": options.location})
+    return config
+
+
 async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> int:
     """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
     try:
-        config = load_config(options.config_path)
+        config = load_deployment_config(options)
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return 2

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from uptime_probe import __version__
 from uptime_probe.config import ConfigError, load_config
-from uptime_probe.config.model import Config
+from uptime_probe.config.model import LOCATION_PATTERN, Config
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = os.environ.get("UPTIME_PROBE_CONFIG", "probes.yaml")
@@ -97,6 +98,18 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
     )
     parser.add_argument(
+        "--shard",
+        default=os.environ.get("UPTIME_PROBE_SHARD", "0/1"),
+        help="INDEX/COUNT, or auto/COUNT from a StatefulSet pod's ordinal "
+        "(default: %(default)s, or $UPTIME_PROBE_SHARD)",
+    )
+    parser.add_argument(
+        "--location",
+        default=os.environ.get("UPTIME_PROBE_LOCATION"),
+        help="the location label for this deployment, overriding the config's "
+        "(or $UPTIME_PROBE_LOCATION)",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=10.0,
@@ -154,13 +167,24 @@ def _run(args: argparse.Namespace) -> int:
 
     from uptime_probe.app import DaemonOptions, serve
     from uptime_probe.logs import configure_logging
+    from uptime_probe.sharding import parse_shard
 
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        print(f"error: --shard: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.location is not None and not re.fullmatch(LOCATION_PATTERN, args.location):
+        print(f"error: --location {args.location!r} must match {LOCATION_PATTERN}", file=sys.stderr)
+        return EXIT_CONFIG
     redact = configure_logging(args.log_level)
     options = DaemonOptions(
         config_path=Path(args.config),
         listen=args.listen,
         grace_seconds=args.grace,
         data_dir=Path(args.data_dir),
+        shard=shard,
+        location=args.location,
     )
     return asyncio.run(serve(options, redact))
 

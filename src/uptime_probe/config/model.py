@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -26,13 +25,14 @@ from uptime_probe.config.types import (
     Size,
     Slug,
     StatusExpectation,
+    StringList,
     TemplateString,
     VariableName,
-    as_list,
     compile_regex,
 )
 
 DEFAULT_MAX_BODY = 1024 * 1024
+LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
 MAX_REDIRECTS = 10
 
 JSON_OPERATORS = (
@@ -142,8 +142,8 @@ class Expect(Model):
     status: StatusExpectation = Field(default="2xx", validate_default=True)
     max_latency: Duration | None = None
     headers: dict[str, Regex] = {}
-    body_contains: Annotated[list[str], BeforeValidator(as_list)] = []
-    body_not_contains: Annotated[list[str], BeforeValidator(as_list)] = []
+    body_contains: StringList = []
+    body_not_contains: StringList = []
     body_matches: Regex | None = None
     json_assertions: list[JsonAssertion] = Field(default=[], alias="json")
     json_schema: str | None = None
@@ -225,7 +225,7 @@ class CheckConfig(Model):
     failure_threshold: int | None = Field(default=None, ge=1, le=100)
     success_threshold: int | None = Field(default=None, ge=1, le=100)
     notifiers: list[Slug] | None = None
-    locations: list[str] | None = None
+    locations: list[Annotated[str, Field(pattern=LOCATION_PATTERN)]] | None = None
 
     @property
     def interval_seconds(self) -> float:
@@ -341,7 +341,7 @@ class StatusPageConfig(Model):
 
 
 class Config(Model):
-    location: str = Field(default="local", pattern=r"^[A-Za-z0-9_.-]{1,63}$")
+    location: str = Field(default="local", pattern=LOCATION_PATTERN)
     max_concurrency: int = Field(default=512, ge=1, le=100_000)
     defaults: DefaultsConfig = DefaultsConfig()
     variables: dict[VariableName, str] = {}
