@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real programs the end-to-end tests drive: Prometheus + promtool, Alertmanager, Chromium.
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+{ command -v alertmanager || command -v prometheus-alertmanager; } >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
   sudo=""

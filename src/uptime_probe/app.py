@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import Config
 from uptime_probe.logs import RedactSecrets
@@ -69,8 +70,13 @@ class Daemon:
             raw_retention=config.store.raw_retention,
             rollup_retention=config.store.rollup_retention,
         )
-        self.incidents = IncidentTracker([self.store.record_incident])
         self.latest = LatestOutcomes()
+        self.notifications = NotificationDispatcher(
+            config,
+            on_result=self._count_notification,
+            failing_http_status=self._failing_http_status,
+        )
+        self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
         self.scheduler = Scheduler(
             sink=FanOut(
                 [
@@ -101,6 +107,16 @@ class Daemon:
         except OSError:
             return ""
 
+    def _count_notification(self, notifier: str, result: str) -> None:
+        self.daemon_metrics.notifications.labels(notifier=notifier, result=result).inc()
+
+    def _failing_http_status(self, check: str) -> int | None:
+        """The HTTP status of the check's latest run when it failed, for notification text."""
+        latest = self.latest.get(check)
+        if latest is None or latest.result.ok:
+            return None
+        return latest.result.http_status
+
     def _apply(self, config: Config) -> None:
         if self._redact is not None:
             self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
@@ -114,6 +130,10 @@ class Daemon:
         for name in change.removed:
             self.incidents.forget(name)
         self.latest.retain(plans)
+        self.notifications.update_config(config)
+        for name in config.notifiers:  # every series from 0, so increase() sees the first
+            for result in RESULTS:
+                self.daemon_metrics.notifications.labels(notifier=name, result=result)
         self.config = config
         self.daemon_metrics.shard_checks.labels(shard=self.daemon_metrics.shard).set(len(plans))
         self.daemon_metrics.reload_successful.set(1)
@@ -156,6 +176,7 @@ class Daemon:
                 self.check_metrics.restore_state(name, state)
         open_incidents = await self.store.open_incidents()
         self.incidents.restore(open_incidents)
+        self.notifications.restore(open_incidents)
         if states or open_incidents:
             log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
 
@@ -163,6 +184,7 @@ class Daemon:
         await self.store.open()
         self._apply(self.config)
         await self._restore()
+        await self.notifications.start()
         self.scheduler.start()
         control = DaemonControl(
             exposition=self.exposition,
@@ -205,6 +227,7 @@ class Daemon:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
+        await self.notifications.close(self.options.grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()
@@ -236,6 +259,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     except OSError as exc:
         log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
+        await daemon.notifications.close(0)
         await daemon.store.close()
         return 1
     await daemon.wait_for_stop()
