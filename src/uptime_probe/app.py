@@ -99,6 +99,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[ReloadOutcome]] = set()
         self.address: tuple[str, int] | None = None
 
     def _digest(self) -> str:
@@ -118,11 +119,11 @@ class Daemon:
         return latest.result.http_status
 
     def _apply(self, config: Config) -> None:
-        if self._redact is not None:
-            self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
         mine = select(config.checks, self.options.shard, config.location)
         config = config.model_copy(update={"checks": mine})
         plans = compile_checks(config)
+        if self._redact is not None:
+            self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
         self.check_metrics.location = config.location
         self.check_metrics.sync_checks(config.checks)
         self.scheduler.set_max_concurrency(config.max_concurrency)
@@ -162,6 +163,12 @@ class Daemon:
             log.info("config_reloaded", trigger=trigger)
             return ReloadOutcome(True, "config reloaded")
 
+    def reload_in_background(self, trigger: str) -> None:
+        """For signal handlers: reload without awaiting, keeping the task until it ends."""
+        task = asyncio.create_task(self.reload(trigger), name=f"reload-{trigger}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def readiness(self) -> tuple[bool, str]:
         if not self.scheduler.running:
             return False, "scheduler not running"
@@ -190,7 +197,7 @@ class Daemon:
             exposition=self.exposition,
             readiness=self.readiness,
             reload=lambda: self.reload("http"),
-            enable_lifecycle=self.config.server.enable_lifecycle,
+            enable_lifecycle=lambda: self.config.server.enable_lifecycle,
         )
         self._runner = web.AppRunner(build_web_app(control), access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -212,7 +219,11 @@ class Daemon:
             digest = self._digest()
             if digest and digest != self._config_digest:
                 self._config_digest = digest
-                await self.reload("file_changed")
+                try:
+                    await self.reload("file_changed")
+                except Exception:
+                    # A bug in applying a config must not end watching for the next one.
+                    log.exception("config_watch_failed")
 
     def request_stop(self, why: str) -> None:
         if not self._stop.is_set():
@@ -253,7 +264,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, daemon.request_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, daemon.request_stop, "SIGINT")
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload("SIGHUP")))
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload_in_background, "SIGHUP")
     try:
         await daemon.start()
     except OSError as exc:

@@ -72,6 +72,7 @@ class Scheduler:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self._apscheduler = AsyncIOScheduler(timezone=UTC)
         self.running = False
+        self._stopping = False
 
     @property
     def checks(self) -> Mapping[str, CheckPlan]:
@@ -128,7 +129,7 @@ class Scheduler:
 
     async def _fire(self, name: str) -> None:
         plan = self._plans.get(name)
-        if plan is None:
+        if plan is None or self._stopping:
             return
         if name in self.in_flight:
             self._on_skip(name)
@@ -145,6 +146,8 @@ class Scheduler:
         structlog.contextvars.bind_contextvars(check=name)
         try:
             async with self._semaphore:
+                if self._stopping:
+                    return  # queued behind the cap when stop began: it never started
                 lag = max(0.0, time.time() - planned)
                 self._observe_lag(lag)
                 result = await self._run(plan)
@@ -178,6 +181,7 @@ class Scheduler:
 
         Returns how many runs were cancelled.
         """
+        self._stopping = True
         if self.running:
             self._apscheduler.pause()
         pending = set(self.in_flight.values())

@@ -10,13 +10,13 @@ interval of its phase starting (measured to the start of the deciding run).
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from tests.daemon.support import DaemonProcess
 from uptime_probe.simulator import load_scenario, start_simulator
-
-from .daemon_process import DaemonProcess
 
 SPEED = 100.0  # 55 minutes in 33 seconds; a 10-minute phase lasts 6 s
 
@@ -83,9 +83,10 @@ async def test_dec_3_2025_is_detected_and_classified(tmp_path: Path) -> None:
     config = tmp_path / "probes.yaml"
     config.write_text(CONFIG.format(base=simulator.url))
     phase_started: dict[str, float] = {}
-    daemon = None
+    daemon = DaemonProcess(config, log_level="debug")
     try:
-        daemon = await asyncio.to_thread(DaemonProcess, config, tmp_path / "data")
+        daemon.start()
+        await daemon.started()
         # Watch the scenario until it reaches its last phase, noting when each began.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -99,10 +100,11 @@ async def test_dec_3_2025_is_detected_and_classified(tmp_path: Path) -> None:
         settle = phase_started["resolved"] + max(INTERVALS.values()) + 3.4
         while time.time() < settle:
             await asyncio.sleep(0.05)
-        events = daemon.snapshot()
+        events = daemon.logs()
+        daemon.send(signal.SIGTERM)
+        assert await daemon.wait_exit() == 0
     finally:
-        if daemon is not None:
-            assert await asyncio.to_thread(daemon.stop) == 0
+        daemon.kill()
         await simulator.stop()
 
     hang = phase_started["task-creation-hang"]

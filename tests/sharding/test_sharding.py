@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.request
+import signal
+import time
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.scenarios.daemon_process import DaemonProcess
+from tests.daemon.support import DaemonProcess
 from uptime_probe.config import parse_config
 from uptime_probe.sharding import Shard, owner, parse_shard, select
 
@@ -81,36 +81,40 @@ checks:
     assert [c.name for c in select(config.checks, single, "us-east")] == ["everywhere"]
 
 
-def _scrape(url: str) -> dict[str, float]:
-    """check -> runs_total from one daemon's /metrics."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    runs: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "uptime_probe_check_runs_total":
-                runs[sample.labels["check"]] = sample.value
-    return runs
+async def _runs_by_check(daemon: DaemonProcess) -> dict[str, float]:
+    scrape = await daemon.scrape()
+    return {
+        labels["check"]: value for labels, value in scrape.find("uptime_probe_check_runs_total")
+    }
 
 
 async def _run_shards(config: Path, tmp_path: Path, count: int) -> list[dict[str, float]]:
     daemons = [
-        await asyncio.to_thread(
-            DaemonProcess, config, tmp_path / f"data-{count}-{i}", "--shard", f"{i}/{count}"
+        DaemonProcess(
+            config,
+            extra_args=["--shard", f"{i}/{count}", "--data-dir", str(tmp_path / f"d{count}-{i}")],
         )
         for i in range(count)
     ]
     try:
+        for daemon in daemons:
+            daemon.start()
+        for daemon in daemons:
+            await daemon.started()
         # Every check runs at 1 s; wait until each daemon has run each of its checks.
-        for _ in range(200):
-            scrapes = [await asyncio.to_thread(_scrape, d.url) for d in daemons]
+        deadline = time.monotonic() + 30
+        while True:
+            scrapes = [await _runs_by_check(d) for d in daemons]
             if all(value > 0 for scrape in scrapes for value in scrape.values()):
                 return scrapes
+            assert time.monotonic() < deadline, f"not every check ran on {count} shards"
             await asyncio.sleep(0.1)  # polling outside processes
-        raise AssertionError(f"not every check ran on {count} shards: {scrapes}")
     finally:
         for daemon in daemons:
-            assert await asyncio.to_thread(daemon.stop) == 0
+            daemon.send(signal.SIGTERM)
+        for daemon in daemons:
+            assert await daemon.wait_exit() == 0
+            daemon.kill()
 
 
 async def test_four_then_five_shard_processes(tmp_path: Path) -> None:

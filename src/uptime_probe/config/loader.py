@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path as FilePath
 from typing import Any
@@ -19,6 +20,7 @@ from uptime_probe.config.validate import semantic_issues
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_NODES = 500_000
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -76,6 +78,9 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path, int]]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_issue(exc, source)]) from None
+    except RecursionError:
+        # PyYAML composes recursively: a hostile document nests deeper than the stack.
+        raise ConfigError([ConfigIssue((), "invalid YAML: nested too deeply", source)]) from None
     lines: dict[Path, int] = {}
     issues: list[ConfigIssue] = []
     if node is not None:
@@ -104,8 +109,17 @@ def _index_lines(
 ) -> None:
     # Iterative, so a hostile 100,000-deep document cannot exhaust the stack.
     stack: list[tuple[yaml.Node, Path]] = [(node, path)]
+    visited = 0
     while stack:
         current, where = stack.pop()
+        visited += 1
+        if visited > MAX_CONFIG_NODES:
+            # Aliases share nodes, so a small file can stand for billions of values
+            # ("billion laughs"); every later stage walks the expanded tree.
+            issues.append(
+                ConfigIssue((), f"config expands to more than {MAX_CONFIG_NODES} values", source)
+            )
+            return
         lines.setdefault(where, current.start_mark.line + 1)
         if isinstance(current, yaml.MappingNode):
             seen: set[str] = set()
@@ -225,6 +239,15 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
                             ConfigIssue((*path, "tls", "ca_file"), f"no file {str(ca)!r}")
                         )
                     else:
+                        try:
+                            ssl.create_default_context(cafile=str(ca))
+                        except ssl.SSLError as exc:
+                            issues.append(
+                                ConfigIssue(
+                                    (*path, "tls", "ca_file"),
+                                    f"cannot load CA file {str(ca)!r}: {exc.reason or exc}",
+                                )
+                            )
                         # Resolved once here, so the engine never depends on the working folder.
                         object.__setattr__(step.tls, "ca_file", str(ca))
             name = step.expect.json_schema
@@ -234,7 +257,13 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
             try:
                 file = resolve_config_path(base_dir, name)
                 document = json.loads(file.read_text(encoding="utf-8"))
-                jsonschema.validators.validator_for(document).check_schema(document)
+                # validator_for only takes a mapping; the latest draft judges anything else.
+                validator = (
+                    jsonschema.validators.validator_for(document)
+                    if isinstance(document, dict)
+                    else jsonschema.validators.Draft202012Validator
+                )
+                validator.check_schema(document)
             except ValueError as exc:
                 issues.append(ConfigIssue(where, f"cannot use schema {name!r}: {exc}"))
             except OSError as exc:

@@ -28,7 +28,8 @@ class DaemonControl:
     exposition: MetricsExposition
     readiness: Callable[[], tuple[bool, str]]
     reload: Callable[[], Awaitable[ReloadOutcome]]
-    enable_lifecycle: bool = False
+    # Read on each request, so a reload can turn the lifecycle API on or off.
+    enable_lifecycle: Callable[[], bool] = lambda: False
 
 
 CONTROL_KEY = web.AppKey("control", DaemonControl)
@@ -67,7 +68,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def reload(request: web.Request) -> web.Response:
     control = request.app[CONTROL_KEY]
-    if not control.enable_lifecycle:
+    if not control.enable_lifecycle():
         return web.Response(text="Lifecycle API is not enabled.\n", status=403)
     outcome = await control.reload()
     return web.Response(text=f"{outcome.message}\n", status=200 if outcome.ok else 500)

@@ -1,0 +1,45 @@
+"""Starting the daemon on a config it cannot use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from uptime_probe.simulator import RunningSimulator
+
+from .conftest import StartDaemon
+from .support import http_check, write_text
+
+
+async def test_a_config_error_at_start_exits_2_with_the_located_message(
+    start_daemon: StartDaemon, config_path: Path
+) -> None:
+    write_text(
+        config_path,
+        "checks:\n"
+        "  - name: chat_load\n"
+        "    interval: soon\n"
+        "    steps:\n"
+        "      - name: page\n"
+        "        request: {url: 'http://127.0.0.1:9/'}\n",
+    )
+    daemon = start_daemon(None)
+    assert await daemon.wait_exit() == 2
+    invalid = daemon.logs("config_invalid")
+    assert len(invalid) == 1, daemon.log_text()
+    assert re.fullmatch(
+        r"probes\.yaml:3 checks\[0\]\.interval: invalid duration 'soon'.*", invalid[0]["error"]
+    ), invalid
+    assert daemon.logs("daemon_started") == []
+
+
+async def test_an_unusable_ca_file_is_a_config_error(
+    simulator: RunningSimulator, start_daemon: StartDaemon, config_path: Path
+) -> None:
+    (config_path.parent / "ca.pem").write_text("not a certificate\n")
+    check = http_check(
+        "chat_load", simulator.url.replace("http:", "https:"), tls={"ca_file": "ca.pem"}
+    )
+    daemon = start_daemon([check])
+    assert await daemon.wait_exit() == 2
+    assert daemon.logs("config_invalid"), daemon.log_text()
