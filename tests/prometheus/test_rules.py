@@ -64,13 +64,17 @@ EXPECTED_RECORDING_RULES = frozenset(
     | {
         "check:uptime_probe_check_slo_objective:max",
         "check:uptime_probe_check_failures:delta1m",
+        "check:uptime_probe_check_errors:burn_rate_fast",
     }
 )
 EXPECTED_ALERTS = frozenset(
     {
         "UptimeProbeErrorBudgetBurn",
         "UptimeProbeCheckDown",
+        "UptimeProbeCheckDownFromOneLocation",
+        "UptimeProbeCheckDownMultiLocation",
         "UptimeProbeSemanticFailure",
+        "UptimeProbeSemanticFailureMultiLocation",
         "UptimeProbeCheckDegraded",
         "UptimeProbeCertificateExpiringSoon",
         "UptimeProbeNotRunning",
@@ -208,9 +212,13 @@ def test_runbook_url_points_at_an_existing_section(rule: dict[str, Any]) -> None
     assert anchor in anchors, f"docs/runbooks.md has no section #{anchor}"
 
 
+SEMANTIC_ALERTS = ("UptimeProbeSemanticFailure", "UptimeProbeSemanticFailureMultiLocation")
+
+
 def test_semantic_failure_excludes_exactly_the_transport_reasons() -> None:
-    rules = [rule for rule in ALERT_RULES if rule["alert"] == "UptimeProbeSemanticFailure"]
-    assert rules
+    # Both forms (one location, several) classify reasons with the same list.
+    rules = [rule for rule in ALERT_RULES if rule["alert"] in SEMANTIC_ALERTS]
+    assert {rule["alert"] for rule in rules} == set(SEMANTIC_ALERTS)
     for rule in rules:
         expr = rule["expr"]
         assert "reason=~" not in expr, "select by exclusion: content reasons are open-ended"
@@ -252,3 +260,96 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
                 (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
     assert not EXPECTED_ALERTS - firing, f"never seen firing: {EXPECTED_ALERTS - firing}"
     assert not EXPECTED_ALERTS - quiet, f"never seen quiet: {EXPECTED_ALERTS - quiet}"
+
+
+# --- Alertmanager: inhibitions and routes against the alerts' labels ---------
+
+
+def _alert_identities() -> dict[str, set[frozenset[str]]]:
+    """alertname -> the label sets (severity aside) it fires with in the unit tests."""
+    identities: dict[str, set[frozenset[str]]] = {}
+    for path in RULE_TESTS_DIR.glob("*.test.yml"):
+        for test_group in _load_yaml(path)["tests"]:
+            for case in test_group.get("alert_rule_test", []):
+                for alert in case.get("exp_alerts") or []:
+                    labels = frozenset(alert["exp_labels"]) - {"severity"}
+                    identities.setdefault(case["alertname"], set()).add(labels)
+    return identities
+
+
+def _alerts_matched_by(matchers: list[str]) -> set[str]:
+    """Our alerts whose name satisfies the alertname matchers (others ignored)."""
+    names = set(EXPECTED_ALERTS)
+    for matcher in matchers:
+        match = re.fullmatch(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"(.*)"\s*', matcher)
+        assert match, f"cannot parse matcher {matcher!r}"
+        label, op, value = match.groups()
+        if label != "alertname":
+            continue
+        if op == "=":
+            names = {n for n in names if n == value}
+        elif op == "!=":
+            names = {n for n in names if n != value}
+        else:
+            hit = {n for n in names if re.fullmatch(value, n)}
+            names = hit if op == "=~" else names - hit
+    return names
+
+
+INHIBIT_RULES = _load_yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
+
+
+def _inhibit_id(rule: dict[str, Any]) -> str:
+    sides = ("source_matchers", "target_matchers")
+    return " -> ".join("|".join(sorted(_alerts_matched_by(rule[side]))) for side in sides)
+
+
+@pytest.mark.parametrize("rule", INHIBIT_RULES, ids=_inhibit_id)
+def test_inhibition_equal_labels_are_carried_by_both_sides(rule: dict[str, Any]) -> None:
+    # Alertmanager compares `equal` labels with a missing label read as "". A
+    # label one side lacks never matches (the inhibition is dead); `check`
+    # missing on both sides would inhibit across checks. The *MultiLocation
+    # alerts carry `check` only, so they need rules of their own.
+    identities = _alert_identities()
+    equal = set(rule["equal"])
+    assert "check" in equal, "an inhibition across checks hides real pages"
+    for side in ("source_matchers", "target_matchers"):
+        alerts = _alerts_matched_by(rule[side])
+        assert alerts, f"{side} {rule[side]} match none of our alerts"
+        for alert in alerts:
+            assert identities.get(alert), f"{alert} is never seen firing in the unit tests"
+            for labels in identities[alert]:
+                assert equal <= labels, (
+                    f"{alert} fires with {sorted(labels)}, lacking {equal - labels}"
+                )
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        # One bad vantage point: a warning, routed nowhere.
+        (
+            'alertname="UptimeProbeCheckDownFromOneLocation" severity="warning" check="c" location="l"',
+            "null",
+        ),
+        ('alertname="UptimeProbeCheckDownMultiLocation" severity="page" check="c"', "page"),
+        ('alertname="UptimeProbeSemanticFailureMultiLocation" severity="page" check="c"', "page"),
+        ('alertname="UptimeProbeCheckDown" severity="page" check="c" location="l"', "page"),
+        (
+            'alertname="UptimeProbeErrorBudgetBurn" severity="ticket" check="c" location="l"',
+            "ticket",
+        ),
+    ],
+)
+def test_alertmanager_routes(labels: str, receiver: str) -> None:
+    args = [
+        _tool("amtool"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG.relative_to(REPO)}",
+        *labels.split(" "),
+    ]
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == [receiver], result.stdout
