@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -181,7 +182,11 @@ class Daemon:
             if name in self.scheduler.checks:
                 self.scheduler.states[name] = CheckState(state)
                 self.check_metrics.restore_state(name, state)
-        open_incidents = await self.store.open_incidents()
+        # A check removed from the config while down keeps its incident in storage;
+        # only incidents of checks this process runs can resolve, so only they are tracked.
+        open_incidents = [
+            i for i in await self.store.open_incidents() if i.check in self.scheduler.checks
+        ]
         self.incidents.restore(open_incidents)
         self.notifications.restore(open_incidents)
         if states or open_incidents:
@@ -267,7 +272,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     loop.add_signal_handler(signal.SIGHUP, daemon.reload_in_background, "SIGHUP")
     try:
         await daemon.start()
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
         await daemon.notifications.close(0)

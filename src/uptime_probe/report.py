@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,6 +28,11 @@ def _span(seconds: float) -> str:
         parts.append(f"{minutes}m")
     parts.append(f"{secs}s")
     return " ".join(parts)
+
+
+def _inline(text: str) -> str:
+    """One line of Markdown: a message's line breaks would end the list item or table row."""
+    return " ".join(text.splitlines())
 
 
 def _fence(text: str) -> str:
@@ -58,7 +65,7 @@ def incident_markdown(incident: Incident, now: float) -> str:
         f"({_clock(incident.first_failure_at)})",
         f"- Reasons seen: {reasons}",
         f"- Failing steps: {steps}",
-        f"- First failure: {incident.first_message}",
+        f"- First failure: {_inline(incident.first_message)}",
     ]
     if incident.response_sample:
         lines += [
@@ -68,7 +75,7 @@ def incident_markdown(incident: Incident, now: float) -> str:
         ]
     lines += ["", "| time | status | update |", "| --- | --- | --- |"]
     for entry in incident.timeline:
-        message = entry.message.replace("|", "\\|").replace("\n", " ")
+        message = _inline(entry.message.replace("|", "\\|"))
         lines.append(f"| {_clock(entry.at)} | {entry.status.value} | {message} |")
     return "\n".join(lines) + "\n"
 
@@ -104,17 +111,28 @@ def render_incidents(incidents: Sequence[Incident], fmt: str, now: float) -> str
 
 
 async def print_incidents(
-    data_dir: Path, since_seconds: float, fmt: str, check: str | None, out: TextIO
+    data_dir: Path,
+    since_seconds: float,
+    fmt: str,
+    check: str | None,
+    out: TextIO,
+    err: TextIO | None = None,
 ) -> int:
+    """The report on `out`; a problem on `err` (stderr), so `--format json` stays JSON."""
+    err = err or sys.stderr
     store = Store(data_dir)
-    if not store.path.exists():
-        print(f"no history in {data_dir}/ (start the daemon with --data-dir {data_dir})", file=out)
+    if not store.path.is_file():
+        print(f"no history in {data_dir}/ (start the daemon with --data-dir {data_dir})", file=err)
         return 1
     now = time.time()
-    await store.open(readonly=True)
     try:
-        incidents = await store.incidents(since=now - since_seconds, check=check)
-    finally:
-        await store.close()
+        await store.open(readonly=True)
+        try:
+            incidents = await store.incidents(since=now - since_seconds, check=check)
+        finally:
+            await store.close()
+    except sqlite3.Error as exc:
+        print(f"cannot read the history in {store.path}: {exc}", file=err)
+        return 1
     out.write(render_incidents(incidents, fmt, now))
     return 0

@@ -117,6 +117,14 @@ class DailyUptime:
 _Write = tuple[str, Any]
 
 
+def _text(value: str) -> str:
+    """Text SQLite can store: a lone surrogate (a JSON body can escape one into a message)
+    cannot be encoded as UTF-8 and would fail the whole batch, so it becomes `?`."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def _incident_row(incident: Incident) -> tuple[Any, ...]:
     return (
         incident.id,
@@ -127,11 +135,11 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         incident.resolved_at,
         incident.first_failure_at,
         incident.first_reason,
-        incident.first_message,
-        incident.response_sample,
+        _text(incident.first_message),
+        _text(incident.response_sample) if incident.response_sample is not None else None,
         json.dumps(incident.reasons),
         json.dumps(list(incident.failing_steps)),
-        json.dumps([[e.at, e.status.value, e.message] for e in incident.timeline]),
+        json.dumps([[e.at, e.status.value, _text(e.message)] for e in incident.timeline]),
         incident.last_reason,
     )
 
@@ -180,6 +188,9 @@ class Store:
         self._db: aiosqlite.Connection | None = None
         self._writer: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
+        # One connection, one transaction at a time: the writer's batches and retention
+        # take turns, or a DELETE's implicit transaction fails the writer's BEGIN.
+        self._write_lock = asyncio.Lock()
         self.lost = 0
 
     async def open(self, *, readonly: bool = False) -> None:
@@ -189,10 +200,17 @@ class Store:
             return
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._migrate()
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._migrate()
+        except BaseException:
+            # Not a database, or one we cannot migrate: close, or aiosqlite's (non-daemon)
+            # thread keeps the process alive after the error.
+            await self._db.close()
+            self._db = None
+            raise
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         self._retention = asyncio.create_task(self._retention_loop(), name="store-retention")
 
@@ -239,16 +257,20 @@ class Store:
             while len(batch) < BATCH_MAX and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write_batch(batch)
-            except (sqlite3.Error, OSError) as exc:
-                self._lose(len(batch), str(exc))
-                await self._rollback()
+                async with self._write_lock:
+                    try:
+                        await self._write_batch(batch)
+                    except Exception as exc:
+                        # Whatever fails (disk, a closed connection, a value SQLite will not
+                        # bind), the writer goes on: these rows are lost and counted.
+                        self._lose(len(batch), f"{type(exc).__name__}: {exc}")
+                        await self._rollback()
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
     async def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error, OSError):
+        with contextlib.suppress(Exception):
             await self.db.rollback()
 
     async def _write_batch(self, batch: Iterable[_Write]) -> None:
@@ -270,7 +292,7 @@ class Store:
                         r.failed_step,
                         r.duration_seconds,
                         r.http_status,
-                        r.message,
+                        _text(r.message),
                     )
                 )
                 key = (r.check, int(r.started_at // 3600 * 3600))
@@ -338,6 +360,7 @@ class Store:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        self._writer = self._retention = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -354,14 +377,19 @@ class Store:
 
     async def apply_retention(self, now: float) -> tuple[int, int]:
         """Delete raw runs past raw_retention and rollups past rollup_retention."""
-        db = self.db
-        runs = await db.execute(
-            "DELETE FROM runs WHERE started_at < ?", (now - self.raw_retention,)
-        )
-        rollups = await db.execute(
-            "DELETE FROM rollups WHERE hour < ?", (now - self.rollup_retention,)
-        )
-        await db.commit()
+        async with self._write_lock:
+            db = self.db
+            try:
+                runs = await db.execute(
+                    "DELETE FROM runs WHERE started_at < ?", (now - self.raw_retention,)
+                )
+                rollups = await db.execute(
+                    "DELETE FROM rollups WHERE hour < ?", (now - self.rollup_retention,)
+                )
+                await db.commit()
+            except (sqlite3.Error, OSError):
+                await self._rollback()
+                raise
         return runs.rowcount, rollups.rowcount
 
     # -- reading ---------------------------------------------------------------------

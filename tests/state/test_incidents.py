@@ -1,0 +1,331 @@
+"""IncidentTracker: runs in (through the real state machine), incident events out.
+
+Pure: results are built by hand, one run every 10 s from T0, and fed with the state the
+real `next_state` gives them, as the scheduler does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from uptime_probe.probe.model import CheckResult, Status, StepResult
+from uptime_probe.sinks import RunOutcome
+from uptime_probe.state.incidents import (
+    Incident,
+    IncidentEvent,
+    IncidentEventKind,
+    IncidentStatus,
+    IncidentTracker,
+)
+from uptime_probe.state.machine import CheckState, next_state
+
+T0 = 1_764_720_000.0  # 2025-12-03 00:00 UTC
+STEP_SECONDS = 10.0
+CHECK = "history_sidebar"
+
+# Run codes: u up, g degraded, d down `empty_history` at `conversations` (with a sample),
+# t down `timeout` at `page` (no sample).
+DOWN_KINDS = {
+    "d": ("empty_history", "conversations", "length(items) = 0, expected > 0"),
+    "t": ("timeout", "page", "no response within 10s"),
+}
+EVENT_CODES = {
+    IncidentEventKind.OPENED: "O",
+    IncidentEventKind.UPDATED: "U",
+    IncidentEventKind.COUNTED: "C",
+    IncidentEventKind.RESOLVED: "R",
+}
+TIMELINE_CODES = {
+    IncidentStatus.INVESTIGATING: "I",
+    IncidentStatus.MONITORING: "M",
+    IncidentStatus.RESOLVED: "R",
+}
+
+
+def run_result(
+    code: str, at: float, *, sample: str | None = None, check: str = CHECK
+) -> CheckResult:
+    if code in "ug":
+        status = Status.UP if code == "u" else Status.DEGRADED
+        step = StepResult("conversations", status, None, "ok", 0.05, http_status=200)
+        return CheckResult(check, status, None, None, "ok", at, 0.05, (step,))
+    reason, step_name, message = DOWN_KINDS[code]
+    if sample is None and code == "d":
+        sample = f'{{"items": [], "at": {at}}}'
+    failed = StepResult(
+        step_name, Status.DOWN, reason, message, 0.05, http_status=200, response_sample=sample
+    )
+    return CheckResult(check, Status.DOWN, reason, step_name, message, at, 0.05, (failed,))
+
+
+class Feed:
+    """A tracker with a recording listener, fed runs through the real state machine."""
+
+    def __init__(self, failure: int, success: int, tracker: IncidentTracker | None = None) -> None:
+        self.failure, self.success = failure, success
+        self.events: list[IncidentEvent] = []
+        self.tracker = tracker or IncidentTracker()
+        self.tracker.add_listener(self.events.append)
+        self.state = CheckState()
+        self.at = T0
+
+    def run(self, code: str, *, sample: str | None = None) -> list[IncidentEvent]:
+        """One run; the events it produced."""
+        result = run_result(code, self.at, sample=sample)
+        before = self.state
+        self.state = next_state(
+            before,
+            result.status,
+            failure_threshold=self.failure,
+            success_threshold=self.success,
+        )
+        mark = len(self.events)
+        self.tracker.accept(RunOutcome(result, self.state.state, before.state, "local"))
+        self.at += STEP_SECONDS
+        return self.events[mark:]
+
+    def runs(self, codes: Iterable[str]) -> str:
+        """Feed `codes`; per run, the events it produced as codes (`-` for none)."""
+        out = []
+        for code in codes:
+            out.append("".join(EVENT_CODES[e.kind] for e in self.run(code)) or "-")
+        return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("runs", "failure", "success", "events", "timeline"),
+    [
+        # Below the failure threshold a down run opens nothing.
+        ("d", 2, 1, "-", ""),
+        ("dud", 2, 1, "---", ""),
+        # It opens when the state turns down, once.
+        ("dd", 2, 1, "-O", "I"),
+        ("d", 1, 1, "O", "I"),
+        ("uddd", 3, 1, "---O", "I"),
+        # Further down runs: counted; a new reason is an update with a timeline entry.
+        ("ddd", 2, 1, "-OC", "I"),
+        ("ddt", 2, 1, "-OU", "II"),
+        ("ddtt", 2, 1, "-OUC", "II"),
+        # success_threshold 1: the first good run resolves, the timeline shows monitoring then
+        # resolved; degraded counts as good.
+        ("ddu", 2, 1, "-OR", "IMR"),
+        ("ddg", 2, 1, "-OR", "IMR"),
+        # success_threshold > 1: monitoring on the first good run while still down, back to
+        # investigating on another failure, resolved when the state turns up.
+        ("ddu", 2, 2, "-OU", "IM"),
+        ("dduu", 2, 2, "-OUR", "IMR"),
+        ("ddud", 2, 2, "-OUU", "IMI"),
+        ("ddudd", 2, 2, "-OUUC", "IMI"),
+        ("ddudduu", 2, 2, "-OUUCUR", "IMIMR"),
+        ("ddgd", 2, 2, "-OUU", "IMI"),
+        # A second good run while monitoring changes nothing until the threshold.
+        ("dduuu", 2, 3, "-OU-R", "IMR"),
+        # After it resolved, the check must turn down again for a new incident.
+        ("dduddd", 2, 1, "-OR-OC", "I"),
+    ],
+)
+def test_lifecycle(runs: str, failure: int, success: int, events: str, timeline: str) -> None:
+    feed = Feed(failure, success)
+    assert feed.runs(runs) == events
+    if not feed.events:
+        assert feed.tracker.open_incidents() == []
+        return
+    last = feed.events[-1].incident
+    assert "".join(TIMELINE_CODES[e.status] for e in last.timeline) == timeline
+    # An incident's status is its timeline's last entry; open while not resolved.
+    assert last.status is last.timeline[-1].status
+    open_now = feed.tracker.open_incidents()
+    assert open_now == ([] if last.status is IncidentStatus.RESOLVED else [last])
+    # Every event of one incident carries its id; OPENED and RESOLVED at most once per id.
+    by_id: dict[str, list[IncidentEventKind]] = {}
+    for event in feed.events:
+        by_id.setdefault(event.incident.id, []).append(event.kind)
+    for id_kinds in by_id.values():
+        assert id_kinds[0] is IncidentEventKind.OPENED
+        assert id_kinds.count(IncidentEventKind.OPENED) == 1
+        assert id_kinds.count(IncidentEventKind.RESOLVED) <= 1
+        if IncidentEventKind.RESOLVED in id_kinds:
+            assert id_kinds[-1] is IncidentEventKind.RESOLVED
+
+
+def test_opened_incident_records_the_first_failed_run() -> None:
+    feed = Feed(failure=3, success=1)
+    feed.run("u")
+    feed.run("d", sample='{"items": [], "first": true}')  # T0+10: the first failed run
+    feed.run("t")
+    (opened,) = feed.run("d", sample='{"items": [], "third": true}')  # T0+30: opens
+    incident = opened.incident
+    assert opened.kind is IncidentEventKind.OPENED
+    assert incident.check == CHECK
+    assert incident.location == "local"
+    assert incident.status is IncidentStatus.INVESTIGATING
+    assert incident.first_failure_at == T0 + 10
+    assert incident.opened_at == T0 + 30
+    assert incident.time_to_detect == 20.0
+    assert incident.first_reason == "empty_history"
+    assert incident.first_message == "length(items) = 0, expected > 0"
+    assert incident.response_sample == '{"items": [], "first": true}'
+    assert incident.reasons == {"empty_history": 2, "timeout": 1}
+    assert incident.failing_steps == ("conversations", "page")
+    assert incident.last_reason == "empty_history"
+    assert incident.resolved_at is None
+    (entry,) = incident.timeline
+    assert entry.at == T0 + 30
+    assert "empty_history" in entry.message
+    assert "conversations" in entry.message
+
+
+def test_first_failure_is_the_first_of_the_current_streak() -> None:
+    # A good run in between starts the count again: the earlier failure is not part of it.
+    feed = Feed(failure=2, success=1)
+    feed.run("t")  # T0: failed, then recovered
+    feed.run("u")
+    feed.run("d")  # T0+20
+    (opened,) = feed.run("d")  # T0+30
+    assert opened.incident.first_failure_at == T0 + 20
+    assert opened.incident.time_to_detect == 10.0
+    assert opened.incident.reasons == {"empty_history": 2}
+    assert opened.incident.first_reason == "empty_history"
+    assert opened.incident.failing_steps == ("conversations",)
+
+
+def test_first_sample_stays_when_the_first_failure_had_none() -> None:
+    feed = Feed(failure=2, success=1)
+    feed.run("t")  # no sample
+    (opened,) = feed.run("d")
+    assert opened.incident.first_reason == "timeout"
+    assert opened.incident.response_sample is None
+
+
+def test_counts_and_steps_grow_while_open_and_resolution_is_recorded() -> None:
+    feed = Feed(failure=2, success=2)
+    feed.runs("dd")  # opened at T0+10
+    feed.runs("tdd")
+    feed.run("u")  # T0+50: monitoring
+    (resolved,) = feed.run("u")  # T0+60
+    incident = resolved.incident
+    assert resolved.kind is IncidentEventKind.RESOLVED
+    assert incident.reasons == {"empty_history": 4, "timeout": 1}
+    assert incident.failing_steps == ("conversations", "page")
+    assert incident.last_reason == "empty_history"
+    assert incident.status is IncidentStatus.RESOLVED
+    assert incident.resolved_at == T0 + 60
+    assert not incident.open
+    # The first failure is not rewritten by later ones.
+    assert incident.first_failure_at == T0
+    assert incident.opened_at == T0 + 10
+    assert incident.first_reason == "empty_history"
+    assert [(e.at, e.status) for e in incident.timeline] == [
+        (T0 + 10, IncidentStatus.INVESTIGATING),
+        (T0 + 20, IncidentStatus.INVESTIGATING),  # new failure: timeout
+        (T0 + 50, IncidentStatus.MONITORING),
+        (T0 + 60, IncidentStatus.RESOLVED),
+    ]
+    assert "timeout" in incident.timeline[1].message
+
+
+def test_emitted_incidents_are_snapshots() -> None:
+    # The store writes an event's incident later, off the probing path: a later run must not
+    # change what an earlier event carried.
+    feed = Feed(failure=2, success=1)
+    feed.runs("dd")
+    opened = feed.events[-1].incident
+    feed.runs("dtd")
+    assert opened.reasons == {"empty_history": 2}
+    assert opened.failing_steps == ("conversations",)
+    assert len(opened.timeline) == 1
+    assert feed.events[-1].incident.reasons == {"empty_history": 4, "timeout": 1}
+
+
+def test_checks_are_tracked_independently() -> None:
+    tracker = IncidentTracker()
+    events: list[IncidentEvent] = []
+    tracker.add_listener(events.append)
+    for check in ("a", "b"):
+        result = run_result("d", T0, check=check)
+        tracker.accept(RunOutcome(result, Status.DOWN, None, "local"))
+    assert {i.check for i in tracker.open_incidents()} == {"a", "b"}
+    good = run_result("u", T0 + 10, check="a")
+    tracker.accept(RunOutcome(good, Status.UP, Status.DOWN, "local"))
+    assert [i.check for i in tracker.open_incidents()] == ["b"]
+    assert len({e.incident.id for e in events}) == 2
+
+
+def test_every_listener_sees_every_event() -> None:
+    first: list[IncidentEvent] = []
+    second: list[IncidentEvent] = []
+    tracker = IncidentTracker([first.append])
+    tracker.add_listener(second.append)
+    feed = Feed(2, 1, tracker)
+    feed.runs("ddu")
+    assert [e.kind for e in first] == [IncidentEventKind.OPENED, IncidentEventKind.RESOLVED]
+    assert first == second
+
+
+def _open_incident(failure: int = 2, success: int = 2) -> tuple[Feed, Incident]:
+    feed = Feed(failure, success)
+    feed.runs("dd")
+    return feed, feed.events[-1].incident
+
+
+@pytest.mark.parametrize(
+    ("runs", "events", "timeline", "reasons"),
+    [
+        ("d", "C", "I", {"empty_history": 3}),
+        ("t", "U", "II", {"empty_history": 2, "timeout": 1}),
+        ("u", "U", "IM", {"empty_history": 2}),
+        ("uu", "UR", "IMR", {"empty_history": 2}),
+        ("udu", "UUU", "IMIM", {"empty_history": 3}),
+    ],
+)
+def test_restored_incident_continues(
+    runs: str, events: str, timeline: str, reasons: dict[str, int]
+) -> None:
+    """After a restart: the state (down) and the open incident come from storage; the next
+    runs continue the same incident, never open a second one."""
+    before, incident = _open_incident()
+    tracker = IncidentTracker()
+    tracker.restore([incident])
+    assert tracker.open_incidents() == [incident]
+    after = Feed(2, 2, tracker)
+    after.state = CheckState(Status.DOWN)  # as Daemon._restore sets it
+    after.at = before.at + 3600
+    assert after.runs(runs) == events
+    assert {e.incident.id for e in after.events} == {incident.id}
+    last = after.events[-1].incident
+    assert "".join(TIMELINE_CODES[e.status] for e in last.timeline) == timeline
+    assert last.reasons == reasons
+    assert last.first_failure_at == incident.first_failure_at
+    assert last.opened_at == incident.opened_at
+
+
+def test_restore_ignores_resolved_incidents() -> None:
+    feed = Feed(2, 1)
+    feed.runs("ddu")
+    resolved = feed.events[-1].incident
+    assert resolved.status is IncidentStatus.RESOLVED
+    tracker = IncidentTracker()
+    tracker.restore([resolved])
+    assert tracker.open_incidents() == []
+
+
+def test_forget_drops_an_open_incident_and_its_streak() -> None:
+    feed = Feed(2, 1)
+    feed.runs("dd")
+    feed.tracker.forget(CHECK)
+    assert feed.tracker.open_incidents() == []
+    # A down run now is the start of a new streak, not the continuation of the old one.
+    feed.state = CheckState()
+    assert feed.runs("dd") == "-O"
+    assert feed.events[-1].incident.first_failure_at == feed.at - 2 * STEP_SECONDS
+
+
+def test_default_ids_differ_per_incident() -> None:
+    feed = Feed(2, 1)
+    feed.runs("ddudd")
+    ids = [e.incident.id for e in feed.events if e.kind is IncidentEventKind.OPENED]
+    assert len(ids) == 2
+    assert len(set(ids)) == 2
+    assert all(i.startswith(f"{CHECK}-") for i in ids)
