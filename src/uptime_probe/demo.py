@@ -108,6 +108,7 @@ async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO =
     print(
         "uptime-probe demo: the 3 December 2025 incident, replayed in about 5 minutes.\n"
         f"  simulated chat service  http://127.0.0.1:{SIMULATOR_PORT}/\n"
+        f"  status page             {base}/\n"
         f"  metrics                 {base}/metrics\n"
         f"  health                  {base}/healthz\n"
         f"  logs                    {data_dir / 'demo.log'}\n"

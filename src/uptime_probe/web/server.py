@@ -1,4 +1,5 @@
-"""The aiohttp application serving /metrics, /healthz, /readyz and the lifecycle API."""
+"""The aiohttp application: /metrics, /healthz, /readyz, the lifecycle API, and (given a
+`StatusSource`) the status page and JSON API, behind optional auth."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from uptime_probe.config.model import AuthConfig
 from uptime_probe.metrics import MetricsExposition
+from uptime_probe.web.api import StatusApi
+from uptime_probe.web.auth import auth_middleware
+from uptime_probe.web.status import StatusPage, StatusSource
 
 # Bodies smaller than this are sent as they are: compressing them costs more than it saves.
 _GZIP_MIN_BYTES = 4096
@@ -30,6 +35,12 @@ class DaemonControl:
     reload: Callable[[], Awaitable[ReloadOutcome]]
     # Read on each request, so a reload can turn the lifecycle API on or off.
     enable_lifecycle: Callable[[], bool] = lambda: False
+    # The status page, the JSON API and `server.auth` are read through it; None serves
+    # only the endpoints above.
+    status: StatusSource | None = None
+
+    def auth(self) -> AuthConfig | None:
+        return self.status.config.server.auth if self.status is not None else None
 
 
 CONTROL_KEY = web.AppKey("control", DaemonControl)
@@ -74,9 +85,28 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text=f"{outcome.message}\n", status=200 if outcome.ok else 500)
 
 
+# Every response; the status page sets its own Content-Security-Policy (with its nonce).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 def build_web_app(control: DaemonControl) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(control.auth)])
+    app.on_response_prepare.append(_security_headers)
     app[CONTROL_KEY] = control
+    if control.status is not None:
+        page = StatusPage(control.status)
+        app.router.add_get("/", page.handle)
+        StatusApi(control.status).add_routes(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,0 +1,126 @@
+"""A `StatusSource` built from the real parts (Store, IncidentTracker, LatestOutcomes), fed
+`RunOutcome`s the way the scheduler feeds them, and the web app served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from uptime_probe.config.model import Config
+from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
+from uptime_probe.probe.model import CheckResult, Status, StepResult
+from uptime_probe.sinks import RunOutcome
+from uptime_probe.state.incidents import IncidentTracker
+from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.machine import CheckState, next_state
+from uptime_probe.state.store import Store
+from uptime_probe.web.server import DaemonControl, ReloadOutcome
+
+HOSTILE = "<script>window.__pwned=1</script>"
+
+
+def make_config(*checks: dict[str, Any], **top: Any) -> Config:
+    """A Config from plain dicts; each check gets one step unless it names its own."""
+    resolved = []
+    for check in checks:
+        entry = {
+            "steps": [{"name": "fetch", "request": {"url": "http://127.0.0.1:9/"}}],
+            **check,
+        }
+        resolved.append(entry)
+    return Config.model_validate({"checks": resolved, **top})
+
+
+@dataclass
+class SchedulerStates:
+    states: dict[str, CheckState] = field(default_factory=dict)
+
+
+@dataclass
+class Harness:
+    """What `app.Daemon` exposes to the web layer, without a scheduler or HTTP probing."""
+
+    config: Config
+    store: Store
+    scheduler: SchedulerStates = field(default_factory=SchedulerStates)
+    latest: LatestOutcomes = field(default_factory=LatestOutcomes)
+    incidents: IncidentTracker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.incidents = IncidentTracker([self.store.record_incident])
+
+    def run(
+        self,
+        check: str,
+        status: Status,
+        *,
+        at: float,
+        reason: str | None = None,
+        step: str | None = "fetch",
+        message: str | None = None,
+        sample: str | None = None,
+        duration: float = 0.05,
+        http_status: int | None = 200,
+    ) -> RunOutcome:
+        """One run through the state machine into every consumer, as the scheduler does."""
+        failed = step if status is not Status.UP else None
+        steps = (
+            StepResult(
+                name=step or "fetch",
+                status=status,
+                reason=reason,
+                message=message or "ok",
+                duration_seconds=duration,
+                http_status=http_status,
+                response_sample=sample,
+            ),
+        )
+        result = CheckResult(
+            check=check,
+            status=status,
+            reason=reason if status is Status.DOWN else None,
+            failed_step=failed,
+            message=message or ("1 step ok" if status is Status.UP else "failed"),
+            started_at=at,
+            duration_seconds=duration,
+            steps=steps,
+        )
+        plan = self.config.check(check)
+        before = self.scheduler.states.get(check, CheckState())
+        after = next_state(
+            before,
+            status,
+            failure_threshold=plan.failure_threshold_runs,
+            success_threshold=plan.success_threshold_runs,
+        )
+        self.scheduler.states[check] = after
+        outcome = RunOutcome(result, after.state, before.state, self.config.location)
+        for sink in (self.latest, self.store, self.incidents):
+            sink.accept(outcome)
+        return outcome
+
+    async def flush(self) -> None:
+        assert await self.store.flush(), "the store did not flush"
+
+
+def control_for(source: Any) -> DaemonControl:
+    registry = CollectorRegistry(auto_describe=True)
+    exposition = MetricsExposition(CheckMetrics("test"), DaemonMetrics(registry))
+
+    async def reload() -> ReloadOutcome:
+        return ReloadOutcome(True, "config reloaded")
+
+    return DaemonControl(
+        exposition=exposition,
+        readiness=lambda: (True, "ready"),
+        reload=reload,
+        enable_lifecycle=lambda: True,
+        status=source,
+    )
+
+
+def now() -> float:
+    return time.time()
