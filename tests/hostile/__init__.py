@@ -1,0 +1,1 @@
+"""Test support: servers, certificates and name resolution that misbehave on purpose."""
