@@ -28,7 +28,10 @@ class ConfigIssue:
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line is not None else self.source
-        return f"{where} {format_path(self.path)}: {self.message}"
+        line = f"{where} {format_path(self.path)}: {self.message}"
+        # Keys and values come from the file: a newline or a terminal escape in one must
+        # not break the one-line-per-issue shape or reach the terminal raw.
+        return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in line)
 
 
 class ConfigError(Exception):

@@ -85,6 +85,8 @@ class Query:
             self._compiled = jmespath.compile(expression)
         except jmespath.exceptions.JMESPathError as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # The lines after the first repeat the expression with a caret under the fault.
+            detail = detail.rstrip(": ").removesuffix(", for expression")
             raise ValueError(f"invalid JMESPath {expression!r}: {detail}") from None
 
     @classmethod
@@ -193,3 +195,11 @@ StatusExpectation = Annotated[
 def as_list(value: Any) -> Any:
     """Let a single string stand for a list of one."""
     return [value] if isinstance(value, str) else value
+
+
+# One string stands for a list of one, and the JSON Schema says so (editors accept both).
+StringList = Annotated[
+    list[str],
+    BeforeValidator(as_list),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]

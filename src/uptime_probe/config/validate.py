@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from uptime_probe.config.errors import ConfigIssue, Path
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.config.template import Template, template_names_in
+from uptime_probe.config.template import Template, TemplateError, template_names_in
 from uptime_probe.config.units import format_duration
 
 
@@ -65,7 +65,12 @@ def _check_issues(
             yield from _undefined((*step_path, "request", "headers", header), value, names)
         if request.body is not None:
             yield from _undefined((*step_path, "request", "body"), request.body, names)
-        missing = template_names_in(request.json_body) - names
+        try:
+            missing = template_names_in(request.json_body) - names
+        except TemplateError as exc:
+            # Strings inside `json:` are templates too, checked here rather than per field.
+            yield ConfigIssue((*step_path, "request", "json"), str(exc))
+            missing = frozenset()
         for name in sorted(missing):
             yield ConfigIssue((*step_path, "request", "json"), _undefined_message(name))
         if step.poll is not None and step.poll.within > check.timeout_seconds:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jmespath.exceptions
 import jsonschema
+import referencing.exceptions
 
 from uptime_probe.config.model import Expect, JsonAssertion
 from uptime_probe.probe.model import AssertionOutcome, FailureReason
@@ -129,12 +129,26 @@ def _body_matches(pattern: str, search: Callable[[str], Any]) -> Assertion:
     return check
 
 
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality as JSON means it: `true` is not `1` and `false` is not `0` (Python says they are).
+
+    Recursion is bounded by the expected value's depth, which comes from the config.
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[key], b[key]) for key in a)
+    return bool(a == b)
+
+
 def _compare(operator: str, value: Any, expected: Any) -> bool:
     """One JSON operator; a value of the wrong kind fails rather than raising."""
     if operator == "equals":
-        return bool(value == expected)
+        return json_equal(value, expected)
     if operator == "not_equals":
-        return bool(value != expected)
+        return not json_equal(value, expected)
     if operator in ("gt", "gte", "lt", "lte"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
@@ -149,8 +163,11 @@ def _compare(operator: str, value: Any, expected: Any) -> bool:
     if operator == "contains":
         if isinstance(value, str):
             return str(expected) in value
-        if isinstance(value, list | dict):
-            return expected in value
+        if isinstance(value, list):
+            return any(json_equal(item, expected) for item in value)
+        if isinstance(value, dict):
+            # Keys are strings: `contains` on an object asks for a key.
+            return isinstance(expected, str) and expected in value
         return False
     if operator == "matches":
         return isinstance(value, str) and expected.search(value) is not None
@@ -170,9 +187,10 @@ def _json(assertion: JsonAssertion) -> Assertion:
         document = response.json()
         try:
             value = query.search(document)
-        except jmespath.exceptions.JMESPathError as exc:
+        except Exception as exc:  # JMESPathError, and RecursionError from to_string on deep JSON
             # e.g. length(items) when items is missing: the query fails, so does the assertion.
-            actual = f"query error ({str(exc).splitlines()[0][:100]})"
+            detail = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            actual = f"query error ({detail})"
             return AssertionOutcome(subject, expectation, False, actual, reason, assertion.severity)
         passed = _compare(operator, value, expected)
         return AssertionOutcome(
@@ -186,7 +204,26 @@ def _schema(document: Any) -> Assertion:
     validator = jsonschema.validators.validator_for(document)(document)
 
     def check(response: ResponseView) -> AssertionOutcome:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(response.json()))
+        try:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(response.json()))
+        except RecursionError:
+            # A recursive schema ($ref "#") walks as deep as the body nests.
+            return _outcome(
+                "body",
+                "to match the JSON schema",
+                False,
+                "nested too deeply to validate",
+                FailureReason.SCHEMA_MISMATCH,
+            )
+        except referencing.exceptions.Unresolvable as exc:
+            # A $ref the loader cannot see is broken: it is met only on the path it guards.
+            return _outcome(
+                "body",
+                "to match the JSON schema",
+                False,
+                f"schema $ref cannot be resolved ({str(exc).splitlines()[0][:100]})",
+                FailureReason.SCHEMA_MISMATCH,
+            )
         if error is None:
             return _outcome("body", "to match the JSON schema", True, "valid")
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import aiohttp
 import aiohttp.client_exceptions
+from aiohttp import http_exceptions
 
 from uptime_probe.probe.model import FailureReason
 from uptime_probe.probe.tracing import CONNECTING, RESOLVING
@@ -175,6 +176,11 @@ def classify_exception(exc: BaseException, phase: str = "") -> Classified:
         if phase == RESOLVING:
             return FailureReason.DNS, "name resolution did not finish before the deadline"
         return FailureReason.TIMEOUT, "no complete response before the deadline"
+    if isinstance(exc, http_exceptions.HttpProcessingError):
+        # aiohttp's pure-Python parser raises its own errors (not ClientErrors) for a body
+        # it cannot parse after the head, e.g. a bad chunk size: as invalid as a bad head.
+        detail = " ".join(str(exc.message).split())[:300]
+        return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {detail}"
     if isinstance(exc, ssl.SSLError):
         return FailureReason.TLS, f"TLS error: {_first_line(exc)}"
     if isinstance(exc, socket.gaierror):

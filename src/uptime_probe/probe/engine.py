@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.model import (
+    AssertionOutcome,
     CheckResult,
     FailureReason,
     PhaseTimings,
@@ -36,6 +37,7 @@ class _InFlight:
     recorder: PhaseRecorder = field(default_factory=PhaseRecorder)
     attempts: int = 0
     last: Attempt | None = None
+    between_polls: bool = False
 
 
 async def run_check(
@@ -106,7 +108,9 @@ async def _run_step(
         if next_try > poll_ends:
             break
         # Waiting between polls is the behaviour asked for, not synchronisation.
+        progress.between_polls = True
         await asyncio.sleep(next_try - loop.time())
+        progress.between_polls = False
     values.update(attempt.extracted)
     return _step_result(step, attempt, progress, plan.redact, loop.time())
 
@@ -136,10 +140,19 @@ def _step_result(
         timings=progress.recorder.timings(),
         body_bytes=attempt.body_bytes,
         attempts=progress.attempts,
-        assertions=attempt.assertions,
+        assertions=_redact_outcomes(attempt.assertions, redact),
         tls_not_after=attempt.tls_not_after,
         response_sample=sample,
     )
+
+
+def _redact_outcomes(
+    outcomes: tuple[AssertionOutcome, ...], redact: Redactor
+) -> tuple[AssertionOutcome, ...]:
+    """An outcome's real value is the target's text, which may echo a secret."""
+    if not redact.active:
+        return outcomes
+    return tuple(replace(o, actual=redact(o.actual)) for o in outcomes)
 
 
 def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepResult:
@@ -152,6 +165,11 @@ def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepRe
         attempt = last
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason: str = poll.reason
+    elif poll is not None and last is not None and last.reason and progress.between_polls:
+        # Cut while waiting to try again: the last attempt's transport or HTTP reason stands.
+        attempt = last
+        message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
+        reason = last.reason
     else:
         reason, detail = classify_exception(TimeoutError(), progress.recorder.state)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
@@ -165,7 +183,7 @@ def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepRe
         http_status=attempt.http_status,
         timings=progress.recorder.timings() if last is None else PhaseTimings(),
         attempts=progress.attempts,
-        assertions=attempt.assertions,
+        assertions=_redact_outcomes(attempt.assertions, plan.redact),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,15 +55,6 @@ def certificate_not_after(der: bytes | None) -> float | None:
         return None
 
 
-def _peer_not_after(response: aiohttp.ClientResponse) -> float | None:
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        return None
-    return certificate_not_after(ssl_object.getpeercert(binary_form=True))
-
-
 async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
     """The expiry of the certificate a host presents, without verifying it.
 
@@ -104,10 +96,23 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# What aiohttp refuses in a header value (it raises ValueError while sending).
+_FORBIDDEN_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_value(name: str, value: str) -> str:
+    if _FORBIDDEN_HEADER_CHARS.search(value):
+        raise ValueError(f"request header {name} would contain a control character")
+    return value
+
+
 def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
+    """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
     request = plan.config.request
     arguments: dict[str, Any] = {
-        "headers": {name: template.render(values) for name, template in plan.headers},
+        "headers": {
+            name: _header_value(name, template.render(values)) for name, template in plan.headers
+        },
         "allow_redirects": plan.config.follow_redirects,
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
@@ -132,15 +137,23 @@ async def perform_attempt(
     loop = asyncio.get_running_loop()
     started = loop.time()
     connector.recorder = recorder
+    connector.peer_certificate = None
     url = config.request.url.render(values)
     try:
+        arguments = _request_arguments(plan, values)
+    except (ValueError, UnicodeError) as exc:
+        # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
+        return Attempt(
+            Status.DOWN,
+            FailureReason.EXTRACTION_FAILED,
+            f"cannot build the request: {str(exc)[:200]}",
+            duration=loop.time() - started,
+        )
+    try:
         async with session.request(
-            config.request.method,
-            url,
-            trace_request_ctx=recorder,
-            **_request_arguments(plan, values),
+            config.request.method, url, trace_request_ctx=recorder, **arguments
         ) as response:
-            not_after = _peer_not_after(response)
+            not_after = certificate_not_after(connector.peer_certificate)
             try:
                 body = (
                     b""

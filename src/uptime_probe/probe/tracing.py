@@ -8,11 +8,14 @@ handshake begins (tests/probe/test_tracing.py pins this down).
 
 from __future__ import annotations
 
+import ssl
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from uptime_probe.probe.model import PhaseTimings
 
@@ -159,11 +162,17 @@ def build_trace_config() -> aiohttp.TraceConfig:
 
 
 class TimedConnector(aiohttp.TCPConnector):
-    """A TCPConnector that tells the current step's recorder when TCP is connected."""
+    """A TCPConnector that tells the current step's recorder when TCP is connected.
+
+    It also keeps the DER certificate the peer presented on the last connection it
+    handed out (new or pooled): by the time a small response is returned, aiohttp
+    has already released its connection, so the response cannot tell.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.recorder: PhaseRecorder | None = None
+        self.peer_certificate: bytes | None = None
         factory = self._factory
 
         def timed_factory() -> Any:
@@ -172,3 +181,16 @@ class TimedConnector(aiohttp.TCPConnector):
             return factory()
 
         self._factory = timed_factory  # type: ignore[assignment]
+
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            self.peer_certificate = ssl_object.getpeercert(binary_form=True)
+        return connection

@@ -1,0 +1,54 @@
+"""Build a CheckPlan from plain step dicts, through the real loader, and run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from uptime_probe.config import parse_config
+from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
+
+CHECK = "journey"
+
+
+def plan_of(
+    *steps: dict[str, Any],
+    timeout: str = "5s",
+    secrets: dict[str, str] | None = None,
+    variables: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> CheckPlan:
+    """One check named `journey` with these steps, loaded as probes.yaml would be."""
+    document = {
+        "variables": variables or {},
+        "secrets": secrets or {},
+        "checks": [{"name": CHECK, "interval": "60s", "timeout": timeout, "steps": list(steps)}],
+    }
+    config = parse_config(yaml.safe_dump(document), env={}, base_dir=base_dir)
+    return compile_checks(config)[CHECK]
+
+
+def step(url: str, name: str = "fetch", **fields: Any) -> dict[str, Any]:
+    """`step(url, expect={...})` -> a step dict; `method`/`json`/`body`/`headers` go to request."""
+    request = {"url": url}
+    for key in ("method", "json", "body", "headers"):
+        if key in fields:
+            request[key] = fields.pop(key)
+    return {"name": name, "request": request, **fields}
+
+
+async def run(
+    plan: CheckPlan, *, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> CheckResult:
+    """run_check, asserting the invariants every result must keep."""
+    result = await run_check(plan, resolver=resolver)
+    reasons = {result.reason, *(s.reason for s in result.steps)}
+    assert "internal" not in reasons, result
+    assert (result.reason is None) is (result.status != "down"), result
+    if result.status == "down":
+        assert result.failed_step is not None
+        assert "\n" not in result.message
+    return result

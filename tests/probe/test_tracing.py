@@ -1,0 +1,139 @@
+"""TimedConnector and PhaseRecorder against real servers.
+
+The connector wraps aiohttp's private `TCPConnector._factory`, relying on asyncio
+calling the protocol factory once TCP is connected and before the TLS handshake.
+These tests fail if an aiohttp or asyncio release moves that point.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiohttp import web
+
+from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+
+ServeApp = Callable[..., Awaitable[str]]
+
+
+class EventRecorder(PhaseRecorder):
+    """A PhaseRecorder that also notes when each hook ran."""
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, float]] = []
+
+    def connection_start(self) -> None:
+        self.events.append(("connection_start", time.perf_counter()))
+        super().connection_start()
+
+    def tcp_connected(self) -> None:
+        self.events.append(("tcp_connected", time.perf_counter()))
+        super().tcp_connected()
+
+    def connection_end(self, is_tls: bool) -> None:
+        self.events.append(("connection_end", time.perf_counter()))
+        super().connection_end(is_tls)
+
+
+def _app() -> web.Application:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    return app
+
+
+async def _get(url: str, ssl_context: ssl.SSLContext | bool, recorder: PhaseRecorder) -> int:
+    connector = TimedConnector(use_dns_cache=False)
+    connector.recorder = recorder
+    async with (
+        aiohttp.ClientSession(connector=connector, trace_configs=[build_trace_config()]) as session,
+        session.get(url, ssl=ssl_context, trace_request_ctx=recorder) as response,
+    ):
+        await response.read()
+        recorder.body_done()
+        return response.status
+
+
+async def test_https_marks_tcp_connected_before_the_tls_handshake(
+    serve_app: ServeApp,
+) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_hello_at: list[float] = []
+
+    def on_client_hello(*_args: Any) -> None:
+        client_hello_at.append(time.perf_counter())
+
+    server_context.sni_callback = on_client_hello
+    url = await serve_app(_app(), ssl_context=server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    recorder = EventRecorder()
+
+    assert await _get(url + "/", client_context, recorder) == 200
+
+    names = [name for name, _ in recorder.events]
+    assert names == ["connection_start", "tcp_connected", "connection_end"]
+    at = dict(recorder.events)
+    assert len(client_hello_at) == 1
+    assert at["connection_start"] < at["tcp_connected"] < client_hello_at[0] < at["connection_end"]
+    timings = recorder.timings()
+    assert timings.connect > 0
+    assert timings.tls > 0
+    assert timings.processing > 0
+
+
+async def test_http_has_no_tls_phase(serve_app: ServeApp) -> None:
+    url = await serve_app(_app())
+    recorder = EventRecorder()
+
+    assert await _get(url + "/", False, recorder) == 200
+
+    assert [name for name, _ in recorder.events] == [
+        "connection_start",
+        "tcp_connected",
+        "connection_end",
+    ]
+    timings = recorder.timings()
+    assert timings.connect > 0
+    assert timings.tls == 0
+    assert timings.resolve == 0  # an IP literal is never resolved
+    assert timings.processing > 0
+
+
+@pytest.mark.parametrize(
+    ("is_tls", "tcp_offset", "connect", "tls"),
+    [
+        (True, 0.25, 0.25, 0.75),
+        (False, 0.25, 1.0, 0.0),
+        (True, None, 1.0, 0.0),  # never marked: all of it counts as connect
+    ],
+)
+def test_connection_end_splits_connect_and_tls(
+    monkeypatch: pytest.MonkeyPatch,
+    is_tls: bool,
+    tcp_offset: float | None,
+    connect: float,
+    tls: float,
+) -> None:
+    clock = iter([10.0, *([] if tcp_offset is None else [10.0 + tcp_offset]), 11.0])
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    recorder = PhaseRecorder()
+    recorder.connection_start()
+    if tcp_offset is not None:
+        recorder.tcp_connected()
+    recorder.connection_end(is_tls)
+    timings = recorder.timings()
+    assert (timings.connect, timings.tls) == pytest.approx((connect, tls))

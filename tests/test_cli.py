@@ -1,0 +1,220 @@
+"""`uptime-probe check | validate | schema` as a user runs them: a subprocess, a real target."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+ServeApp = Callable[..., Awaitable[str]]
+SECRET = "cli-s3cret-token"
+JSON_KEYS = {"check", "status", "reason", "step", "duration_seconds", "message"}
+
+CONFIG = """\
+variables:
+  base_url: "${TARGET_URL}"
+secrets:
+  token: "${PROBE_TOKEN}"
+checks:
+  - name: homepage
+    steps:
+      - name: page
+        request: {url: "{{ base_url }}/ok"}
+        expect: {status: 200, json: [{query: ok, equals: true}]}
+  - name: history_sidebar
+    steps:
+      - name: conversations
+        request:
+          url: "{{ base_url }}/echo"
+          headers: {Authorization: "Bearer {{ token }}"}
+        expect:
+          json: [{query: "length(items)", gt: 0, reason: empty_history}]
+  - name: slow_page
+    steps:
+      - name: page
+        request: {url: "{{ base_url }}/ok"}
+        expect: {json: [{query: ok, equals: false, severity: warning}]}
+  - name: leaky_redirect
+    steps:
+      - name: login
+        request:
+          url: "{{ base_url }}/leak"
+          headers: {Authorization: "Bearer {{ token }}"}
+"""
+
+
+@dataclass
+class Cli:
+    config: Path
+    env: dict[str, str]
+
+    async def __call__(self, *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "uptime_probe.cli",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+        )
+        async with asyncio.timeout(60):
+            out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+
+def _target() -> web.Application:
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def echo(request: web.Request) -> web.Response:
+        # A target that echoes what it was sent, secrets included.
+        auth = request.headers.get("Authorization", "")
+        return web.json_response({"items": [], "seen": auth})
+
+    async def leak(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        raise web.HTTPFound(f"/missing?token={auth}")
+
+    app = web.Application()
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/echo", echo)
+    app.router.add_get("/leak", leak)
+    return app
+
+
+@pytest.fixture
+async def cli(serve_app: ServeApp, tmp_path: Path) -> Cli:
+    url = await serve_app(_target())
+    config = tmp_path / "probes.yaml"
+    config.write_text(CONFIG)
+    env = {**os.environ, "TARGET_URL": url, "PROBE_TOKEN": SECRET}
+    env.pop("UPTIME_PROBE_CONFIG", None)
+    return Cli(config, env)
+
+
+def _assert_no_secret(*outputs: str) -> None:
+    for output in outputs:
+        assert SECRET not in output
+        assert "s3cret" not in output
+
+
+async def test_check_prints_a_table_and_exits_1_when_a_check_is_down(cli: Cli) -> None:
+    code, out, err = await cli("check", "-c", str(cli.config))
+    assert code == 1, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["CHECK", "STATUS", "REASON", "STEP", "DURATION", "MESSAGE"]
+    table = {row.split()[0]: row.split(maxsplit=5) for row in rows}
+    assert set(table) == {"homepage", "history_sidebar", "slow_page", "leaky_redirect"}
+    assert table["homepage"][1:4] == ["up", "-", "-"]
+    assert table["history_sidebar"][1:4] == ["down", "empty_history", "conversations"]
+    assert table["history_sidebar"][5] == "conversations: length(items) = 0, expected > 0"
+    assert table["slow_page"][1:4] == ["degraded", "-", "page"]
+    assert table["leaky_redirect"][1:4] == ["down", "http_4xx", "login"]
+    assert all(cells[4].endswith("s") for cells in table.values())
+    _assert_no_secret(out, err)
+
+
+async def test_check_json_lines(cli: Cli) -> None:
+    code, out, err = await cli("check", "-c", str(cli.config), "--json")
+    assert code == 1, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    for line in lines:
+        assert JSON_KEYS <= set(line) <= JSON_KEYS | {"http_status"}
+        assert isinstance(line["duration_seconds"], float)
+    by_check = {line["check"]: line for line in lines}
+    assert by_check["homepage"] == {
+        **by_check["homepage"],
+        "status": "up",
+        "reason": None,
+        "step": None,
+    }
+    assert by_check["history_sidebar"]["reason"] == "empty_history"
+    assert by_check["history_sidebar"]["step"] == "conversations"
+    assert by_check["history_sidebar"]["message"] == (
+        "conversations: length(items) = 0, expected > 0"
+    )
+    assert by_check["leaky_redirect"]["status"] == "down"
+    _assert_no_secret(out, err)
+
+
+@pytest.mark.parametrize(
+    ("selection", "code", "checks"),
+    [
+        (["homepage"], 0, ["homepage"]),
+        (["slow_page"], 0, ["slow_page"]),
+        (["homepage", "history_sidebar"], 1, ["homepage", "history_sidebar"]),
+    ],
+)
+async def test_check_selection_and_exit_code(
+    cli: Cli, selection: list[str], code: int, checks: list[str]
+) -> None:
+    flags = [arg for name in selection for arg in ("--check", name)]
+    returned, out, err = await cli("check", "-c", str(cli.config), "--json", *flags)
+    assert returned == code, err
+    assert [json.loads(line)["check"] for line in out.splitlines()] == checks
+
+
+async def test_unknown_check_exits_2(cli: Cli) -> None:
+    code, out, err = await cli("check", "-c", str(cli.config), "--check", "nope")
+    assert code == 2
+    assert out == ""
+    assert "unknown check 'nope'" in err
+
+
+async def test_config_error_exits_2_with_the_located_message(cli: Cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(CONFIG.replace("gt: 0", "greater: 0"))
+    for command in ("check", "validate"):
+        code, out, err = await cli(command, "-c", str(broken))
+        assert code == 2
+        assert out == ""
+        assert "broken.yaml:18 checks[1].steps[0].expect.json[0]: unknown operator 'greater'" in err
+        _assert_no_secret(err)
+
+
+async def test_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
+    code, _out, err = await cli("validate", "-c", str(tmp_path / "absent.yaml"))
+    assert code == 2
+    assert "absent.yaml (top level): cannot read config" in err
+
+
+async def test_validate_ok(cli: Cli) -> None:
+    code, out, err = await cli("validate", "-c", str(cli.config))
+    assert (code, err) == (0, "")
+    assert out == f"{cli.config}: ok, 4 checks\n"
+
+
+async def test_schema_prints_a_json_schema(cli: Cli) -> None:
+    code, out, _err = await cli("schema")
+    assert code == 0
+    schema = json.loads(out)
+    Draft202012Validator.check_schema(schema)
+    assert {"checks", "defaults", "variables", "secrets"} <= set(schema["properties"])
+
+
+def test_control_characters_from_a_target_never_reach_the_terminal() -> None:
+    from uptime_probe.oneshot import as_table
+    from uptime_probe.probe import CheckResult, Status
+
+    result = CheckResult(
+        check="c",
+        status=Status.DOWN,
+        reason="http_5xx",
+        failed_step="s",
+        message="s: \x1b[2J\x1b[31mred\nsecond line",
+        started_at=0.0,
+        duration_seconds=0.5,
+    )
+    row = as_table([result]).splitlines()[1]
+    assert "\x1b" not in row
+    assert row.endswith("s: ?[2J?[31mred second line")
