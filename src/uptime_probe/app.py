@@ -203,6 +203,7 @@ class Daemon:
             readiness=self.readiness,
             reload=lambda: self.reload("http"),
             enable_lifecycle=lambda: self.config.server.enable_lifecycle,
+            status=self,
         )
         self._runner = web.AppRunner(build_web_app(control), access_log=None, handle_signals=False)
         await self._runner.setup()
