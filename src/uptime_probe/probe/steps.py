@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,8 +189,26 @@ async def perform_attempt(
 
 def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:
     """Status, then assertions in order, then extraction; the first critical failure decides."""
-    config = plan.config
-    expect = config.expect
+    expect = plan.config.expect
+
+    def attempt(
+        outcome: Status,
+        reason: str | None,
+        message: str,
+        outcomes: Sequence[AssertionOutcome] = (),
+        extracted: dict[str, str] | None = None,
+    ) -> Attempt:
+        return Attempt(
+            outcome,
+            reason,
+            message,
+            http_status=status,
+            body=body,
+            body_bytes=len(body),
+            assertions=tuple(outcomes),
+            extracted=extracted or {},
+        )
+
     if status not in expect.status:
         reason = classify_status(status)
         retry = headers.get("Retry-After")
@@ -199,14 +217,7 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
             if reason is FailureReason.RATE_LIMITED and retry
             else ""
         )
-        return Attempt(
-            Status.DOWN,
-            reason,
-            f"HTTP {status}, expected {expect.status}{hint}",
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-        )
+        return attempt(Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}")
     view = ResponseView(status, headers, body)
     outcomes: list[AssertionOutcome] = []
     try:
@@ -214,58 +225,17 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
             outcomes.append(assertion(view))
         extracted = _extract(plan, view)
     except InvalidJson as exc:
-        return Attempt(
-            Status.DOWN,
-            FailureReason.INVALID_JSON,
-            str(exc),
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-        )
+        return attempt(Status.DOWN, FailureReason.INVALID_JSON, str(exc), outcomes)
     failed = [o for o in outcomes if not o.passed]
     critical = next((o for o in failed if o.severity == "critical"), None)
     if critical is not None:
-        return Attempt(
-            Status.DOWN,
-            critical.reason,
-            critical.message,
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-        )
+        return attempt(Status.DOWN, critical.reason, critical.message, outcomes)
     if isinstance(extracted, str):
-        return Attempt(
-            Status.DOWN,
-            FailureReason.EXTRACTION_FAILED,
-            extracted,
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-        )
+        return attempt(Status.DOWN, FailureReason.EXTRACTION_FAILED, extracted, outcomes)
     if failed:
-        return Attempt(
-            Status.DEGRADED,
-            None,
-            "; ".join(o.message for o in failed),
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-            extracted=extracted,
-        )
-    return Attempt(
-        Status.UP,
-        None,
-        f"HTTP {status}",
-        http_status=status,
-        body=body,
-        body_bytes=len(body),
-        assertions=tuple(outcomes),
-        extracted=extracted,
-    )
+        message = "; ".join(o.message for o in failed)
+        return attempt(Status.DEGRADED, None, message, outcomes, extracted)
+    return attempt(Status.UP, None, f"HTTP {status}", outcomes, extracted)
 
 
 def _extract(plan: StepPlan, view: ResponseView) -> dict[str, str] | str:
