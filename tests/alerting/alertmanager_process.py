@@ -8,8 +8,6 @@ under the test's tmp_path, quoted in every failure.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +18,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.e2e.stack import free_port, require_binary
 
 BINARIES = ("alertmanager", "prometheus-alertmanager")
 START_TIMEOUT = 20.0
@@ -36,21 +36,7 @@ receivers:
 
 
 def alertmanager_binary() -> str:
-    for name in BINARIES:
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    pytest.fail(
-        f"none of {', '.join(BINARIES)} is on PATH: install the Debian package "
-        "'prometheus-alertmanager' (scripts/test.sh does it in CI)",
-        pytrace=False,
-    )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return require_binary(*BINARIES, package="prometheus-alertmanager")
 
 
 @dataclass
@@ -101,7 +87,7 @@ async def running_alertmanager(directory: Path, attempts: int = 3) -> AsyncItera
     config = directory / "alertmanager.yml"
     config.write_text(CONFIG)
     for attempt in range(1, attempts + 1):
-        port = _free_port()
+        port = free_port()
         log_path = directory / f"alertmanager.{attempt}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
