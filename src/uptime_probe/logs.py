@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from uptime_probe.probe.redaction import Redactor
+from uptime_probe.config.redaction import Redactor
 
 EventDict = MutableMapping[str, Any]
 

@@ -219,7 +219,7 @@ def test_oci_labels_match_the_project(dockerfile: Dockerfile, repo_root: Path) -
     prefix = "org.opencontainers.image."
     assert resolved[prefix + "title"] == project["name"]
     assert resolved[prefix + "version"] == project["version"], "bump VERSION in the Dockerfile"
-    assert resolved[prefix + "licenses"] == project["license"]["text"]
+    assert resolved[prefix + "licenses"] == project["license"]
     assert resolved[prefix + "description"] == project["description"]
     assert prefix + "revision" in resolved
 

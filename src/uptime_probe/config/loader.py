@@ -7,6 +7,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from uptime_probe.config.errors import ConfigError, ConfigIssue, Path
 from uptime_probe.config.model import Config
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.validate import semantic_issues
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -60,17 +62,37 @@ def parse_config(
         )
     issues: list[ConfigIssue] = []
     expanded = _expand_env(document, (), environment, issues)
-    if issues:
-        raise ConfigError([_locate(issue, lines, source) for issue in issues])
     try:
-        config = Config.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError(_pydantic_issues(exc, expanded, lines, source)) from None
-    issues = semantic_issues(config)
-    issues.extend(_load_schemas(config, base_dir or FilePath.cwd()))
-    if issues:
-        raise ConfigError([_locate(issue, lines, source) for issue in issues])
+        if issues:
+            raise ConfigError([_locate(issue, lines, source) for issue in issues])
+        try:
+            config = Config.model_validate(expanded)
+        except ValidationError as exc:
+            raise ConfigError(_pydantic_issues(exc, expanded, lines, source)) from None
+        issues = semantic_issues(config)
+        issues.extend(_load_schemas(config, base_dir or FilePath.cwd()))
+        if issues:
+            raise ConfigError([_locate(issue, lines, source) for issue in issues])
+    except ConfigError as exc:
+        raise _without_secrets(exc, expanded) from None
     return config
+
+
+def _without_secrets(error: ConfigError, document: Any) -> ConfigError:
+    """The error with every value under `secrets:` removed from its messages.
+
+    Messages quote the values they reject (`invalid duration '...'`); a secret pasted
+    into the wrong field, or expanded from the environment into one, must not reach a
+    terminal or a CI log through them (nor the daemon's log, whose redactor only knows
+    the secrets of the config it runs, not those of the file it just rejected).
+    """
+    secrets = document.get("secrets") if isinstance(document, dict) else None
+    if not isinstance(secrets, dict):
+        return error
+    redact = Redactor(v for v in secrets.values() if isinstance(v, str))
+    if not redact.active:
+        return error
+    return ConfigError([replace(issue, message=redact(issue.message)) for issue in error.issues])
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path, int]]:

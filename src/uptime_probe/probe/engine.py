@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import aiohttp
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.model import (
     AssertionOutcome,
@@ -23,7 +24,6 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
-from uptime_probe.probe.redaction import Redactor
 from uptime_probe.probe.steps import SAMPLE_BYTES, Attempt, perform_attempt
 from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
 

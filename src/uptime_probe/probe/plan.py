@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config, StepConfig
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.template import Template
 from uptime_probe.probe.assertions import Assertion, compile_expect
-from uptime_probe.probe.redaction import Redactor
 
 USER_AGENT = f"uptime-probe/{__version__}"
 

@@ -1,4 +1,4 @@
-"""Removes secret values from every string that leaves the engine."""
+"""Removes secret values from every string that leaves uptime-probe: results, logs, errors."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from uptime_probe.probe.redaction import REDACTED, Redactor
+from uptime_probe.config.redaction import REDACTED, Redactor
 
 SECRET = "p@ss word/+=é"
 
