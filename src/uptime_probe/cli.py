@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -11,7 +10,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from uptime_probe import __version__
+from uptime_probe import __version__, runtime
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import LOCATION_PATTERN, Config
 
@@ -149,7 +148,7 @@ def _check(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     try:
-        results = asyncio.run(run_checks_once(config, args.check))
+        results = runtime.run(run_checks_once(config, args.check))
     except UnknownCheck as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -197,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         shard=shard,
         location=args.location,
     )
-    return asyncio.run(serve(options, redact))
+    return runtime.run(serve(options, redact))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -205,7 +204,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from uptime_probe.demo import run_demo
 
-    return asyncio.run(run_demo(Path(args.config), args.listen, Path(args.data_dir)))
+    return runtime.run(run_demo(Path(args.config), args.listen, Path(args.data_dir)))
 
 
 def _incidents(args: argparse.Namespace) -> int:
@@ -219,7 +218,7 @@ def _incidents(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(
+    return runtime.run(
         print_incidents(Path(args.data_dir), since, args.format, args.check, sys.stdout)
     )
 

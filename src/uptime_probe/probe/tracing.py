@@ -8,6 +8,7 @@ handshake begins (tests/probe/test_tracing.py pins this down).
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 from types import SimpleNamespace
@@ -148,7 +149,10 @@ async def _on_redirect(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
         r.body_done()
 
 
+@functools.cache
 def build_trace_config() -> aiohttp.TraceConfig:
+    """One TraceConfig for every session: its callbacks keep no state (the recorder travels
+    in `trace_request_ctx`), and building one per run cost 16 signal lists a run."""
     config = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
     config.on_request_start.append(_on_request_start)
     config.on_dns_resolvehost_start.append(_on_dns_start)
