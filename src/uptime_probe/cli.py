@@ -8,13 +8,17 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from uptime_probe import __version__, runtime
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import LOCATION_PATTERN, Config
+from uptime_probe.config.units import parse_duration
+from uptime_probe.sharding import parse_shard
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
+T = TypeVar("T")
 DEFAULT_CONFIG = os.environ.get("UPTIME_PROBE_CONFIG", "probes.yaml")
 
 
@@ -65,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_dir_argument(incidents)
     incidents.add_argument(
-        "--since", default="24h", help="how far back, e.g. 24h, 7d (%(default)s)"
+        "--since",
+        type=_typed(parse_duration),
+        default="24h",
+        help="how far back, e.g. 24h, 7d (%(default)s)",
     )
     incidents.add_argument("--format", choices=["markdown", "json"], default="markdown")
     incidents.add_argument("--check", help="only this check")
@@ -81,13 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser raising ValueError: its message reaches the user."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _location(text: str) -> str:
+    if not re.fullmatch(LOCATION_PATTERN, text):
+        raise ValueError(f"{text!r} must match {LOCATION_PATTERN}")
+    return text
+
+
 def _grace_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
+        raise ValueError(f"{text!r} is not a finite number of seconds >= 0")
     return value
 
 
@@ -109,19 +135,21 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--shard",
+        type=_typed(parse_shard),
         default=os.environ.get("UPTIME_PROBE_SHARD", "0/1"),
         help="INDEX/COUNT, or auto/COUNT from a StatefulSet pod's ordinal "
         "(default: %(default)s, or $UPTIME_PROBE_SHARD)",
     )
     parser.add_argument(
         "--location",
+        type=_typed(_location),
         default=os.environ.get("UPTIME_PROBE_LOCATION"),
         help="the location label for this deployment, overriding the config's "
         "(or $UPTIME_PROBE_LOCATION)",
     )
     parser.add_argument(
         "--grace",
-        type=_grace_seconds,
+        type=_typed(_grace_seconds),
         default=10.0,
         help="seconds in-flight runs may finish on SIGTERM (%(default)s)",
     )
@@ -177,23 +205,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from uptime_probe.app import DaemonOptions, serve
     from uptime_probe.logs import configure_logging
-    from uptime_probe.sharding import parse_shard
 
-    try:
-        shard = parse_shard(args.shard)
-    except ValueError as exc:
-        print(f"error: --shard: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.location is not None and not re.fullmatch(LOCATION_PATTERN, args.location):
-        print(f"error: --location {args.location!r} must match {LOCATION_PATTERN}", file=sys.stderr)
-        return EXIT_CONFIG
     redact = configure_logging(args.log_level)
     options = DaemonOptions(
         config_path=Path(args.config),
         listen=args.listen,
         grace_seconds=args.grace,
         data_dir=Path(args.data_dir),
-        shard=shard,
+        shard=args.shard,
         location=args.location,
     )
     return runtime.run(serve(options, redact))
@@ -210,16 +229,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _incidents(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from uptime_probe.config.units import parse_duration
     from uptime_probe.report import print_incidents
 
-    try:
-        since = parse_duration(args.since)
-    except ValueError as exc:
-        print(f"error: --since: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     return runtime.run(
-        print_incidents(Path(args.data_dir), since, args.format, args.check, sys.stdout)
+        print_incidents(Path(args.data_dir), args.since, args.format, args.check, sys.stdout)
     )
 
 
