@@ -1615,13 +1615,19 @@ def self_dashboard() -> JSON:
                 min_interval="1m",
             ),
             timeseries(
-                "Runs in flight",
-                "Check runs executing at scrape time. Stuck at the concurrency cap means runs "
-                "queue up and get skipped.",
+                "Runs in flight and waiting",
+                "Check runs probing at scrape time (never above max_concurrency) and runs due "
+                "but waiting for a slot. Waiting runs for long mean the daemon is overloaded: "
+                "checks start late and get skipped.",
                 [
                     Target(
-                        f"sum by (instance) (uptime_probe_runs_in_flight{{{flt}}})", "{{instance}}"
-                    )
+                        f"sum by (instance) (uptime_probe_runs_in_flight{{{flt}}})",
+                        "{{instance}} in flight",
+                    ),
+                    Target(
+                        f"sum by (instance) (uptime_probe_runs_waiting{{{flt}}})",
+                        "{{instance}} waiting",
+                    ),
                 ],
                 unit="none",
             ),

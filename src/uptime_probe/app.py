@@ -95,7 +95,8 @@ class Daemon:
             observe_lag=self.daemon_metrics.schedule_lag.observe,
             on_skip=self.check_metrics.record_skip,
         )
-        self.daemon_metrics.runs_in_flight.set_function(lambda: len(self.scheduler.in_flight))
+        self.daemon_metrics.runs_in_flight.set_function(lambda: self.scheduler.runs_probing)
+        self.daemon_metrics.runs_waiting.set_function(lambda: self.scheduler.runs_waiting)
         self.exposition = MetricsExposition(self.check_metrics, self.daemon_metrics)
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()

@@ -413,7 +413,14 @@ class DaemonMetrics:
             registry=registry,
         )
         self.runs_in_flight = Gauge(
-            "uptime_probe_runs_in_flight", "Runs currently in flight.", registry=registry
+            "uptime_probe_runs_in_flight",
+            "Runs probing now, each holding one of max_concurrency slots.",
+            registry=registry,
+        )
+        self.runs_waiting = Gauge(
+            "uptime_probe_runs_waiting",
+            "Runs due but waiting for a slot under max_concurrency.",
+            registry=registry,
         )
         self.reload_successful = Gauge(
             "uptime_probe_config_last_reload_successful",

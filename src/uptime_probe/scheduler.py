@@ -115,7 +115,9 @@ class Scheduler:
         self._plans: dict[str, CheckPlan] = {}
         self._intervals: dict[str, float] = {}
         self.states: dict[str, CheckState] = {}
-        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.in_flight: dict[str, asyncio.Task[None]] = {}  # started, probing or waiting
+        self.runs_probing = 0  # holding one of max_concurrency slots
+        self.runs_waiting = 0  # queued for a slot
         self._apscheduler = AsyncIOScheduler(timezone=UTC)
         self.running = False
         self._stopping = False
@@ -201,7 +203,12 @@ class Scheduler:
         try:
             # A check not run yet is assumed to take its whole timeout: checks already
             # known to be quick never queue behind a reload's new, possibly hanging ones.
-            await slots.acquire(self._last_duration.get(name, plan.timeout))
+            self.runs_waiting += 1
+            try:
+                await slots.acquire(self._last_duration.get(name, plan.timeout))
+            finally:
+                self.runs_waiting -= 1
+            self.runs_probing += 1
             try:
                 if self._stopping:
                     return  # queued behind the cap when stop began: it never started
@@ -209,6 +216,7 @@ class Scheduler:
                 self._observe_lag(lag)
                 result = await self._run(plan)
             finally:
+                self.runs_probing -= 1
                 slots.release()
         except Exception:
             # run_check never raises; if a bug makes it, lose this run, not the daemon.

@@ -69,6 +69,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "uptime_probe_schedule_lag_seconds": (),
     "uptime_probe_runs_skipped_total": CHECK,
     "uptime_probe_runs_in_flight": (),
+    "uptime_probe_runs_waiting": (),
     "uptime_probe_config_last_reload_successful": (),
     "uptime_probe_config_last_reload_success_timestamp_seconds": (),
     "uptime_probe_build_info": ("version", "shard"),
