@@ -82,14 +82,22 @@ async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO =
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2
-    simulator: RunningSimulator = await start_simulator(
-        "127.0.0.1",
-        SIMULATOR_PORT,
-        scenario=load_scenario("dec-3-2025"),
-        speed=DEMO_SPEED,
-        loop=True,
-        token=DEMO_TOKEN,
-    )
+    try:
+        simulator: RunningSimulator = await start_simulator(
+            "127.0.0.1",
+            SIMULATOR_PORT,
+            scenario=load_scenario("dec-3-2025"),
+            speed=DEMO_SPEED,
+            loop=True,
+            token=DEMO_TOKEN,
+        )
+    except OSError as exc:
+        print(
+            f"cannot start the simulator on 127.0.0.1:{SIMULATOR_PORT}: {exc.strerror}"
+            " (is another demo or simulator running?)",
+            file=sys.stderr,
+        )
+        return 1
     view = LiveView([check.name for check in config.checks])
     daemon = Daemon(
         config, DaemonOptions(config_path, listen=listen, data_dir=data_dir), redact, [view]
