@@ -1,5 +1,8 @@
 """run_check: a check's steps in order, under one deadline, into a CheckResult.
 
+Durations come from `time.perf_counter()`, never `loop.time()`: uvloop's loop clock
+has 1 ms resolution and is read once per iteration (docs/benchmarks.md).
+
 The engine is pure: it takes a plan and returns data. It knows nothing of
 scheduling, metrics, storage or notifications.
 """
@@ -45,8 +48,7 @@ async def run_check(
 ) -> CheckResult:
     """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
     started_at = time.time()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = time.perf_counter()
     results: list[StepResult] = []
     progress = _InFlight()
     try:
@@ -70,7 +72,7 @@ async def run_check(
                         if result.status is Status.DOWN:
                             break
             except TimeoutError:
-                results.append(_deadline_result(progress, plan, loop.time()))
+                results.append(_deadline_result(progress, plan, time.perf_counter()))
     except Exception as exc:
         reason, message = classify_exception(exc)
         results.append(
@@ -79,10 +81,10 @@ async def run_check(
                 status=Status.DOWN,
                 reason=reason if reason is not FailureReason.INTERNAL else FailureReason.INTERNAL,
                 message=plan.redact(message),
-                duration_seconds=loop.time() - started,
+                duration_seconds=time.perf_counter() - started,
             )
         )
-    return _summarise(plan, results, started_at, loop.time() - started)
+    return _summarise(plan, results, started_at, time.perf_counter() - started)
 
 
 async def _run_step(
@@ -93,8 +95,12 @@ async def _run_step(
     progress: _InFlight,
     plan: CheckPlan,
 ) -> StepResult:
-    loop = asyncio.get_running_loop()
-    progress.step, progress.started, progress.attempts, progress.last = step, loop.time(), 0, None
+    progress.step, progress.started, progress.attempts, progress.last = (
+        step,
+        time.perf_counter(),
+        0,
+        None,
+    )
     poll = step.config.poll
     poll_ends = progress.started + poll.within if poll is not None else 0.0
     while True:
@@ -104,15 +110,15 @@ async def _run_step(
         progress.last = attempt
         if attempt.status is not Status.DOWN or poll is None:
             break
-        next_try = loop.time() + max(0.0, poll.every - attempt.duration)
+        next_try = time.perf_counter() + max(0.0, poll.every - attempt.duration)
         if next_try > poll_ends:
             break
         # Waiting between polls is the behaviour asked for, not synchronisation.
         progress.between_polls = True
-        await asyncio.sleep(next_try - loop.time())
+        await asyncio.sleep(next_try - time.perf_counter())
         progress.between_polls = False
     values.update(attempt.extracted)
-    return _step_result(step, attempt, progress, plan.redact, loop.time())
+    return _step_result(step, attempt, progress, plan.redact, time.perf_counter())
 
 
 def _step_result(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,8 +135,7 @@ async def perform_attempt(
 ) -> Attempt:
     """Send the step's request once and judge the answer. Never raises but on cancel."""
     config = plan.config
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = time.perf_counter()
     connector.recorder = recorder
     connector.peer_certificate = None
     url = config.request.url.render(values)
@@ -147,7 +147,7 @@ async def perform_attempt(
             Status.DOWN,
             FailureReason.EXTRACTION_FAILED,
             f"cannot build the request: {str(exc)[:200]}",
-            duration=loop.time() - started,
+            duration=time.perf_counter() - started,
         )
     try:
         async with session.request(
@@ -168,7 +168,7 @@ async def perform_attempt(
                     str(exc),
                     http_status=response.status,
                     tls_not_after=not_after,
-                    duration=loop.time() - started,
+                    duration=time.perf_counter() - started,
                 )
             recorder.body_done()
             attempt = judge(plan, response.status, response.headers, body)
@@ -181,9 +181,13 @@ async def perform_attempt(
         if reason is FailureReason.TLS:
             not_after = await fetch_certificate_not_after(URL(url), timeout=2.0)
         return Attempt(
-            Status.DOWN, reason, message, tls_not_after=not_after, duration=loop.time() - started
+            Status.DOWN,
+            reason,
+            message,
+            tls_not_after=not_after,
+            duration=time.perf_counter() - started,
         )
-    attempt.duration = loop.time() - started
+    attempt.duration = time.perf_counter() - started
     return attempt
 
 

@@ -1,0 +1,359 @@
+"""In-process measurements of single choices: metric rendering, JSON parsing, one run's cost.
+
+These isolate what the daemon-level figures cannot: how long `/metrics` takes to render
+through our cached text renderer versus prometheus-client's generic exposition of the
+same series, and what the JSON parser costs per run next to a run's whole CPU.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import Spread
+from bench.contenders import probes_config
+from bench.targets import JSON_DOCUMENT
+
+
+def synthetic_metrics(checks: int) -> Any:
+    """A CheckMetrics holding `checks` one-step checks, each after one up run."""
+    from uptime_probe.config.model import Config
+    from uptime_probe.metrics import CheckMetrics
+    from uptime_probe.probe.model import CheckResult, PhaseTimings, Status, StepResult
+    from uptime_probe.sinks import RunOutcome
+
+    config = Config.model_validate(
+        probes_config(checks=checks, interval=30, url="http://127.0.0.1:9/json")
+    )
+    metrics = CheckMetrics("bench")
+    metrics.sync_checks(config.checks)
+    now = time.time()
+    for check in config.checks:
+        step = StepResult(
+            name="get",
+            status=Status.UP,
+            reason=None,
+            message="HTTP 200",
+            duration_seconds=0.0042,
+            http_status=200,
+            timings=PhaseTimings(connect=0.0003, processing=0.003, transfer=0.0002),
+        )
+        result = CheckResult(
+            check=check.name,
+            status=Status.UP,
+            reason=None,
+            failed_step=None,
+            message="1 step ok",
+            started_at=now,
+            duration_seconds=0.0045,
+            steps=(step,),
+        )
+        metrics.accept(RunOutcome(result, Status.UP, None, "bench"))
+    return metrics
+
+
+def _best_of(fn: Callable[[], Any], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def render_comparison(checks: int, repeats: int = 3) -> dict[str, Any]:
+    """Our fast text renderer (cold: every check changed; warm: none changed) vs the library's."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    metrics = synthetic_metrics(checks)
+    cold = []
+    for _ in range(repeats):
+        metrics._cache = {}  # as if every check had run since the last scrape
+        cold.extend(_best_of(metrics.render_text, 1))
+    warm = _best_of(metrics.render_text, repeats)
+    text = metrics.render_text().encode()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    library = _best_of(lambda: generate_latest(registry), repeats)
+    library_size = len(generate_latest(registry))
+    return {
+        "checks": checks,
+        "ours_cold_seconds": Spread.of(cold).as_dict(),
+        "ours_warm_seconds": Spread.of(warm).as_dict(),
+        "library_seconds": Spread.of(library).as_dict(),
+        "ours_bytes": len(text),
+        "library_bytes": library_size,
+        "series": text.count(b"\n") - text.count(b"\n#"),
+    }
+
+
+def json_comparison(iterations: int = 20_000) -> dict[str, Any]:
+    """json.loads vs orjson.loads on the benchmark's JSON body (what a JSON assertion parses)."""
+    body = json.dumps(JSON_DOCUMENT).encode()
+    history = json.dumps(
+        {
+            "items": [
+                {"id": f"conv_{i:04d}", "title": f"Conversation {i}", "update_time": 1.7e9}
+                for i in range(20)
+            ],
+            "total": 57,
+            "offset": 0,
+            "limit": 20,
+        }
+    ).encode()
+    out: dict[str, Any] = {"bodies": {"json": len(body), "history": len(history)}}
+
+    def per_call(fn: Callable[[bytes], Any], data: bytes) -> float:
+        started = time.perf_counter()
+        for _ in range(iterations):
+            fn(data)
+        return (time.perf_counter() - started) / iterations
+
+    def stdlib(data: bytes) -> Any:
+        return json.loads(data.decode("utf-8"))  # what ResponseView.json does
+
+    parsers: dict[str, Callable[[bytes], Any]] = {"json": stdlib}
+    try:
+        import orjson
+
+        parsers["orjson"] = orjson.loads
+    except ImportError:
+        out["orjson"] = "not installed"
+    for name, fn in parsers.items():
+        for label, data in (("json", body), ("history", history)):
+            out[f"{name}_{label}_us"] = Spread.of(
+                per_call(fn, data) * 1e6 for _ in range(3)
+            ).as_dict()
+    return out
+
+
+def main() -> None:
+    print(json.dumps({"render": render_comparison(1000), "json": json_comparison()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
+
+
+def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]:
+    """Where one run's CPU goes, in-process and sequential (no scheduler, no overlap).
+
+    - `run_check`: the product's whole probe of `url` (session, connection, request, JSON
+      assertion), CPU time per run;
+    - `session_only`: building and closing the per-run ClientSession + TimedConnector +
+      TraceConfig + CookieJar, no request;
+    - `session_shared_trace`: the same with one TraceConfig built once and reused;
+    - `sinks`: CheckMetrics, LatestOutcomes, LogSink and IncidentTracker `accept` for one
+      outcome (the store only enqueues on the loop; its writes run on aiosqlite's thread).
+    """
+    import asyncio
+    import os
+
+    import aiohttp
+
+    from uptime_probe.config.model import Config
+    from uptime_probe.logs import configure_logging
+    from uptime_probe.metrics import CheckMetrics
+    from uptime_probe.probe import compile_checks, run_check
+    from uptime_probe.probe.tracing import TimedConnector, build_trace_config
+    from uptime_probe.sinks import FanOut, LogSink, RunOutcome
+    from uptime_probe.state.incidents import IncidentTracker
+    from uptime_probe.state.latest import LatestOutcomes
+
+    # As the daemon runs: info level, JSON lines (to nowhere), so a passing run logs nothing.
+    configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
+    config = Config.model_validate(probes_config(checks=1, interval=30, url=url))
+    plan = next(iter(compile_checks(config).values()))
+
+    def cpu_per(fn: Callable[[], Any], count: int) -> float:
+        started = time.process_time()
+        fn_result = fn()
+        if asyncio.iscoroutine(fn_result):
+            raise TypeError("use acpu_per for coroutines")
+        return (time.process_time() - started) / count
+
+    async def measure() -> dict[str, Any]:
+        out: dict[str, Any] = {"url": url, "runs": runs, "loop": loop}
+        for _ in range(50):  # warm the path
+            await run_check(plan)
+        started = time.process_time()
+        last = None
+        for _ in range(runs):
+            last = await run_check(plan)
+        out["run_check_us"] = 1e6 * (time.process_time() - started) / runs
+        out["last_status"] = str(last.status) if last else None
+
+        async def session_cycle(shared: aiohttp.TraceConfig | None) -> None:
+            connector = TimedConnector(use_dns_cache=False, limit=0, enable_cleanup_closed=False)
+            async with aiohttp.ClientSession(
+                connector=connector,
+                trace_configs=[shared or build_trace_config()],
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                raise_for_status=False,
+            ):
+                pass
+
+        for label, shared in (
+            ("session_only_us", None),
+            ("session_shared_trace_us", build_trace_config()),
+        ):
+            started = time.process_time()
+            for _ in range(runs):
+                await session_cycle(shared)
+            out[label] = 1e6 * (time.process_time() - started) / runs
+
+        assert last is not None
+        metrics = CheckMetrics("bench")
+        metrics.sync_checks(config.checks)
+        latest = LatestOutcomes()
+        latest.retain(compile_checks(config))
+        tracker = IncidentTracker()
+        outcome = RunOutcome(last, last.status, last.status, "bench")
+        for label, sink in (
+            ("sink_metrics_us", metrics),
+            ("sink_latest_us", latest),
+            ("sink_log_us", LogSink()),
+            ("sink_incidents_us", tracker),
+            ("sinks_fanout_us", FanOut([metrics, latest, LogSink(), tracker])),
+        ):
+            out[label] = 1e6 * cpu_per(
+                lambda s=sink: [s.accept(outcome) for _ in range(runs)], runs
+            )
+        return out
+
+    if loop == "uvloop":
+        import uvloop
+
+        return dict(uvloop.run(measure()))
+    return asyncio.run(measure())
+
+
+def scheduler_cost(
+    checks: int = 1000, seconds: float = 10.0, loop: str = "uvloop"
+) -> dict[str, Any]:
+    """CPU per run of the product's Scheduler alone: APScheduler's fire, our task, the state
+    machine, with a `run` that returns at once and a sink that drops the outcome.
+
+    What is left of a daemon run's CPU after this and `run_cost` is storage and metrics.
+    """
+    import asyncio
+
+    from uptime_probe.config.model import Config
+    from uptime_probe.probe import CheckResult, compile_checks
+    from uptime_probe.probe.model import Status
+    from uptime_probe.scheduler import Scheduler
+
+    config = Config.model_validate(
+        probes_config(checks=checks, interval=1.0, url="http://127.0.0.1:9/json")
+    )
+    plans = compile_checks(config)
+    counted = [0]
+
+    async def instant(plan: Any) -> CheckResult:
+        counted[0] += 1
+        return CheckResult(plan.name, Status.UP, None, None, "ok", time.time(), 0.0)
+
+    class Drop:
+        def accept(self, _outcome: Any) -> None:
+            pass
+
+    async def measure() -> dict[str, Any]:
+        scheduler = Scheduler(
+            sink=Drop(),
+            location="bench",
+            max_concurrency=1024,
+            observe_lag=lambda _lag: None,
+            on_skip=lambda _name: None,
+            run=instant,
+        )
+        scheduler.apply(plans)
+        scheduler.start()
+        await asyncio.sleep(2.0)  # past the first round
+        runs0, cpu0, wall0 = counted[0], time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        runs, cpu = counted[0] - runs0, time.process_time() - cpu0
+        elapsed = time.monotonic() - wall0
+        await scheduler.stop(1.0)
+        return {
+            "checks": checks,
+            "loop": loop,
+            "runs_per_second": runs / elapsed,
+            "cpu_us_per_run": 1e6 * cpu / runs if runs else float("nan"),
+            "cpu_utilisation": cpu / elapsed,
+        }
+
+    if loop == "uvloop":
+        import uvloop
+
+        return dict(uvloop.run(measure()))
+    return asyncio.run(measure())
+
+
+def store_cost(
+    rows: int = 20_000, loop: str = "uvloop", per_second: float = 1000.0
+) -> dict[str, Any]:
+    """CPU per run of the SQLite history: enqueue on the loop, batched writes on its thread.
+
+    Rows arrive paced at `per_second` (10 every 10 ms at 1,000/s), as runs finish in the
+    daemon, so the writer sees the small batches it really gets; `per_second=0` enqueues
+    everything at once (the batching best case).
+    """
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from uptime_probe.probe.model import CheckResult, Status
+    from uptime_probe.sinks import RunOutcome
+    from uptime_probe.state.store import Store
+
+    async def measure() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as directory:
+            store = Store(Path(directory), queue_size=rows + 10)
+            await store.open()
+            now = time.time()
+            outcomes = [
+                RunOutcome(
+                    CheckResult(
+                        f"c{i % 1000:05d}",
+                        Status.UP,
+                        None,
+                        None,
+                        "1 step ok",
+                        now + i / 1000,
+                        0.004,
+                    ),
+                    Status.UP,
+                    Status.UP,
+                    "bench",
+                )
+                for i in range(rows)
+            ]
+            started = time.process_time()
+            step = max(1, int(per_second / 100)) if per_second else rows
+            for index in range(0, rows, step):
+                for outcome in outcomes[index : index + step]:
+                    store.accept(outcome)
+                if per_second:
+                    await asyncio.sleep(0.01)
+            await store.flush(timeout=120)
+            cpu = time.process_time() - started
+            await store.close()
+        return {
+            "rows": rows,
+            "loop": loop,
+            "per_second": per_second,
+            "cpu_us_per_run": 1e6 * cpu / rows,
+            "lost": store.lost,
+        }
+
+    if loop == "uvloop":
+        import uvloop
+
+        return dict(uvloop.run(measure()))
+    return asyncio.run(measure())
