@@ -46,7 +46,7 @@ from bench.contenders import (
     start_daemon,
     wait_all_ran,
 )
-from bench.targets import Target
+from bench.targets import Target, start_simulator
 
 
 @dataclass(frozen=True)
@@ -613,16 +613,7 @@ def detection(workdir: Path, cores: Cores, scale: Scale) -> dict[str, Any]:
 
     interval = scale.detection_interval
     with Stack(workdir) as stack:
-        sim_port = free_port()
-        simulator = stack.start(
-            "simulator",
-            [PYTHON, "-m", "uptime_probe.cli", "simulator", "--listen", f"{LOOPBACK}:{sim_port}"],
-            core=cores.target,
-        )
-        sim = f"http://{LOOPBACK}:{sim_port}"
-        wait_for(
-            "simulator", lambda: reachable(f"{sim}/_sim/faults"), timeout=30, programs=[simulator]
-        )
+        sim = start_simulator(stack, cores.target).url
         history = f"{sim}/backend-api/conversations?offset=0&limit=20"
 
         am_port = free_port()

@@ -31,23 +31,20 @@ from typing import Any
 
 from bench.common import (
     LOOPBACK,
-    PYTHON,
     REPO,
     BenchError,
     Cores,
     Stack,
     cpu_seconds,
-    free_port,
     http_send,
     loadavg,
     open_fds,
     percentile,
     pin_self,
-    reachable,
     rss_bytes,
-    wait_for,
 )
 from bench.contenders import CHECK_NAME, start_daemon, wait_all_ran
+from bench.targets import start_simulator
 
 MAX_MINUTES = 30.0
 SECTION = "## Soak"
@@ -138,16 +135,7 @@ def run_soak(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     with Stack(workdir) as stack:
-        sim_port = free_port()
-        simulator = stack.start(
-            "simulator",
-            [PYTHON, "-m", "uptime_probe.cli", "simulator", "--listen", f"{LOOPBACK}:{sim_port}"],
-            core=cores.target,
-        )
-        sim = f"http://{LOOPBACK}:{sim_port}"
-        wait_for(
-            "simulator", lambda: reachable(f"{sim}/_sim/faults"), timeout=30, programs=[simulator]
-        )
+        sim = start_simulator(stack, cores.target).url
         daemon = start_daemon(
             stack, soak_config(args.checks, args.interval, sim), core=cores.contender
         )

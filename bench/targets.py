@@ -89,3 +89,16 @@ def start_slow(stack: Stack, core: int | None, delay: float = SLOW_DELAY_SECONDS
     url = f"http://{LOOPBACK}:{port}/slow"
     wait_for("slow server", lambda: reachable(url), timeout=15, programs=[program])
     return Target(program, url)
+
+
+def start_simulator(stack: Stack, core: int | None) -> Target:
+    """The chat simulator (`uptime-probe simulator`); `url` is its base, with no path."""
+    port = free_port()
+    program = stack.start(
+        "simulator",
+        [PYTHON, "-m", "uptime_probe.cli", "simulator", "--listen", f"{LOOPBACK}:{port}"],
+        core=core,
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    wait_for("simulator", lambda: reachable(f"{url}/_sim/faults"), timeout=30, programs=[program])
+    return Target(program, url)
