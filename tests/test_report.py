@@ -185,24 +185,28 @@ def test_no_incidents() -> None:
 # --- JSON -------------------------------------------------------------------------------------
 
 
+# The incident JSON contract, shared by the report and the web API (tests/web/test_api.py).
+INCIDENT_KEYS = {
+    "id",
+    "check",
+    "location",
+    "status",
+    "opened_at",
+    "resolved_at",
+    "first_failure_at",
+    "time_to_detect_seconds",
+    "first_reason",
+    "first_message",
+    "response_sample",
+    "reasons",
+    "failing_steps",
+    "timeline",
+}
+
+
 def test_json_shape() -> None:
     (doc,) = json.loads(render_incidents([incident()], "json", now=T0 + 3600))
-    assert set(doc) == {
-        "id",
-        "check",
-        "location",
-        "status",
-        "opened_at",
-        "resolved_at",
-        "first_failure_at",
-        "time_to_detect_seconds",
-        "first_reason",
-        "first_message",
-        "response_sample",
-        "reasons",
-        "failing_steps",
-        "timeline",
-    }
+    assert set(doc) == INCIDENT_KEYS
     assert doc["id"].startswith("history_sidebar-")
     assert doc["check"] == "history_sidebar"
     assert doc["location"] == "eu-west"

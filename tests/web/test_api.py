@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.test_report import INCIDENT_KEYS
 from uptime_probe.probe.model import Status
 from uptime_probe.web.api import BadParameter, parse_limit, parse_since
 
@@ -31,22 +32,6 @@ RUN_KEYS = {
     "http_status",
     "duration_seconds",
     "message",
-}
-INCIDENT_KEYS = {
-    "id",
-    "check",
-    "location",
-    "status",
-    "opened_at",
-    "resolved_at",
-    "first_failure_at",
-    "time_to_detect_seconds",
-    "first_reason",
-    "first_message",
-    "response_sample",
-    "reasons",
-    "failing_steps",
-    "timeline",
 }
 
 
