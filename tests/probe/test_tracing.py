@@ -17,7 +17,11 @@ import pytest
 import trustme
 from aiohttp import web
 
+from uptime_probe.probe import steps
 from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+
+from .conftest import Target
+from .journeys import plan_of, run, step
 
 ServeApp = Callable[..., Awaitable[str]]
 
@@ -137,3 +141,36 @@ def test_connection_end_splits_connect_and_tls(
     recorder.connection_end(is_tls)
     timings = recorder.timings()
     assert (timings.connect, timings.tls) == pytest.approx((connect, tls))
+
+
+async def test_a_run_ends_when_its_answer_arrived_not_when_the_loop_got_to_it(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy loop (here: a judgement that holds it for 300 ms) comes back to a run late;
+    the run's and the step's durations stop at the answer's last bytes all the same."""
+    real_judge = steps.judge
+
+    def busy_judge(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # stands for a loop busy with other runs' work
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "judge", busy_judge)
+    plan = plan_of(step(target.url + "/status/200"))
+
+    started = time.perf_counter()
+    result = await run(plan)
+    wall = time.perf_counter() - started
+
+    assert result.status == "up", result
+    assert wall >= 0.3
+    assert result.duration_seconds < wall - 0.25
+    assert result.steps[0].duration_seconds < wall - 0.25
+    assert result.steps[0].timings.transfer < 0.25
+
+
+def test_the_recorder_notes_each_arrival() -> None:
+    recorder = PhaseRecorder()
+    assert recorder.last_data_at == 0.0
+    before = time.perf_counter()
+    recorder.data_received()
+    assert recorder.last_data_at >= before

@@ -51,6 +51,8 @@ async def run_check(
     started = time.perf_counter()
     results: list[StepResult] = []
     progress = _InFlight()
+    # The journey ends with its last answer, not with the session's teardown after it.
+    ended: float | None = None
     try:
         # A fresh connector per run: every run meets the target as a new user would.
         connector = TimedConnector(
@@ -69,11 +71,14 @@ async def run_check(
                     for step in plan.steps:
                         result = await _run_step(session, connector, step, values, progress, plan)
                         results.append(result)
+                        ended = progress.last.ended if progress.last is not None else None
                         if result.status is Status.DOWN:
                             break
             except TimeoutError:
+                ended = None
                 results.append(_deadline_result(progress, plan, time.perf_counter()))
     except Exception as exc:
+        ended = None
         reason, message = classify_exception(exc)
         results.append(
             StepResult(
@@ -84,7 +89,7 @@ async def run_check(
                 duration_seconds=time.perf_counter() - started,
             )
         )
-    return _summarise(plan, results, started_at, time.perf_counter() - started)
+    return _summarise(plan, results, started_at, (ended or time.perf_counter()) - started)
 
 
 async def _run_step(
@@ -118,7 +123,7 @@ async def _run_step(
         await asyncio.sleep(next_try - time.perf_counter())
         progress.between_polls = False
     values.update(attempt.extracted)
-    return _step_result(step, attempt, progress, plan.redact, time.perf_counter())
+    return _step_result(step, attempt, progress, plan.redact, attempt.ended or time.perf_counter())
 
 
 def _step_result(

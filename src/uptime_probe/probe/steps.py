@@ -45,6 +45,7 @@ class Attempt:
     extracted: dict[str, str] = field(default_factory=dict)
     tls_not_after: float | None = None
     duration: float = 0.0
+    ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
 
 
 def certificate_not_after(der: bytes | None) -> float | None:
@@ -187,7 +188,9 @@ async def perform_attempt(
             tls_not_after=not_after,
             duration=time.perf_counter() - started,
         )
-    attempt.duration = time.perf_counter() - started
+    # The answer's last bytes arrived at `last_data_at`; judging it is not the target's time.
+    attempt.ended = recorder.last_data_at or time.perf_counter()
+    attempt.duration = attempt.ended - started
     return attempt
 
 

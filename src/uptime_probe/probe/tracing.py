@@ -8,6 +8,7 @@ handshake begins (tests/probe/test_tracing.py pins this down).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ssl
 import time
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
@@ -37,6 +39,7 @@ class PhaseRecorder:
         "_tcp_connected",
         "_transfer_start",
         "connect",
+        "last_data_at",
         "processing",
         "resolve",
         "state",
@@ -50,6 +53,12 @@ class PhaseRecorder:
         self._dns_start = self._conn_start = self._request_sent = 0.0
         self._tcp_connected: float | None = None
         self._transfer_start = 0.0
+        # When the transport last handed the step's connection bytes: the end of the
+        # response as the network delivered it, before our coroutine got the loop back.
+        self.last_data_at = 0.0
+
+    def data_received(self) -> None:
+        self.last_data_at = time.perf_counter()
 
     def dns_start(self) -> None:
         self.state = RESOLVING
@@ -95,7 +104,8 @@ class PhaseRecorder:
 
     def body_done(self) -> None:
         if self.state == TRANSFERRING:
-            self.transfer += time.perf_counter() - self._transfer_start
+            end = self.last_data_at if self.last_data_at > self._transfer_start else None
+            self.transfer += (end or time.perf_counter()) - self._transfer_start
         self.state = IDLE
 
     def timings(self) -> PhaseTimings:
@@ -165,6 +175,25 @@ def build_trace_config() -> aiohttp.TraceConfig:
     return config
 
 
+class _TimedResponseHandler(ResponseHandler):
+    """aiohttp's response protocol, telling the current step's recorder when bytes arrive.
+
+    A busy loop resumes a run's coroutine some milliseconds after its response arrived
+    (docs/benchmarks.md, figure 3); the transport calls `data_received` at once, so the
+    end of a response is timed here rather than when the coroutine next runs.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connector: TimedConnector) -> None:
+        super().__init__(loop)
+        self._timed_by = connector
+
+    def data_received(self, data: bytes) -> None:
+        recorder = self._timed_by.recorder
+        if recorder is not None:
+            recorder.data_received()
+        super().data_received(data)
+
+
 class TimedConnector(aiohttp.TCPConnector):
     """A TCPConnector that tells the current step's recorder when TCP is connected.
 
@@ -177,12 +206,11 @@ class TimedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self.recorder: PhaseRecorder | None = None
         self.peer_certificate: bytes | None = None
-        factory = self._factory
 
-        def timed_factory() -> Any:
+        def timed_factory() -> ResponseHandler:
             if self.recorder is not None:
                 self.recorder.tcp_connected()
-            return factory()
+            return _TimedResponseHandler(self._loop, self)
 
         self._factory = timed_factory  # type: ignore[assignment]
 
