@@ -12,6 +12,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from uptime_probe.metrics import (
+    _RENDER_SLICE,
+    CHUNK_BYTES,
     DURATION_BUCKETS,
     FAMILIES,
     OPENMETRICS_CONTENT_TYPE,
@@ -306,6 +308,81 @@ def test_fast_renderer_cache_follows_each_run() -> None:
     assert after.value("uptime_probe_check_runs_total", check="history", location="eu-west") == 0
 
 
+# --- the text as a stream of chunks ----------------------------------------------------------
+
+
+def numbered(count: int) -> list[dict[str, object]]:
+    """`count` one-step checks, c0000, c0001, ..."""
+    step = {"name": "get", "request": {"url": "https://x.example/"}}
+    return [{"name": f"c{i:04d}", "steps": [step]} for i in range(count)]
+
+
+def many(count: int) -> CheckMetrics:
+    m = CheckMetrics("eu-west")
+    m.sync_checks(load(numbered(count)).checks)
+    return m
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 200, 4096, CHUNK_BYTES])
+def test_text_chunks_join_to_render_text(chunk_bytes: int) -> None:
+    m = rich()
+    chunks = list(m.text_chunks(chunk_bytes))
+    assert b"".join(chunks).decode() == m.render_text()
+    data = [chunk for chunk in chunks if chunk]
+    assert all(len(chunk) >= chunk_bytes for chunk in data[:-1])
+
+
+def test_a_cold_stream_renders_in_slices_and_a_warm_one_renders_nothing() -> None:
+    m = many(500)
+    cold = list(m.text_chunks(4096))
+    first_data = next(i for i, chunk in enumerate(cold) if chunk)
+    # A yield point after every _RENDER_SLICE checks rendered, and one before gathering.
+    assert first_data == 500 // _RENDER_SLICE + 1
+    assert all(len(chunk) < 4096 + 32 * 2048 for chunk in cold)  # bounded past chunk_bytes
+    blocks = {name: cached[1] for name, cached in m._cache.items()}
+    m.accept(outcome("c0042", [step_result("get")], state=Status.UP))
+    warm = list(m.text_chunks(4096))
+    assert next(i for i, chunk in enumerate(warm) if chunk) == 1  # just the one before gathering
+    assert b"".join(warm) != b"".join(cold)
+    for name, cached in m._cache.items():  # only the check that ran was rendered again
+        assert (cached[1] is blocks[name]) is (name != "c0042"), name
+
+
+def test_a_stream_is_of_its_first_snapshot_and_concurrent_streams_are_each_right() -> None:
+    m = many(200)
+    before = m.render_text()
+    first = m.text_chunks(1024)
+    first_parts = [next(first)]  # the snapshot is taken, the first slice rendered
+    m.accept(outcome("c0000", [step_result("get")], state=Status.UP))
+    m.accept(outcome("c0150", [step_result("get", Status.DOWN, reason="http_5xx")], state=None))
+    m.sync_checks(load(numbered(199)).checks)  # c0199 removed
+    second = m.text_chunks(1024)
+    second_parts: list[bytes] = []
+    for a, b in zip(first, second, strict=False):  # interleaved, as two scrapes on one loop
+        first_parts.append(a)
+        second_parts.append(b)
+    first_parts.extend(first)
+    second_parts.extend(second)
+    assert b"".join(first_parts).decode() == before
+    after = Parsed.of_text(b"".join(second_parts).decode())
+    assert b"".join(second_parts).decode() == m.render_text()
+    assert after.value("uptime_probe_check_runs_total", check="c0000", location="eu-west") == 1
+    assert after.value(
+        "uptime_probe_check_failures_total", check="c0150", location="eu-west", reason="http_5xx"
+    ) == 1  # fmt: skip
+    assert "c0199" not in after.checks()
+    assert "c0199" in Parsed.of_text(before).checks()
+
+
+def test_removed_checks_leave_the_cache() -> None:
+    m = rich()
+    m.render_text()
+    assert set(m._cache) == {"chat_load", "history", "tasks"}
+    m.sync_checks(load([c for c in CHECKS if c["name"] != "history"]).checks)
+    m.render_text()
+    assert set(m._cache) == {"chat_load", "tasks"}
+
+
 def exposition(m: CheckMetrics) -> MetricsExposition:
     daemon = DaemonMetrics(CollectorRegistry(auto_describe=True))
     daemon.schedule_lag.observe(0.003)
@@ -326,8 +403,7 @@ def test_text_exposition_adds_the_daemon_metrics() -> None:
 
 
 def test_openmetrics_exposition_parses() -> None:
-    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-    body, content_type = exposition(rich()).render(accept)
+    body, content_type = exposition(rich()).render("application/openmetrics-text;version=1.0.0")
     assert content_type == OPENMETRICS_CONTENT_TYPE
     text = body.decode()
     assert text.endswith("# EOF\n")

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from uptime_probe.config.model import AuthConfig
-from uptime_probe.metrics import MetricsExposition
+from uptime_probe.metrics import TEXT_CONTENT_TYPE, MetricsExposition, wants_openmetrics
 from uptime_probe.web.api import StatusApi
 from uptime_probe.web.auth import auth_middleware
 from uptime_probe.web.status import StatusPage, StatusSource
 
-# Bodies smaller than this are sent as they are: compressing them costs more than it saves.
+# OpenMetrics bodies smaller than this are sent as they are: compressing them costs more
+# than it saves. (The streamed text format cannot know its size up front; it is always
+# compressed when the scraper accepts gzip.)
 _GZIP_MIN_BYTES = 4096
 
 
@@ -46,7 +49,7 @@ class DaemonControl:
 CONTROL_KEY = web.AppKey("control", DaemonControl)
 
 
-def _render_metrics(
+def _render_openmetrics(
     exposition: MetricsExposition, accept: str, gzip_ok: bool
 ) -> tuple[bytes, str, bool]:
     body, content_type = exposition.render(accept)
@@ -55,16 +58,58 @@ def _render_metrics(
     return body, content_type, False
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     control = request.app[CONTROL_KEY]
+    accept = request.headers.get("Accept", "")
     gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
-    # Rendered off the event loop, so a large scrape never stalls probing.
+    if not wants_openmetrics(accept):
+        return await _stream_text(request, control.exposition, gzip_ok)
+    # Through prometheus-client's generic exposition, in a worker thread.
     body, content_type, compressed = await asyncio.to_thread(
-        _render_metrics, control.exposition, request.headers.get("Accept", ""), gzip_ok
+        _render_openmetrics, control.exposition, accept, gzip_ok
     )
     response = web.Response(body=body, headers={"Content-Type": content_type})
     if compressed:
         response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+async def _stream_text(
+    request: web.Request, exposition: MetricsExposition, gzip_ok: bool
+) -> web.StreamResponse:
+    """The text format, streamed chunk by chunk as the exposition produces it.
+
+    Not built whole in a worker thread: at 10,000 checks the body is ~60 MB, and joining
+    and encoding it whole are single C calls that hold the GIL for tens of milliseconds,
+    so the thread stalled the loop anyway (schedule lag p99 75 ms -> 171 ms when scraped
+    every second), and the whole-body copies cost ~55 MiB RSS per scrape. Here each step
+    of the exposition is bounded (~1-2 ms), the loop gets a turn after each, and only one
+    ~256 KiB chunk is in hand at a time.
+    """
+    response = web.StreamResponse(headers={"Content-Type": TEXT_CONTENT_TYPE})
+    if gzip_ok:
+        response.headers["Content-Encoding"] = "gzip"
+    # level 1: most of the saving at a fraction of the CPU; wbits=31: gzip framing.
+    compressor = zlib.compressobj(level=1, wbits=31) if gzip_ok else None
+    loop = asyncio.get_running_loop()
+    try:
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response  # headers only: nothing to render
+        for chunk in exposition.text_chunks():
+            if chunk and compressor is not None:
+                # zlib releases the GIL while it compresses, so in a thread the loop runs
+                # on; each call is for one chunk, in order, never two at once.
+                chunk = await loop.run_in_executor(None, compressor.compress, chunk)
+            if chunk:
+                await response.write(chunk)  # waits while the scraper's socket is full
+            await asyncio.sleep(0)  # a turn for the loop between steps
+        if compressor is not None:
+            await response.write(await loop.run_in_executor(None, compressor.flush))
+        await response.write_eof()
+    except ConnectionResetError:
+        # The scraper hung up (a scrape timeout, say): nothing to send, nothing wrong here.
+        pass
     return response
 
 
