@@ -2,9 +2,10 @@
 
     python -m bench.launch --loop uvloop [--profile out.json] -- run -c probes.yaml ...
 
-The product's CLI calls `asyncio.run`, which builds its loop from the current event loop
-policy, so setting uvloop's policy here runs the unchanged daemon on uvloop. That lets the
-harness measure both loops without a flag in the product.
+The product's CLI runs on uvloop through `uvloop.run` unless `UPTIME_PROBE_EVENT_LOOP=asyncio`
+makes it call `asyncio.run`, which builds its loop from the current event loop policy. The
+launcher sets that variable and installs the chosen loop's policy (uvloop's or asyncio's), so
+the unchanged daemon runs on the loop measured, with the hooks below on that loop.
 
 With `--profile`, pyinstrument samples the main thread (1 ms) from start to exit and the
 top functions by own time go to a JSON file, plus pyinstrument's text tree next to it.
@@ -17,6 +18,7 @@ import asyncio
 import atexit
 import gc
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -25,6 +27,11 @@ from typing import Any
 
 
 def _use_loop(name: str) -> None:
+    # The product picks its loop in `runtime.run`; with "asyncio" it calls `asyncio.run`,
+    # which builds its loop from the event loop policy set here. So the launcher's hooks
+    # below (profiler, GC experiments), all installed as policies, reach the daemon's loop
+    # whichever loop is measured.
+    os.environ["UPTIME_PROBE_EVENT_LOOP"] = "asyncio"
     if name == "uvloop":
         import uvloop
 
@@ -143,6 +150,10 @@ def main() -> int:
         type=float,
         help="experiment: gc.freeze() this many seconds into the run (after start-up)",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        help="experiment: gc.set_threshold(a, b, c) once the loop runs, e.g. 700,10,10",
+    )
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -151,6 +162,17 @@ def main() -> int:
         recorder = GcRecorder(args.gc_stats)
         gc.callbacks.append(recorder)
         atexit.register(recorder.write)
+    if args.gc_threshold is not None:
+        thresholds = tuple(int(part) for part in args.gc_threshold.split(","))
+        threshold_base = type(asyncio.get_event_loop_policy())
+
+        class ThresholdPolicy(threshold_base):  # type: ignore[misc, valid-type]
+            def new_event_loop(self) -> asyncio.AbstractEventLoop:
+                loop: asyncio.AbstractEventLoop = super().new_event_loop()
+                loop.call_later(2.0, gc.set_threshold, *thresholds)  # after the product's own
+                return loop
+
+        asyncio.set_event_loop_policy(ThresholdPolicy())
     if args.gc_freeze_after is not None:
         base_policy = type(asyncio.get_event_loop_policy())
         delay = args.gc_freeze_after
