@@ -1,4 +1,4 @@
-"""Starting the daemon on a config it cannot use."""
+"""Starting the daemon: on a config it cannot use, and the shape of the one it can."""
 
 from __future__ import annotations
 
@@ -6,11 +6,24 @@ import gc
 import re
 from pathlib import Path
 
-from uptime_probe.app import FULL_COLLECTION_EVERY, tune_garbage_collector
+import pytest
+from structlog.testing import capture_logs
+
+from uptime_probe import app
+from uptime_probe.app import (
+    FULL_COLLECTION_EVERY,
+    DaemonOptions,
+    load_deployment_config,
+    tune_garbage_collector,
+)
+from uptime_probe.config import load_config
+from uptime_probe.probe import compile_checks
 from uptime_probe.simulator import RunningSimulator
 
 from .conftest import StartDaemon
 from .support import http_check, write_text
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_a_config_error_at_start_exits_2_with_the_located_message(
@@ -57,3 +70,24 @@ def test_the_daemon_makes_full_collections_rarer() -> None:
         assert FULL_COLLECTION_EVERY == 100
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_deployment_config_is_the_parsed_one_rebuilt(tmp_path: Path) -> None:
+    """Rebuilt from a pickle to shed the parse's fragmentation (docs/benchmarks.md, figure
+    6): equal to what the loader parsed, for the shipped example with every feature."""
+    options = DaemonOptions(config_path=REPO / "probes.yaml", location="eu-west-9")
+    deployed = load_deployment_config(options)
+    parsed = load_config(REPO / "probes.yaml").model_copy(update={"location": "eu-west-9"})
+    assert deployed == parsed
+    assert compile_checks(deployed).keys() == compile_checks(parsed).keys()
+
+
+def test_a_config_that_will_not_pickle_is_used_as_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> bytes:
+        raise TypeError("cannot pickle 'x' object")
+
+    monkeypatch.setattr(app.pickle, "dumps", refuse)
+    with capture_logs() as logs:
+        deployed = load_deployment_config(DaemonOptions(config_path=REPO / "probes.yaml"))
+    assert deployed == load_config(REPO / "probes.yaml")
+    assert [log["event"] for log in logs] == ["config_not_compacted"]
