@@ -295,6 +295,9 @@ def fig_throughput(results: dict[str, Any]) -> str:
                 spread(pick(runs, "cpu_ms_per_run"), 3),
                 spread(pick(runs, "cpu_utilisation"), 0, 100),
                 spread(pick(runs, "skipped_per_second"), 0) if key != "blackbox" else "n/a",
+                spread(pick(runs, "checks_that_ran"), 0)
+                if key != "blackbox" and all("checks_that_ran" in r for r in runs)
+                else "n/a",
                 spread(pick(runs, "target_utilisation"), 0, 100),
             ]
         )
@@ -309,11 +312,28 @@ def fig_throughput(results: dict[str, Any]) -> str:
                 "CPU ms per run",
                 "contender CPU %",
                 "skipped runs/s",
+                "checks that ever ran",
                 "target CPU %",
             ],
             rows,
         )
     )
+    starved = [
+        r["checks"] - r["checks_that_ran"]
+        for key in ("ours", "ours_asyncio")
+        for r in tp.get(key, [])
+        if "checks_that_ran" in r
+    ]
+    if starved and max(starved) > 0:
+        out += (
+            f"\nSaturated, the daemon never got to {min(starved)}..{max(starved)} of the "
+            f"{tp['ours'][0]['checks']:,} checks: the concurrency cap's queue serves checks known "
+            "to be quick first, and assumes a check that has never run takes its whole timeout "
+            "(so that a reload's new, possibly hanging checks cannot delay healthy ones), so "
+            "when quick checks alone fill the daemon, a check that never ran waits for a "
+            "slot that never comes. `uptime_probe_runs_waiting` shows the queue, and "
+            "`UptimeProbeNotRunning` fires for such checks.\n"
+        )
     levels = [lvl for r in tp.get("blackbox", []) for lvl in r.get("levels", [])]
     if levels:
         by_c: dict[int, list[dict[str, Any]]] = {}

@@ -192,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             checks=scale.sustained_checks,
                             interval=1.0,
                             window=scale.window,
+                            saturated=True,
                         )
                     )
                     out["blackbox"].append(
@@ -206,6 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             interval=1.0,
                             window=scale.window,
                             loop="asyncio",
+                            saturated=True,
                         )
                     )
                     recorder.results["throughput"] = out
