@@ -61,24 +61,40 @@ class RunSlots:
     cap of 200 delayed a 10 ms check by 10 s. Here a waiter's `cost` (its check's last run
     duration) orders the queue, ties by arrival: quick checks keep their schedule, and slow
     ones share the slots left, in turn. Nothing is lost; the order only matters when full.
+
+    Every `FAIR_SHARE_EVERY`-th slot handed to a waiter goes to the one waiting longest,
+    whatever its cost: when quick checks alone fill the daemon, cheapest-first never gets
+    to the others (offered 3,000 quick runs a second, a daemon doing 1,600 never ran 190
+    checks, which had no duration yet and so queued at their whole timeout). One grant in
+    16 is all a quick check gives up.
     """
+
+    FAIR_SHARE_EVERY = 16
 
     def __init__(self, value: int) -> None:
         self._free = value
-        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        # Every waiter is in both queues; whichever serves it first leaves a done future
+        # in the other, dropped when it comes to the top.
+        self._by_cost: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._by_arrival: list[tuple[int, asyncio.Future[None]]] = []
         self._arrival = itertools.count()
+        self._grants = 0
 
     def _drop_abandoned(self) -> None:
-        while self._waiters and self._waiters[0][2].done():
-            heapq.heappop(self._waiters)
+        while self._by_cost and self._by_cost[0][2].done():
+            heapq.heappop(self._by_cost)
+        while self._by_arrival and self._by_arrival[0][1].done():
+            heapq.heappop(self._by_arrival)
 
     async def acquire(self, cost: float) -> None:
         self._drop_abandoned()
-        if self._free > 0 and not self._waiters:
+        if self._free > 0 and not self._by_cost:
             self._free -= 1
             return
         granted = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (cost, next(self._arrival), granted))
+        arrival = next(self._arrival)
+        heapq.heappush(self._by_cost, (cost, arrival, granted))
+        heapq.heappush(self._by_arrival, (arrival, granted))
         try:
             await granted
         except asyncio.CancelledError:
@@ -87,12 +103,16 @@ class RunSlots:
             raise
 
     def release(self) -> None:
-        while self._waiters:
-            _cost, _arrival, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
+        self._drop_abandoned()
+        if not self._by_cost:
+            self._free += 1
+            return
+        self._grants += 1
+        if self._grants % self.FAIR_SHARE_EVERY == 0:
+            _arrival, waiter = heapq.heappop(self._by_arrival)
+        else:
+            _cost, _arrival, waiter = heapq.heappop(self._by_cost)
+        waiter.set_result(None)
 
 
 class _LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]

@@ -80,3 +80,30 @@ async def test_a_cancelled_waiter_never_loses_a_slot(when: str) -> None:
     await asyncio.wait_for(survivor, 1)  # the slot went on to the next waiter
     slots.release()
     await asyncio.wait_for(slots.acquire(0.0), 1)  # and the count is whole again
+
+
+async def test_the_longest_waiter_gets_every_sixteenth_slot_whatever_its_cost() -> None:
+    """Quick checks that alone fill the cap must not starve one that never ran (queued at its
+    whole timeout): it is served within FAIR_SHARE_EVERY grants."""
+    slots = RunSlots(1)
+    await slots.acquire(0.0)
+    order: list[float] = []
+    hold = asyncio.Event()
+    never_ran = asyncio.create_task(take(slots, 30.0, order, hold))
+    await settle()
+    quick: list[asyncio.Task[None]] = []
+    for _ in range(3 * RunSlots.FAIR_SHARE_EVERY):  # always a cheaper waiter queued
+        quick.append(asyncio.create_task(take(slots, 0.01, order, hold)))
+    await settle()
+
+    grants = 0
+    while 30.0 not in order and grants < 2 * RunSlots.FAIR_SHARE_EVERY:
+        slots.release()  # the holder's slot, handed on
+        grants += 1
+        await settle()
+    assert grants == RunSlots.FAIR_SHARE_EVERY
+    assert order == [0.01] * (RunSlots.FAIR_SHARE_EVERY - 1) + [30.0]
+
+    hold.set()
+    slots.release()
+    await asyncio.wait_for(asyncio.gather(never_ran, *quick), 5)
