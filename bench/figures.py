@@ -108,8 +108,8 @@ def ours_at_rate(
 
     `saturated`: offered more runs than it can do. The cap's queue serves checks known to be
     quick first and assumes a check that never ran takes its whole timeout, so a saturated
-    daemon may never get to some checks; the window then starts once 80% have run, and
-    how many ever ran is part of the result.
+    daemon gets to some checks only through the fair share (every 16th slot); the window
+    then starts once 80% have run, and how many ever ran is part of the result.
     """
     config = probes_config(
         checks=checks, interval=interval, url=target.url, kind=kind, max_concurrency=1024

@@ -326,13 +326,13 @@ def fig_throughput(results: dict[str, Any]) -> str:
     ]
     if starved and max(starved) > 0:
         out += (
-            f"\nSaturated, the daemon never got to {min(starved)}..{max(starved)} of the "
-            f"{tp['ours'][0]['checks']:,} checks: the concurrency cap's queue serves checks known "
-            "to be quick first, and assumes a check that has never run takes its whole timeout "
-            "(so that a reload's new, possibly hanging checks cannot delay healthy ones), so "
-            "when quick checks alone fill the daemon, a check that never ran waits for a "
-            "slot that never comes. `uptime_probe_runs_waiting` shows the queue, and "
-            "`UptimeProbeNotRunning` fires for such checks.\n"
+            f"\nSaturated, the daemon had not got to {min(starved)}..{max(starved)} of the "
+            f"{tp['ours'][0]['checks']:,} checks by the end of the window: the concurrency "
+            "cap's queue serves checks known to be quick first, and assumes a check that has "
+            "never run takes its whole timeout (so that a reload's new, possibly hanging checks "
+            "cannot delay healthy ones); only every 16th slot goes to the run waiting longest. "
+            "`uptime_probe_runs_waiting` shows the queue, and `UptimeProbeNotRunning` fires for "
+            "a check that does not run.\n"
         )
     levels = [lvl for r in tp.get("blackbox", []) for lvl in r.get("levels", [])]
     if levels:
@@ -768,7 +768,7 @@ def gc_section(results: dict[str, Any]) -> str:
         "loop stops meanwhile. The daemon freezes what a config builds (`gc.freeze()` after each "
         "apply), but each run replaces its check's metric snapshot, latest result and state, and "
         "those replacements are what the passes walk: at 10,000 checks they kept a full pass due "
-        "6-7 times a minute with CPython's default thresholds. The daemon considers a full pass "
+        "several times a minute with CPython's default thresholds. The daemon considers a full pass "
         "only every 100 young collections (`FULL_COLLECTION_EVERY` in `src/uptime_probe/app.py`; "
         "CPython's default is 10). Here the same daemon runs as shipped and with CPython's default "
         "thresholds (`bench/launch.py --gc-threshold 700,10,10`), interleaved; pauses are timed "

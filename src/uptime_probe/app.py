@@ -306,11 +306,11 @@ def _parse_and_pickle(options: DaemonOptions) -> bytes | Config:
 
 # How many young-generation collections CPython lets pass before it considers a full one
 # (its default is 10). A full pass walks every live object not frozen and stops the loop
-# meanwhile: at 10,000 checks about 100 ms, 6-7 times a minute by default, because every run
-# replaces its check's snapshots and the promoted replacements keep the pass due. At 100 it
-# came about once in 30 s there, and schedule-lag p99 went from 10-58 ms (three runs) to
-# 5 ms (docs/benchmarks.md, the garbage collector experiment). Cyclic garbage that reaches
-# the oldest generation waits that much longer to be freed; the soak bounds it.
+# meanwhile: at 10,000 checks 65-130 ms, because every run replaces its check's snapshots
+# and the promoted replacements keep a pass due. With 100 there, 1 full pass came in 90 s
+# instead of 8, and the longest schedule lag was 65-74 ms instead of 69-130 ms
+# (docs/benchmarks.md, the garbage collector experiment). Cyclic garbage that reaches the
+# oldest generation waits that much longer to be freed.
 FULL_COLLECTION_EVERY = 100
 
 

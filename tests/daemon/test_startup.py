@@ -61,7 +61,7 @@ async def test_an_unusable_ca_file_is_a_config_error(
 
 
 def test_the_daemon_makes_full_collections_rarer() -> None:
-    """A full GC pass stops the loop ~100 ms at 10,000 checks (docs/benchmarks.md): the
+    """A full GC pass stops the loop 65-130 ms at 10,000 checks (docs/benchmarks.md): the
     daemon considers one every 100 young collections, not CPython's 10."""
     before = gc.get_threshold()
     try:
