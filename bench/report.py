@@ -269,7 +269,7 @@ def fig_throughput(results: dict[str, Any]) -> str:
         f"{results['meta']['scale']['sustained_checks']:,} such checks at a 1 s interval, so it is offered more runs than it can do; "
         "scheduling, per-check metrics, the SQLite history and the incident tracker all run as in production. "
         "Achieved runs/s is the delta of `uptime_probe_check_runs_total` (summed over checks) between two scrapes, "
-        "over the window after every check has run once. **blackbox_exporter**: pinned to the same core "
+        "over the window after every check has run once (or, should a saturated daemon not get to some, once 80% have; the table says how many ever ran). **blackbox_exporter**: pinned to the same core "
         "with `GOMAXPROCS=1`, driven by `bench/loadgen.py` (on the target core) at increasing concurrency "
         "on `/probe?module=http_json` (status 200 and `fail_if_body_not_matches_regexp`); its figure is "
         "the best level's successful probes/s. Both open a fresh TCP connection per probe.\n\n"
