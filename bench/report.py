@@ -966,7 +966,8 @@ def choices(results: dict[str, Any]) -> str:
                 "whole: built whole in a worker thread, as before, the join and encode of 60 MB held "
                 "the GIL for tens of milliseconds and a scrape a second took the lag p99 at 10,000 "
                 "checks from 75 to 171 ms. Prometheus, which accepts both formats, is answered in "
-                "text: prometheus-client's OpenMetrics exposition is the library column above.\n"
+                "text; OpenMetrics goes through prometheus-client's own exposition, of the cost of "
+                "the library column above, and only to scrapers that accept nothing else.\n"
             )
     return "\n".join(out)
 
