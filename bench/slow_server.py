@@ -3,8 +3,10 @@
 nginx has no delay of its own, so this is a raw asyncio protocol on uvloop: it reads up
 to the end of the request head, answers after `--delay` seconds with a small JSON body
 and closes. No HTTP framework sits in the path, so its CPU per request stays tiny (the
-harness measures it) and the delay is what the event loop's timer gives: the floor
-measured by a plain client includes whatever it adds.
+harness measures it). The delay is never short: uvloop's timers round to whole
+milliseconds from a clock read once per iteration and can fire up to 1.5 ms early, so an
+early timer is re-armed for what is left. Whatever the loop adds late is in the floor a
+plain client measures.
 
     python -m bench.slow_server --port 8081 --delay 0.05
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import time
 from typing import Any
 
 BODY = b'{"status":"ok","slow":true}'
@@ -30,6 +33,7 @@ class SlowProtocol(asyncio.Protocol):
         self.buffer = b""
         self.transport: Any = None
         self.answered = False
+        self.due = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # uvloop's transports are not asyncio.Transport subclasses
@@ -40,9 +44,14 @@ class SlowProtocol(asyncio.Protocol):
         self.buffer += data
         if b"\r\n\r\n" in self.buffer or len(self.buffer) > MAX_HEAD:
             self.answered = True
+            self.due = time.perf_counter() + self.delay
             asyncio.get_running_loop().call_later(self.delay, self.respond)
 
     def respond(self) -> None:
+        early = self.due - time.perf_counter()
+        if early > 0:
+            asyncio.get_running_loop().call_later(early, self.respond)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(RESPONSE)
             self.transport.close()
