@@ -321,6 +321,24 @@ def histogram_quantile(buckets: Sequence[tuple[float, float]], q: float) -> floa
 # -- statistics ---------------------------------------------------------------------------
 
 
+class ScheduleGrid:
+    """Each run's lag: its `started_at` minus the tick the scheduler planned for it, computed
+    exactly as the scheduler plans (`start_offset` from the check's name, then the grid), so
+    nothing is added to the product to measure it."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._offsets: dict[str, float] = {}
+
+    def lag(self, check: str, started: float) -> float:
+        from uptime_probe.scheduler import planned_start, start_offset
+
+        offset = self._offsets.get(check)
+        if offset is None:
+            offset = self._offsets[check] = start_offset(check, self.interval)
+        return started - planned_start(started, self.interval, offset)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks; NaN for no values."""
     if not values:

@@ -23,6 +23,7 @@ from bench.common import (
     REPO,
     BenchError,
     Cores,
+    ScheduleGrid,
     Stack,
     cpu_seconds,
     free_port,
@@ -381,14 +382,8 @@ class Scraper:
 def schedule_lags(
     db_path: Path, windows: list[tuple[float, float]], interval: float
 ) -> list[list[float]]:
-    """Per window, each run's lag: its started_at minus the check's planned tick.
-
-    The tick is computed exactly as the scheduler plans it (`start_offset` from the check's
-    name, then the grid), so nothing is added to the product to measure it.
-    """
-    from uptime_probe.scheduler import planned_start, start_offset
-
-    offsets: dict[str, float] = {}
+    """Per window, each run's lag (`ScheduleGrid`)."""
+    grid = ScheduleGrid(interval)
     out: list[list[float]] = []
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
         for t0, t1 in windows:
@@ -397,10 +392,7 @@ def schedule_lags(
                 "SELECT check_name, started_at FROM runs WHERE started_at >= ? AND started_at < ?",
                 (t0, t1),
             ):
-                offset = offsets.get(name)
-                if offset is None:
-                    offset = offsets[name] = start_offset(name, interval)
-                lags.append(started - planned_start(started, interval, offset))
+                lags.append(grid.lag(name, started))
             out.append(lags)
     return out
 

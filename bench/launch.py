@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,20 @@ class GcRecorder:
         self.path.write_text(json.dumps({**summary, "gen2_pauses": self.full}, indent=1))
 
 
+def _on_new_loop(hook: Callable[[asyncio.AbstractEventLoop], object]) -> None:
+    """Call `hook` on each loop the current event loop policy makes (the daemon's, through
+    `asyncio.run`: see `_use_loop`)."""
+    base = type(asyncio.get_event_loop_policy())
+
+    class HookedPolicy(base):  # type: ignore[misc, valid-type]
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            loop: asyncio.AbstractEventLoop = super().new_event_loop()
+            hook(loop)
+            return loop
+
+    asyncio.set_event_loop_policy(HookedPolicy())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
@@ -145,11 +160,6 @@ def main() -> int:
         "--profile-after", type=float, default=0.0, help="seconds after start (skip start-up)"
     )
     parser.add_argument("--gc-stats", type=Path, help="write GC pause times here at exit")
-    parser.add_argument(
-        "--gc-freeze-after",
-        type=float,
-        help="experiment: gc.freeze() this many seconds into the run (after start-up)",
-    )
     parser.add_argument(
         "--gc-threshold",
         help="experiment: gc.set_threshold(a, b, c) once the loop runs, e.g. 700,10,10",
@@ -164,26 +174,8 @@ def main() -> int:
         atexit.register(recorder.write)
     if args.gc_threshold is not None:
         thresholds = tuple(int(part) for part in args.gc_threshold.split(","))
-        threshold_base = type(asyncio.get_event_loop_policy())
-
-        class ThresholdPolicy(threshold_base):  # type: ignore[misc, valid-type]
-            def new_event_loop(self) -> asyncio.AbstractEventLoop:
-                loop: asyncio.AbstractEventLoop = super().new_event_loop()
-                loop.call_later(2.0, gc.set_threshold, *thresholds)  # after the product's own
-                return loop
-
-        asyncio.set_event_loop_policy(ThresholdPolicy())
-    if args.gc_freeze_after is not None:
-        base_policy = type(asyncio.get_event_loop_policy())
-        delay = args.gc_freeze_after
-
-        class FreezingPolicy(base_policy):  # type: ignore[misc, valid-type]
-            def new_event_loop(self) -> asyncio.AbstractEventLoop:
-                loop: asyncio.AbstractEventLoop = super().new_event_loop()
-                loop.call_later(delay, gc.freeze)
-                return loop
-
-        asyncio.set_event_loop_policy(FreezingPolicy())
+        # Two seconds in: after the product has set its own.
+        _on_new_loop(lambda loop: loop.call_later(2.0, gc.set_threshold, *thresholds))
     from uptime_probe.cli import main as cli_main
 
     if args.profile is None:
@@ -191,17 +183,8 @@ def main() -> int:
     from pyinstrument import Profiler
 
     profiler = Profiler(interval=0.001, async_mode="disabled")
-    base = type(asyncio.get_event_loop_policy())
-
-    class ProfilingPolicy(base):  # type: ignore[misc, valid-type]
-        """Starts the profiler on the loop's own thread, `--profile-after` into the run."""
-
-        def new_event_loop(self) -> asyncio.AbstractEventLoop:
-            loop: asyncio.AbstractEventLoop = super().new_event_loop()
-            loop.call_later(args.profile_after, profiler.start)
-            return loop
-
-    asyncio.set_event_loop_policy(ProfilingPolicy())
+    # On the loop's own thread, `--profile-after` into the run.
+    _on_new_loop(lambda loop: loop.call_later(args.profile_after, profiler.start))
     try:
         return cli_main(argv)
     finally:

@@ -34,6 +34,7 @@ from bench.common import (
     REPO,
     BenchError,
     Cores,
+    ScheduleGrid,
     Stack,
     cpu_seconds,
     http_send,
@@ -97,9 +98,7 @@ def soak_config(checks: int, interval: float, sim: str) -> dict[str, Any]:
 
 
 def minute_lags(db_path: Path, t0: float, minutes: int, interval: float) -> list[dict[str, float]]:
-    from uptime_probe.scheduler import planned_start, start_offset
-
-    offsets: dict[str, float] = {}
+    grid = ScheduleGrid(interval)
     out = []
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
         for minute in range(minutes):
@@ -110,10 +109,7 @@ def minute_lags(db_path: Path, t0: float, minutes: int, interval: float) -> list
                 "WHERE started_at >= ? AND started_at < ?",
                 (lo, hi),
             ):
-                offset = offsets.get(name)
-                if offset is None:
-                    offset = offsets[name] = start_offset(name, interval)
-                lags.append(started - planned_start(started, interval, offset))
+                lags.append(grid.lag(name, started))
                 down += status == "down"
             out.append(
                 {
