@@ -282,9 +282,9 @@ def load_deployment_config(options: DaemonOptions) -> Config:
     Returned rebuilt from a pickle, once everything its parse allocated is gone. Parsing
     10,000 checks allocates ~190 MB of short-lived YAML objects, and the config's own
     objects (strings from the document, models) are allocated among them. Freed, they leave
-    CPython's allocator arenas mostly empty but pinned by the config: RSS stayed 195 MB up
+    CPython's allocator arenas mostly empty but pinned by the config: RSS stayed 207 MB up
     for a config whose objects take 48 MB. Rebuilt after the original is dropped, its
-    objects sit together: 76 MB (docs/benchmarks.md, figure 6).
+    objects sit together: 87 MB (figure 6 of docs/benchmarks.md is the whole daemon's RSS).
     """
     parsed = _parse_and_pickle(options)  # nothing of the parse outlives this call
     if isinstance(parsed, bytes):
