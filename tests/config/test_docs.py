@@ -11,7 +11,8 @@ import trustme
 import yaml
 
 from uptime_probe.config import parse_config
-from uptime_probe.config.model import JSON_OPERATORS, Config
+from uptime_probe.config.model import Config
+from uptime_probe.config.steps import JSON_OPERATORS
 from uptime_probe.probe.model import BUILTIN_REASONS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -86,11 +87,11 @@ def _keys(model: Any, seen: set[str]) -> set[str]:
 
 
 def test_every_key_of_the_model_is_documented() -> None:
-    from uptime_probe.config import model
+    from uptime_probe.config import model, steps
 
     keys = _keys(Config, set())
-    for cls in (model.StepConfig, model.RequestSpec, model.Expect, model.PollConfig,
-                model.TlsConfig, model.AuthConfig, model.BasicAuth, model.WebhookNotifier,
+    for cls in (*steps.STEP_KINDS.values(), steps.RequestSpec, steps.Expect, steps.PollConfig,
+                steps.TlsConfig, model.AuthConfig, model.BasicAuth, model.WebhookNotifier,
                 model.SlackNotifier, model.AlertmanagerNotifier):  # fmt: skip
         keys |= _keys(cls, set())
     keys -= {"operator", "expected"}  # internal split of a JSON assertion

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from uptime_probe.cli import main
 from uptime_probe.config import ConfigError, load_config, parse_config
-from uptime_probe.config.model import DEFAULT_MAX_BODY
+from uptime_probe.config.steps import DEFAULT_MAX_BODY
 
 REPO = Path(__file__).resolve().parents[2]
 PROBES_YAML = REPO / "probes.yaml"
@@ -253,7 +253,7 @@ def test_schema_rejects_what_the_loader_rejects(
 
 
 def test_schema_accepts_every_operator(printed_schema: dict[str, Any]) -> None:
-    from uptime_probe.config.model import JSON_OPERATORS
+    from uptime_probe.config.steps import JSON_OPERATORS
 
     values = {"gt": 1, "gte": 1, "lt": 1, "lte": 1, "exists": True, "empty": False}
     json_assertions = [{"query": "a", op: values.get(op, "x")} for op in JSON_OPERATORS]

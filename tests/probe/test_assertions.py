@@ -12,7 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from uptime_probe.probe.assertions import ResponseView
 from uptime_probe.probe.model import Status
 from uptime_probe.probe.plan import StepPlan
-from uptime_probe.probe.steps import judge
+from uptime_probe.probe.kinds.http import judge
 
 from .conftest import Target
 from .journeys import plan_of, run, step
@@ -109,7 +109,7 @@ def test_json_operator(
 
 
 def test_every_operator_has_a_passing_and_a_failing_row() -> None:
-    from uptime_probe.config.model import JSON_OPERATORS
+    from uptime_probe.config.steps import JSON_OPERATORS
 
     covered = {(operator, passed) for _, operator, _, passed, _ in OPERATORS}
     assert covered == {(op, p) for op in JSON_OPERATORS for p in (True, False)}

@@ -17,7 +17,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from uptime_probe.probe import steps
+from uptime_probe.probe.kinds import http as steps
 from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
 
 from .conftest import Target

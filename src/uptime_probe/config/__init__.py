@@ -2,7 +2,8 @@
 
 from uptime_probe.config.errors import ConfigError, ConfigIssue
 from uptime_probe.config.loader import load_config, parse_config
-from uptime_probe.config.model import CheckConfig, Config, StepConfig
+from uptime_probe.config.model import CheckConfig, Config
+from uptime_probe.config.steps import StepConfig
 
 __all__ = [
     "CheckConfig",

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from uptime_probe.config.errors import ConfigError, ConfigIssue, Path
 from uptime_probe.config.model import Config
 from uptime_probe.config.redaction import Redactor
+from uptime_probe.config.steps import Expect, TlsConfig
 from uptime_probe.config.validate import semantic_issues
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -206,7 +207,8 @@ def _pydantic_issues(
         else:
             message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         issues.append(ConfigIssue(path, message, source, line))
-    return issues
+    # In the document's order, whatever order the model declares its fields in.
+    return sorted(issues, key=lambda issue: issue.line or 0)
 
 
 def _clean_loc(loc: tuple[Any, ...], document: Any) -> Path:
@@ -250,9 +252,10 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
     for c_index, check in enumerate(config.checks):
         for s_index, step in enumerate(check.steps):
             path: Path = ("checks", c_index, "steps", s_index)
-            if step.tls.ca_file is not None:
+            tls = getattr(step, "tls", None)
+            if isinstance(tls, TlsConfig) and tls.ca_file is not None:
                 try:
-                    ca = resolve_config_path(base_dir, step.tls.ca_file)
+                    ca = resolve_config_path(base_dir, tls.ca_file)
                 except ValueError as exc:
                     issues.append(ConfigIssue((*path, "tls", "ca_file"), str(exc)))
                 else:
@@ -271,9 +274,10 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
                                 )
                             )
                         # Resolved once here, so the engine never depends on the working folder.
-                        object.__setattr__(step.tls, "ca_file", str(ca))
-            name = step.expect.json_schema
-            if name is None:
+                        object.__setattr__(tls, "ca_file", str(ca))
+            expect = getattr(step, "expect", None)
+            name = expect.json_schema if isinstance(expect, Expect) else None
+            if expect is None or name is None:
                 continue
             where = (*path, "expect", "json_schema")
             try:
@@ -293,5 +297,5 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
             except jsonschema.SchemaError as exc:
                 issues.append(ConfigIssue(where, f"invalid JSON Schema {name!r}: {exc.message}"))
             else:
-                step.expect._schema_document = document
+                expect._schema_document = document
     return issues

@@ -57,22 +57,21 @@ def _check_issues(
         if step.name in seen_steps:
             yield ConfigIssue((*step_path, "name"), f"duplicate step name '{step.name}'")
         seen_steps.add(step.name)
-        request = step.request
         names = frozenset(known)
-        yield from _undefined((*step_path, "request", "url"), request.url, names)
-        yield from _url_scheme((*step_path, "request", "url"), request.url, config)
-        for header, value in request.headers.items():
-            yield from _undefined((*step_path, "request", "headers", header), value, names)
-        if request.body is not None:
-            yield from _undefined((*step_path, "request", "body"), request.body, names)
-        try:
-            missing = template_names_in(request.json_body) - names
-        except TemplateError as exc:
-            # Strings inside `json:` are templates too, checked here rather than per field.
-            yield ConfigIssue((*step_path, "request", "json"), str(exc))
-            missing = frozenset()
-        for name in sorted(missing):
-            yield ConfigIssue((*step_path, "request", "json"), _undefined_message(name))
+        for where, value in step.templates():
+            if isinstance(value, Template):
+                yield from _undefined((*step_path, *where), value, names)
+                continue
+            try:
+                missing = template_names_in(value) - names
+            except TemplateError as exc:
+                # Strings inside `json:` are templates too, checked here rather than per field.
+                yield ConfigIssue((*step_path, *where), str(exc))
+                missing = frozenset()
+            for name in sorted(missing):
+                yield ConfigIssue((*step_path, *where), _undefined_message(name))
+        for where, url, schemes in step.urls():
+            yield from _url_scheme((*step_path, *where), url, schemes, config)
         if step.poll is not None and step.poll.within > check.timeout_seconds:
             yield ConfigIssue(
                 (*step_path, "poll", "within"),
@@ -100,18 +99,20 @@ def _undefined_message(name: str) -> str:
     )
 
 
-def _url_scheme(path: Path, url: Template, config: Config) -> Iterator[ConfigIssue]:
+def _url_scheme(
+    path: Path, url: Template, schemes: tuple[str, ...], config: Config
+) -> Iterator[ConfigIssue]:
     """Checkable only when the scheme does not come from an extracted value."""
-    if url.source.startswith(("http://", "https://")):
+    prefixes = tuple(f"{scheme}://" for scheme in schemes)
+    wanted = " or ".join(prefixes)
+    if url.source.startswith(prefixes):
         return
     if not url.source.startswith("{{"):
-        yield ConfigIssue(path, f"url must start with http:// or https://, got {url.source!r}")
+        yield ConfigIssue(path, f"url must start with {wanted}, got {url.source!r}")
         return
     known = {**config.variables, **config.secrets}
     if not url.names <= set(known):
         return
     rendered = url.render(known)
-    if not rendered.startswith(("http://", "https://")):
-        yield ConfigIssue(
-            path, f"url renders to {rendered!r}: it must start with http:// or https://"
-        )
+    if not rendered.startswith(prefixes):
+        yield ConfigIssue(path, f"url renders to {rendered!r}: it must start with {wanted}")

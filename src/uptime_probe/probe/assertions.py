@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import referencing.exceptions
 
-from uptime_probe.config.model import Expect, JsonAssertion
+from uptime_probe.config.steps import Expect, JsonAssertion
 from uptime_probe.probe.model import AssertionOutcome, FailureReason
 
 _ACTUAL_LIMIT = 120

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import aiohttp
 
 from uptime_probe.config.redaction import Redactor
+from uptime_probe.config.steps import Expect
 from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.model import (
     AssertionOutcome,
     CheckResult,
@@ -27,8 +29,10 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
-from uptime_probe.probe.steps import SAMPLE_BYTES, Attempt, perform_attempt
-from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+from uptime_probe.probe.tracing import PhaseRecorder
+
+# A failed step keeps at most this much of the response, as a sample for a person to read.
+SAMPLE_BYTES = 2048
 
 
 @dataclass(slots=True)
@@ -37,7 +41,6 @@ class _InFlight:
 
     step: StepPlan | None = None
     started: float = 0.0
-    recorder: PhaseRecorder = field(default_factory=PhaseRecorder)
     attempts: int = 0
     last: Attempt | None = None
     between_polls: bool = False
@@ -51,32 +54,22 @@ async def run_check(
     started = time.perf_counter()
     results: list[StepResult] = []
     progress = _InFlight()
-    # The journey ends with its last answer, not with the session's teardown after it.
+    # The journey ends with its last answer, not with the transports' teardown after it.
     ended: float | None = None
     try:
-        # A fresh connector per run: every run meets the target as a new user would.
-        connector = TimedConnector(
-            use_dns_cache=False, resolver=resolver, limit=0, enable_cleanup_closed=False
-        )
-        async with aiohttp.ClientSession(
-            connector=connector,
-            trace_configs=[build_trace_config()],
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.CookieJar(unsafe=True),
-            raise_for_status=False,
-        ) as session:
+        async with RunContext(resolver) as run:
             values = dict(plan.values)
             try:
                 async with asyncio.timeout(plan.timeout):
                     for step in plan.steps:
-                        result = await _run_step(session, connector, step, values, progress, plan)
+                        result = await _run_step(run, step, values, progress, plan)
                         results.append(result)
                         ended = progress.last.ended if progress.last is not None else None
                         if result.status is Status.DOWN:
                             break
             except TimeoutError:
                 ended = None
-                results.append(_deadline_result(progress, plan, time.perf_counter()))
+                results.append(_deadline_result(run, progress, plan, time.perf_counter()))
     except Exception as exc:
         ended = None
         reason, message = classify_exception(exc)
@@ -84,17 +77,17 @@ async def run_check(
             StepResult(
                 name=progress.step.name if progress.step else "(setup)",
                 status=Status.DOWN,
-                reason=reason if reason is not FailureReason.INTERNAL else FailureReason.INTERNAL,
+                reason=reason,
                 message=plan.redact(message),
                 duration_seconds=time.perf_counter() - started,
+                kind=progress.step.config.kind if progress.step else "request",
             )
         )
     return _summarise(plan, results, started_at, (ended or time.perf_counter()) - started)
 
 
 async def _run_step(
-    session: aiohttp.ClientSession,
-    connector: TimedConnector,
+    run: RunContext,
     step: StepPlan,
     values: dict[str, str],
     progress: _InFlight,
@@ -109,9 +102,10 @@ async def _run_step(
     poll = step.config.poll
     poll_ends = progress.started + poll.within if poll is not None else 0.0
     while True:
-        progress.recorder = PhaseRecorder()
+        run.recorder = PhaseRecorder()
+        run.deadline_note = None
         progress.attempts += 1
-        attempt = await perform_attempt(session, connector, step, values, progress.recorder)
+        attempt = await step.kind.attempt(step, values, run)
         progress.last = attempt
         if attempt.status is not Status.DOWN or poll is None:
             break
@@ -123,18 +117,26 @@ async def _run_step(
         await asyncio.sleep(next_try - time.perf_counter())
         progress.between_polls = False
     values.update(attempt.extracted)
-    return _step_result(step, attempt, progress, plan.redact, attempt.ended or time.perf_counter())
+    return _step_result(
+        step, attempt, run, progress, plan.redact, attempt.ended or time.perf_counter()
+    )
 
 
 def _step_result(
-    step: StepPlan, attempt: Attempt, progress: _InFlight, redact: Redactor, now: float
+    step: StepPlan,
+    attempt: Attempt,
+    run: RunContext,
+    progress: _InFlight,
+    redact: Redactor,
+    now: float,
 ) -> StepResult:
     status, reason, message = attempt.status, attempt.reason, attempt.message
     poll = step.config.poll
     if status is Status.DOWN and poll is not None and reason and is_content_reason(reason):
         reason = poll.reason
         message = f"{message} after {progress.attempts} attempts in {now - progress.started:.1f}s"
-    max_latency = step.config.expect.max_latency
+    expect = getattr(step.config, "expect", None)
+    max_latency = expect.max_latency if isinstance(expect, Expect) else None
     if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
         status = Status.DEGRADED
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
@@ -147,13 +149,15 @@ def _step_result(
         reason=reason,
         message=redact(message),
         duration_seconds=now - progress.started,
+        kind=step.config.kind,
         http_status=attempt.http_status,
-        timings=progress.recorder.timings(),
+        timings=run.recorder.timings(),
         body_bytes=attempt.body_bytes,
         attempts=progress.attempts,
         assertions=_redact_outcomes(attempt.assertions, redact),
         tls_not_after=attempt.tls_not_after,
         response_sample=sample,
+        figures=attempt.figures,
     )
 
 
@@ -166,7 +170,9 @@ def _redact_outcomes(
     return tuple(replace(o, actual=redact(o.actual)) for o in outcomes)
 
 
-def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepResult:
+def _deadline_result(
+    run: RunContext, progress: _InFlight, plan: CheckPlan, now: float
+) -> StepResult:
     step = progress.step
     assert step is not None, "the deadline can only cut a step that started"
     last = progress.last
@@ -182,7 +188,10 @@ def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepRe
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
     else:
-        reason, detail = classify_exception(TimeoutError(), progress.recorder.state)
+        if run.deadline_note is not None:
+            reason, detail = run.deadline_note()
+        else:
+            reason, detail = classify_exception(TimeoutError(), run.recorder.state)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(
@@ -191,8 +200,9 @@ def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepRe
         reason=reason,
         message=plan.redact(message),
         duration_seconds=now - progress.started,
+        kind=step.config.kind,
         http_status=attempt.http_status,
-        timings=progress.recorder.timings() if last is None else PhaseTimings(),
+        timings=run.recorder.timings() if last is None else PhaseTimings(),
         attempts=progress.attempts,
         assertions=_redact_outcomes(attempt.assertions, plan.redact),
     )

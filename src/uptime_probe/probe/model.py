@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar, Protocol
 
 
 class Status(StrEnum):
@@ -136,6 +137,18 @@ class AssertionOutcome:
         return f"{self.subject} = {self.actual}, expected {self.expectation}"
 
 
+class StepFigures(Protocol):
+    """A kind's own measurements of a step (a stream's first event, a DNS query's time).
+
+    `key` names them in `check --json` (`"stream": {...}`); `as_dict` gives plain JSON
+    values in base units (seconds, bytes, counts).
+    """
+
+    key: ClassVar[str]
+
+    def as_dict(self) -> dict[str, float | int | str | None]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class StepResult:
     name: str
@@ -143,6 +156,7 @@ class StepResult:
     reason: str | None
     message: str
     duration_seconds: float
+    kind: str = "request"
     http_status: int | None = None
     timings: PhaseTimings = PhaseTimings()
     body_bytes: int = 0
@@ -150,6 +164,7 @@ class StepResult:
     assertions: tuple[AssertionOutcome, ...] = ()
     tls_not_after: float | None = None
     response_sample: str | None = None
+    figures: StepFigures | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from uptime_probe import __version__
-from uptime_probe.config.model import CheckConfig, Config, StepConfig
+from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
+from uptime_probe.config.steps import Expect, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
 from uptime_probe.probe.assertions import Assertion, compile_expect
+from uptime_probe.probe.kinds import StepKind, kind_of
 
 USER_AGENT = f"uptime-probe/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
 class StepPlan:
-    config: StepConfig
+    config: StepBase
+    kind: StepKind
+    # The check's and the step's headers, merged (HTTP-based kinds; empty for others).
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
@@ -49,10 +53,10 @@ class TlsContexts:
     def __init__(self) -> None:
         self._contexts: dict[str | None, ssl.SSLContext] = {}
 
-    def for_step(self, step: StepConfig) -> ssl.SSLContext | bool:
-        if not step.tls.verify:
+    def for_settings(self, tls: TlsConfig) -> ssl.SSLContext | bool:
+        if not tls.verify:
             return False
-        key = step.tls.ca_file
+        key = tls.ca_file
         context = self._contexts.get(key)
         if context is None:
             context = ssl.create_default_context(cafile=key)
@@ -67,26 +71,31 @@ def compile_check(
     secrets: Mapping[str, str],
     tls: TlsContexts,
 ) -> CheckPlan:
-    steps = []
-    for step in check.steps:
-        headers = {name.lower(): (name, value) for name, value in check.headers.items()}
-        headers.update(
-            {name.lower(): (name, value) for name, value in step.request.headers.items()}
-        )
-        headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
-        steps.append(
-            StepPlan(
-                config=step,
-                headers=tuple(headers.values()),
-                assertions=compile_expect(step.expect),
-                ssl=tls.for_step(step),
-            )
-        )
+    steps = [_compile_step(step, check, tls) for step in check.steps]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
         values={**variables, **secrets},
         redact=Redactor(secrets.values()),
+    )
+
+
+def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
+    headers: dict[str, tuple[str, Template]] = {}
+    settings = getattr(step, "tls", None)
+    if isinstance(step, HttpStepBase):
+        headers = {name.lower(): (name, value) for name, value in check.headers.items()}
+        headers.update(
+            {name.lower(): (name, value) for name, value in step.http_request.headers.items()}
+        )
+        headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
+    expect = getattr(step, "expect", None)
+    return StepPlan(
+        config=step,
+        kind=kind_of(step),
+        headers=tuple(headers.values()),
+        assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
+        ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
     )
 
 

@@ -1,4 +1,4 @@
-"""One HTTP attempt of a step: render, send, read a bounded body, judge, extract."""
+"""The `request` kind: one HTTP exchange. Render, send, read a bounded body, judge, extract."""
 
 from __future__ import annotations
 
@@ -8,44 +8,25 @@ import re
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from cryptography import x509
 from yarl import URL
 
-from uptime_probe.config.model import MAX_REDIRECTS
+from uptime_probe.config.steps import MAX_REDIRECTS, HttpStepBase, RequestStep
 from uptime_probe.config.template import render_json
 from uptime_probe.probe.assertions import InvalidJson, ResponseView
 from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
-from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector
 
-SAMPLE_BYTES = 2048
 _CHUNK = 64 * 1024
 
 
 class BodyTooLarge(Exception):
     pass
-
-
-@dataclass(slots=True)
-class Attempt:
-    """The outcome of one request of a step (a polled step makes several)."""
-
-    status: Status
-    reason: str | None = None
-    message: str = ""
-    http_status: int | None = None
-    body: bytes = b""
-    body_bytes: int = 0
-    assertions: tuple[AssertionOutcome, ...] = ()
-    extracted: dict[str, str] = field(default_factory=dict)
-    tls_not_after: float | None = None
-    duration: float = 0.0
-    ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
 
 
 def certificate_not_after(der: bytes | None) -> float | None:
@@ -110,12 +91,14 @@ def _header_value(name: str, value: str) -> str:
 
 def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
     """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
-    request = plan.config.request
+    config = plan.config
+    assert isinstance(config, HttpStepBase)
+    request = config.http_request
     arguments: dict[str, Any] = {
         "headers": {
             name: _header_value(name, template.render(values)) for name, template in plan.headers
         },
-        "allow_redirects": plan.config.follow_redirects,
+        "allow_redirects": config.follow_redirects,
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
         "ssl": plan.ssl,
@@ -127,16 +110,25 @@ def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, A
     return arguments
 
 
-async def perform_attempt(
-    session: aiohttp.ClientSession,
-    connector: TimedConnector,
-    plan: StepPlan,
-    values: Mapping[str, str],
-    recorder: PhaseRecorder,
-) -> Attempt:
+class RequestKind:
+    async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
+        return await perform_attempt(plan, values, run)
+
+
+KIND = RequestKind()
+
+
+async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
     """Send the step's request once and judge the answer. Never raises but on cancel."""
     config = plan.config
+    assert isinstance(config, RequestStep)
     started = time.perf_counter()
+    recorder = run.recorder
+    try:
+        session, connector = run.http()
+    except Exception as exc:  # building a session cannot fail on the target's account
+        reason, message = classify_exception(exc)
+        return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     connector.recorder = recorder
     connector.peer_certificate = None
     url = config.request.url.render(values)
@@ -196,7 +188,9 @@ async def perform_attempt(
 
 def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:
     """Status, then assertions in order, then extraction; the first critical failure decides."""
-    expect = plan.config.expect
+    config = plan.config
+    assert isinstance(config, HttpStepBase)
+    expect = config.expect
 
     def attempt(
         outcome: Status,

@@ -1,0 +1,78 @@
+"""Step kinds: each step carries exactly one handler key naming its kind.
+
+Like Kubernetes probes (`httpGet`, `tcpSocket`, `grpc`, `exec`): the key says what the
+step does; everything around it (name, extraction, polling, the journey's deadline) is
+shared. `STEP_KINDS` is the registry: a new kind is its config model in this package,
+its attempt in `uptime_probe.probe.kinds`, and one entry here (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Union
+
+from pydantic import Discriminator, Tag
+
+from uptime_probe.config.steps.parts import (
+    DEFAULT_MAX_BODY,
+    JSON_OPERATORS,
+    MAX_REDIRECTS,
+    Expect,
+    HttpStepBase,
+    JsonAssertion,
+    PollConfig,
+    RequestSpec,
+    StepBase,
+    TlsConfig,
+)
+from uptime_probe.config.steps.request import RequestStep
+
+STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep,)}
+
+
+def handler_key(data: Any) -> str | None:
+    """The kind a raw step names: its one handler key, or None when it has none or several."""
+    if isinstance(data, StepBase):
+        return data.handler
+    if not isinstance(data, dict):
+        return None
+    present = [key for key in STEP_KINDS if key in data]
+    return present[0] if len(present) == 1 else None
+
+
+def _tag(data: Any) -> str | None:
+    # Tags differ from the keys themselves: pydantic puts the tag in an error's location,
+    # and the loader keeps only the location's parts that are keys of the document.
+    key = handler_key(data)
+    return None if key is None else f"{key} step"
+
+
+if TYPE_CHECKING:
+    StepConfig = StepBase
+else:
+    StepConfig = Annotated[
+        Union[tuple(Annotated[kind, Tag(f"{key} step")] for key, kind in STEP_KINDS.items())],  # noqa: UP007
+        Discriminator(
+            _tag,
+            custom_error_type="step_kind",
+            custom_error_message=(
+                "a step needs exactly one of " + ", ".join(STEP_KINDS) + " (its kind)"
+            ),
+        ),
+    ]
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "JSON_OPERATORS",
+    "MAX_REDIRECTS",
+    "STEP_KINDS",
+    "Expect",
+    "HttpStepBase",
+    "JsonAssertion",
+    "PollConfig",
+    "RequestSpec",
+    "RequestStep",
+    "StepBase",
+    "StepConfig",
+    "TlsConfig",
+    "handler_key",
+]

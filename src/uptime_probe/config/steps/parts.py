@@ -1,0 +1,255 @@
+"""What every step kind shares: its name, extraction, polling, expectations, HTTP parts.
+
+The request, TLS and expectation parts are shared by the HTTP-based kinds (`request`,
+`stream`, ...); a kind that needs none of them simply does not declare those fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
+from uptime_probe.config.base import Model
+from uptime_probe.config.errors import Path
+from uptime_probe.config.template import Template
+from uptime_probe.config.types import (
+    SLUG_PATTERN,
+    Duration,
+    JmesPath,
+    Regex,
+    Size,
+    Slug,
+    StatusExpectation,
+    StringList,
+    TemplateString,
+    VariableName,
+    compile_regex,
+)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+MAX_REDIRECTS = 10
+
+JSON_OPERATORS = (
+    "equals",
+    "not_equals",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "contains",
+    "matches",
+    "exists",
+    "empty",
+)
+JsonOperator = Literal[
+    "equals", "not_equals", "gt", "gte", "lt", "lte", "contains", "matches", "exists", "empty"
+]
+Severity = Literal["critical", "warning"]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class JsonAssertion(Model):
+    """One JMESPath query and one operator: `{query: "length(items)", gt: 0}`."""
+
+    query: JmesPath
+    operator: JsonOperator
+    expected: Any = None
+    reason: Slug | None = None
+    severity: Severity = "critical"
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, _core: Any, _handler: Any) -> dict[str, Any]:
+        # The schema users write, not the internal operator/expected split.
+        return {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "A JMESPath expression."},
+                **{op: {"description": f"Operator {op}."} for op in JSON_OPERATORS},
+                "reason": {"type": "string", "pattern": SLUG_PATTERN},
+                "severity": {"enum": ["critical", "warning"]},
+            },
+            "required": ["query"],
+            "additionalProperties": False,
+            "minProperties": 2,
+        }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_operator(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "operator" in data:
+            return data
+        present = [key for key in data if key in JSON_OPERATORS]
+        unknown = [
+            key for key in data if key not in (*JSON_OPERATORS, "query", "reason", "severity")
+        ]
+        if unknown:
+            raise ValueError(
+                f"unknown operator {unknown[0]!r}; expected one of {', '.join(JSON_OPERATORS)}"
+            )
+        if len(present) != 1:
+            raise ValueError(
+                f"needs exactly one operator ({', '.join(JSON_OPERATORS)}), got {len(present)}"
+            )
+        operator = present[0]
+        rest = {key: value for key, value in data.items() if key != operator}
+        return {**rest, "operator": operator, "expected": data[operator]}
+
+    @model_validator(mode="after")
+    def _check_expected(self) -> JsonAssertion:
+        op, expected = self.operator, self.expected
+        if op in ("gt", "gte", "lt", "lte") and (
+            isinstance(expected, bool) or not isinstance(expected, int | float)
+        ):
+            raise ValueError(f"{op} needs a number, got {expected!r}")
+        if op in ("exists", "empty") and not isinstance(expected, bool):
+            raise ValueError(f"{op} needs true or false, got {expected!r}")
+        if op == "matches":
+            object.__setattr__(self, "expected", compile_regex(expected))
+        return self
+
+    def expectation(self) -> str:
+        """`> 0`, `== 'completed'`, `not empty`: the right-hand side as a person reads it."""
+        symbols = {
+            "gt": ">",
+            "gte": ">=",
+            "lt": "<",
+            "lte": "<=",
+            "equals": "==",
+            "not_equals": "!=",
+        }
+        if self.operator in symbols:
+            return f"{symbols[self.operator]} {self.expected!r}"
+        if self.operator in ("exists", "empty"):
+            return self.operator if self.expected else f"not {self.operator}"
+        if self.operator == "matches":
+            return f"to match {self.expected.pattern!r}"
+        return f"to contain {self.expected!r}"
+
+
+class Expect(Model):
+    status: StatusExpectation = Field(default="2xx", validate_default=True)
+    max_latency: Duration | None = None
+    headers: dict[str, Regex] = {}
+    body_contains: StringList = []
+    body_not_contains: StringList = []
+    body_matches: Regex | None = None
+    json_assertions: list[JsonAssertion] = Field(default=[], alias="json")
+    json_schema: str | None = None
+    # The schema document, read by the loader (the model does no I/O).
+    _schema_document: Any = PrivateAttr(default=None)
+
+    @property
+    def schema_document(self) -> Any:
+        return self._schema_document
+
+    @property
+    def needs_json(self) -> bool:
+        return bool(self.json_assertions) or self.json_schema is not None
+
+
+class RequestSpec(Model):
+    method: HttpMethod = "GET"
+    url: TemplateString
+    headers: dict[str, TemplateString] = {}
+    body: TemplateString | None = None
+    json_body: Any = Field(default=None, alias="json")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> RequestSpec:
+        if self.body is not None and self.json_body is not None:
+            raise ValueError("set either body or json, not both")
+        return self
+
+
+class PollConfig(Model):
+    every: Duration
+    within: Duration
+    reason: Slug = "poll_timeout"
+
+    @model_validator(mode="after")
+    def _every_within(self) -> PollConfig:
+        if self.every > self.within:
+            raise ValueError("poll.every is longer than poll.within: it would never repeat")
+        return self
+
+
+class TlsConfig(Model):
+    verify: bool = True
+    ca_file: str | None = None
+
+
+class StepBase(Model):
+    """What every kind of step has. A kind adds exactly one handler key (its `handler`)."""
+
+    # The key that names this kind in probes.yaml (`request`, `stream`, ...).
+    handler: ClassVar[str]
+    # The module under uptime_probe.probe.kinds that runs it, imported on first use so a
+    # config without, say, browser steps never imports the browser's dependencies.
+    runner: ClassVar[str]
+
+    name: Slug
+    extract: dict[VariableName, JmesPath] = {}
+    poll: PollConfig | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.handler
+
+    def templates(self) -> Iterator[tuple[Path, Any]]:
+        """Every value of the step that holds placeholders, with its path under the step.
+
+        Templates or JSON-like values (whose strings are templates): the loader checks each
+        names only variables that exist by then.
+        """
+        return iter(())
+
+    def urls(self) -> Iterator[tuple[Path, Template, tuple[str, ...]]]:
+        """The step's URL templates and the schemes each may have, checked at load when the
+        scheme does not come from an extracted value."""
+        return iter(())
+
+    def reasons(self) -> frozenset[str]:
+        """Failure reasons this step's config names."""
+        named: set[str] = set()
+        expect = getattr(self, "expect", None)
+        if isinstance(expect, Expect):
+            named |= {a.reason for a in expect.json_assertions if a.reason}
+        if self.poll is not None:
+            named.add(self.poll.reason)
+        return frozenset(named)
+
+
+class HttpStepBase(StepBase):
+    """The parts of every kind that speaks HTTP to its target (`request`, `stream`)."""
+
+    expect: Expect = Expect()
+    follow_redirects: bool = True
+    max_body: Size = DEFAULT_MAX_BODY
+    tls: TlsConfig = TlsConfig()
+
+    @property
+    def http_request(self) -> RequestSpec:
+        """The request this step sends: its handler key's value."""
+        spec = getattr(self, self.handler)
+        assert isinstance(spec, RequestSpec), "HTTP-based kinds hold a RequestSpec"
+        return spec
+
+    def templates(self) -> Iterator[tuple[Path, Any]]:
+        request, key = self.http_request, self.handler
+        yield (key, "url"), request.url
+        for header, value in request.headers.items():
+            yield (key, "headers", header), value
+        if request.body is not None:
+            yield (key, "body"), request.body
+        if request.json_body is not None:
+            yield (key, "json"), request.json_body
+
+    def urls(self) -> Iterator[tuple[Path, Template, tuple[str, ...]]]:
+        yield (self.handler, "url"), self.http_request.url, ("http", "https")

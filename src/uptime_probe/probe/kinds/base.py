@@ -1,0 +1,101 @@
+"""What every step kind shares: the attempt it returns, the run it runs in, its signature.
+
+A kind is one module under `uptime_probe.probe.kinds` exposing `KIND`, an object with
+`async attempt(plan, values, run) -> Attempt`. The engine knows kinds only through this
+signature (docs/architecture.md): deadlines, polling, extraction into variables,
+redaction and the summary are the engine's, the transport and its judging the kind's.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import aiohttp
+
+from uptime_probe.probe.model import AssertionOutcome, Status, StepFigures
+from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+
+if TYPE_CHECKING:
+    from uptime_probe.probe.plan import StepPlan
+
+
+@dataclass(slots=True)
+class Attempt:
+    """The outcome of one try of a step (a polled step makes several)."""
+
+    status: Status
+    reason: str | None = None
+    message: str = ""
+    http_status: int | None = None
+    body: bytes = b""  # what a failure's response sample is cut from
+    body_bytes: int = 0
+    assertions: tuple[AssertionOutcome, ...] = ()
+    extracted: dict[str, str] = field(default_factory=dict)
+    tls_not_after: float | None = None
+    figures: StepFigures | None = None
+    duration: float = 0.0
+    ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
+
+
+# What a kind says when the journey's deadline cuts it: (reason, message).
+DeadlineNote = Callable[[], tuple[str, str]]
+
+
+class RunContext:
+    """One run's shared transport and progress, handed to every step's attempt.
+
+    The HTTP session is made on first use, once per run, and shared by the run's
+    HTTP-based steps, so cookies and keep-alive carry from step to step; a run of
+    steps that never speak HTTP never builds one. A fresh connector and cookie jar
+    per run: every run meets the target as a new user would.
+    """
+
+    __slots__ = ("_connector", "_session", "deadline_note", "recorder", "resolver")
+
+    def __init__(self, resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
+        self.resolver = resolver
+        self.recorder = PhaseRecorder()
+        # Set by an attempt that can say better than the HTTP phases what a deadline cut.
+        self.deadline_note: DeadlineNote | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._connector: TimedConnector | None = None
+
+    def http(self) -> tuple[aiohttp.ClientSession, TimedConnector]:
+        if self._session is None or self._connector is None:
+            self._connector = TimedConnector(
+                use_dns_cache=False, resolver=self.resolver, limit=0, enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=self._connector,
+                trace_configs=[build_trace_config()],
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.CookieJar(unsafe=True),
+                raise_for_status=False,
+            )
+        return self._session, self._connector
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> RunContext:
+        return self
+
+    async def __aexit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class StepKind(Protocol):
+    """One kind of step: how it tries once. Never raises but on cancel."""
+
+    async def attempt(
+        self, plan: StepPlan, values: Mapping[str, str], run: RunContext
+    ) -> Attempt: ...
