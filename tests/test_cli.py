@@ -129,7 +129,7 @@ async def test_check_json_lines(cli: Cli) -> None:
     assert code == 1, err
     lines = [json.loads(line) for line in out.splitlines()]
     for line in lines:
-        assert JSON_KEYS <= set(line) <= JSON_KEYS | {"http_status"}
+        assert JSON_KEYS <= set(line) <= JSON_KEYS | {"http_status", "steps"}
         assert isinstance(line["duration_seconds"], float)
     by_check = {line["check"]: line for line in lines}
     assert by_check["homepage"] == {
@@ -218,3 +218,74 @@ def test_control_characters_from_a_target_never_reach_the_terminal() -> None:
     row = as_table([result]).splitlines()[1]
     assert "\x1b" not in row
     assert row.endswith("s: ?[2J?[31mred second line")
+
+
+STREAM_CONFIG = """\
+checks:
+  - name: chat_answer
+    steps:
+      - name: create
+        request: {method: POST, url: "${TARGET_URL}/conversations"}
+        extract: {conversation: id}
+      - name: answer
+        stream:
+          method: POST
+          url: "${TARGET_URL}/openai?need_conversation=1"
+          json: {conversation_id: "{{ conversation }}"}
+          collect: "choices[0].delta.content"
+          done: "[DONE]"
+  - name: chat_stall
+    timeout: 5s
+    steps:
+      - name: answer
+        stream:
+          method: POST
+          url: "${TARGET_URL}/openai?stall_after=2"
+          json: {}
+          collect: "choices[0].delta.content"
+          done: "[DONE]"
+        expect: {max_gap: 200ms}
+"""
+STEP_KEYS = {"name", "kind", "status", "reason", "message", "duration_seconds"}
+HTTP_KEYS = {"http_status", "phases"}
+STREAM_FIGURES = {
+    "head_seconds", "first_event_seconds", "first_token_seconds", "longest_gap_seconds",
+    "events", "answer_chars", "total_seconds",
+}  # fmt: skip
+
+
+async def test_check_json_lists_every_step_with_its_kinds_figures(
+    serve_app: ServeApp, tmp_path: Path
+) -> None:
+    """The `steps` list of `check --json`, a contract CI users parse (docs/configuration.md)."""
+    from tests.probe.kinds.sse_target import ANSWER, build_sse_app
+
+    url = await serve_app(build_sse_app())
+    config = tmp_path / "probes.yaml"
+    config.write_text(STREAM_CONFIG)
+    cli = Cli(config, {**os.environ, "TARGET_URL": url})
+
+    code, out, err = await cli("check", "-c", str(config), "--json")
+
+    assert code == 1, err
+    by_check = {line["check"]: line for line in map(json.loads, out.splitlines())}
+    create, answer = by_check["chat_answer"]["steps"]
+    assert set(create) == STEP_KEYS | HTTP_KEYS
+    assert create | {"duration_seconds": 0, "phases": {}} == {
+        "name": "create", "kind": "request", "status": "up", "reason": None,
+        "message": "HTTP 201", "duration_seconds": 0, "http_status": 201, "phases": {},
+    }  # fmt: skip
+    assert set(create["phases"]) == {"resolve", "connect", "tls", "processing", "transfer"}
+    assert set(answer) == STEP_KEYS | HTTP_KEYS | {"stream"}
+    assert (answer["kind"], answer["status"], answer["http_status"]) == ("stream", "up", 200)
+    assert set(answer["stream"]) == STREAM_FIGURES
+    assert answer["stream"]["events"] == 9
+    assert answer["stream"]["answer_chars"] == len(ANSWER)
+    assert 0 < answer["stream"]["first_event_seconds"] <= answer["stream"]["total_seconds"]
+    assert answer["stream"]["first_token_seconds"] >= answer["stream"]["first_event_seconds"]
+    (stalled,) = by_check["chat_stall"]["steps"]
+    assert (stalled["status"], stalled["reason"]) == ("down", "stream_stalled")
+    assert by_check["chat_stall"]["reason"] == "stream_stalled"
+    assert stalled["stream"]["events"] == 3
+    assert stalled["stream"]["longest_gap_seconds"] >= 0.2
+    assert stalled["stream"]["total_seconds"] is None

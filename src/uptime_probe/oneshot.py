@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from uptime_probe.config.model import Config
-from uptime_probe.probe import CheckResult, Status, compile_checks, run_check
+from uptime_probe.config.steps import STEP_KINDS, HttpStepBase
+from uptime_probe.probe import CheckResult, Status, StepResult, compile_checks, run_check
 
 
 class UnknownCheck(ValueError):
@@ -30,6 +32,7 @@ def exit_code(results: Iterable[CheckResult]) -> int:
 
 
 def as_json_lines(results: Iterable[CheckResult]) -> str:
+    """One JSON object per check: a public contract (docs/configuration.md, check --json)."""
     return "".join(
         json.dumps(
             {
@@ -40,11 +43,32 @@ def as_json_lines(results: Iterable[CheckResult]) -> str:
                 "duration_seconds": round(r.duration_seconds, 6),
                 "message": r.message,
                 "http_status": r.http_status,
+                "steps": [step_as_json(step) for step in r.steps],
             }
         )
         + "\n"
         for r in results
     )
+
+
+def step_as_json(step: StepResult) -> dict[str, Any]:
+    """A step that ran: what every kind has, the HTTP part for HTTP-based kinds, and the
+    kind's own figures under its key (`"stream": {...}`)."""
+    out: dict[str, Any] = {
+        "name": step.name,
+        "kind": step.kind,
+        "status": step.status.value,
+        "reason": step.reason,
+        "message": step.message,
+        "duration_seconds": round(step.duration_seconds, 6),
+    }
+    kind = STEP_KINDS.get(step.kind)
+    if kind is not None and issubclass(kind, HttpStepBase):
+        out["http_status"] = step.http_status
+        out["phases"] = {name: round(value, 6) for name, value in step.timings.as_dict().items()}
+    if step.figures is not None:
+        out[step.figures.key] = step.figures.as_dict()
+    return out
 
 
 def as_table(results: Sequence[CheckResult]) -> str:

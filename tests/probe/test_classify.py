@@ -261,6 +261,21 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         "too_many_redirects", "http_4xx", "http_5xx", "rate_limited", "unexpected_status",
         "invalid_json", "body_too_large", "schema_mismatch", "assertion_failed",
         "extraction_failed", "poll_timeout", "internal",
+        # issue 14: the stream step's own
+        "first_event_timeout", "stream_stalled", "empty_answer", "stream_incomplete",
+        "stream_error", "invalid_event", "not_a_stream",
+    }  # fmt: skip
+
+
+def test_kind_reasons_are_builtin_and_apart_from_the_common_ones() -> None:
+    from uptime_probe.probe.model import COMMON_REASONS, KIND_REASONS
+
+    kind_only = {reason for reasons in KIND_REASONS.values() for reason in reasons}
+    assert kind_only <= set(BUILTIN_REASONS)
+    assert set(COMMON_REASONS) == set(BUILTIN_REASONS) - kind_only
+    assert set(KIND_REASONS["stream"]) == {
+        "first_event_timeout", "stream_stalled", "empty_answer", "stream_incomplete",
+        "stream_error", "invalid_event", "not_a_stream",
     }  # fmt: skip
 
 

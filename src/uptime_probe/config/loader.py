@@ -222,7 +222,13 @@ def _clean_loc(loc: tuple[Any, ...], document: Any) -> Path:
         ):
             path.append(part)
             current = current[part]
-        elif last and isinstance(part, str) and not part.startswith(("function-", "tagged-union")):
+        elif (
+            last
+            and isinstance(part, str)
+            and not part.startswith(("function-", "tagged-union"))
+            # A step kind's tag (config/steps: "stream step"), where its own rule failed.
+            and not part.endswith(" step")
+        ):
             path.append(part)
     return tuple(path)
 

@@ -19,6 +19,7 @@ from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import Expect
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
+from uptime_probe.probe.kinds.base import SAMPLE_BYTES
 from uptime_probe.probe.model import (
     AssertionOutcome,
     CheckResult,
@@ -30,9 +31,6 @@ from uptime_probe.probe.model import (
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
 from uptime_probe.probe.tracing import PhaseRecorder
-
-# A failed step keeps at most this much of the response, as a sample for a person to read.
-SAMPLE_BYTES = 2048
 
 
 @dataclass(slots=True)
@@ -177,6 +175,7 @@ def _deadline_result(
     assert step is not None, "the deadline can only cut a step that started"
     last = progress.last
     poll = step.config.poll
+    sample: str | None = None
     if poll is not None and last is not None and last.reason and is_content_reason(last.reason):
         # The journey ran out while still waiting for the expectation: the task is stuck.
         attempt = last
@@ -187,11 +186,15 @@ def _deadline_result(
         attempt = last
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
+    elif run.deadline_note is not None:
+        # The kind knows better than the HTTP phases what was cut, and what it had so far.
+        attempt = run.deadline_note()
+        reason = attempt.reason or FailureReason.TIMEOUT
+        message = f"{attempt.message} (journey deadline {plan.timeout:g}s)"
+        if attempt.body:
+            sample = plan.redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
     else:
-        if run.deadline_note is not None:
-            reason, detail = run.deadline_note()
-        else:
-            reason, detail = classify_exception(TimeoutError(), run.recorder.state)
+        reason, detail = classify_exception(TimeoutError(), run.recorder.state)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(
@@ -205,6 +208,8 @@ def _deadline_result(
         timings=run.recorder.timings() if last is None else PhaseTimings(),
         attempts=progress.attempts,
         assertions=_redact_outcomes(attempt.assertions, plan.redact),
+        response_sample=sample,
+        figures=attempt.figures,
     )
 
 

@@ -8,11 +8,14 @@ The failure taxonomy (a down run carries exactly one reason):
     content     invalid_json, body_too_large, schema_mismatch, assertion_failed,
                 extraction_failed, poll_timeout, and every reason the config names
                 (empty_history, task_stuck, ...): "200 OK but wrong"
+      stream    first_event_timeout, stream_stalled, empty_answer, stream_incomplete,
+                stream_error, invalid_event, not_a_stream: a `stream` step's own
     internal    a bug in uptime-probe itself, never a property of the target
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Protocol
@@ -42,10 +45,36 @@ class FailureReason(StrEnum):
     ASSERTION_FAILED = "assertion_failed"
     EXTRACTION_FAILED = "extraction_failed"
     POLL_TIMEOUT = "poll_timeout"
+    FIRST_EVENT_TIMEOUT = "first_event_timeout"
+    STREAM_STALLED = "stream_stalled"
+    EMPTY_ANSWER = "empty_answer"
+    STREAM_INCOMPLETE = "stream_incomplete"
+    STREAM_ERROR = "stream_error"
+    INVALID_EVENT = "invalid_event"
+    NOT_A_STREAM = "not_a_stream"
     INTERNAL = "internal"
 
 
 BUILTIN_REASONS: tuple[str, ...] = tuple(reason.value for reason in FailureReason)
+# Reasons only one kind of step reports, by its handler key: metrics pre-create them only
+# for the checks that have such a step, so an HTTP-only check carries no stream series.
+KIND_REASONS: dict[str, tuple[str, ...]] = {
+    "stream": (
+        FailureReason.FIRST_EVENT_TIMEOUT,
+        FailureReason.STREAM_STALLED,
+        FailureReason.EMPTY_ANSWER,
+        FailureReason.STREAM_INCOMPLETE,
+        FailureReason.STREAM_ERROR,
+        FailureReason.INVALID_EVENT,
+        FailureReason.NOT_A_STREAM,
+    ),
+}
+# The reasons any kind of step may report.
+COMMON_REASONS: tuple[str, ...] = tuple(
+    reason
+    for reason in BUILTIN_REASONS
+    if not any(reason in reasons for reasons in KIND_REASONS.values())
+)
 TRANSPORT_REASONS = frozenset(
     {
         FailureReason.DNS,
@@ -90,6 +119,13 @@ _REASON_WORDS = {
     "assertion_failed": "the response did not meet an expectation",
     "extraction_failed": "a value could not be extracted",
     "poll_timeout": "the expected state never came",
+    "first_event_timeout": "the stream's first event came too late",
+    "stream_stalled": "the stream went silent mid-answer",
+    "empty_answer": "the streamed answer was empty",
+    "stream_incomplete": "the stream ended before its last event",
+    "stream_error": "the service sent an error in the stream",
+    "invalid_event": "a streamed event was not valid JSON",
+    "not_a_stream": "the response was not an event stream",
     "internal": "an internal error in uptime-probe",
 }
 
@@ -141,10 +177,19 @@ class StepFigures(Protocol):
     """A kind's own measurements of a step (a stream's first event, a DNS query's time).
 
     `key` names them in `check --json` (`"stream": {...}`); `as_dict` gives plain JSON
-    values in base units (seconds, bytes, counts).
+    values in base units (seconds, bytes, counts). A field is None when the run did not
+    get that far.
+
+    The metrics export them without code of their own per kind (docs/metrics.md):
+    `histograms` names the fields observed, per run, into a histogram in seconds,
+    `gauges` those whose last value is a gauge; `descriptions` gives each its help text.
+    Each becomes `uptime_probe_step_<key>_<field>`, labelled check, location and step.
     """
 
     key: ClassVar[str]
+    histograms: ClassVar[tuple[str, ...]]
+    gauges: ClassVar[tuple[str, ...]]
+    descriptions: ClassVar[Mapping[str, str]]
 
     def as_dict(self) -> dict[str, float | int | str | None]: ...
 

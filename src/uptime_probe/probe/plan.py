@@ -89,6 +89,8 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
             {name.lower(): (name, value) for name, value in step.http_request.headers.items()}
         )
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
+        for name, value in step.default_headers:
+            headers.setdefault(name.lower(), (name, Template(value)))
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,

@@ -25,8 +25,9 @@ from uptime_probe.config.steps.parts import (
     TlsConfig,
 )
 from uptime_probe.config.steps.request import RequestStep
+from uptime_probe.config.steps.stream import StreamExpect, StreamSpec, StreamStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep,)}
+STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep, StreamStep)}
 
 
 def handler_key(data: Any) -> str | None:
@@ -73,6 +74,9 @@ __all__ = [
     "RequestStep",
     "StepBase",
     "StepConfig",
+    "StreamExpect",
+    "StreamSpec",
+    "StreamStep",
     "TlsConfig",
     "handler_key",
 ]

@@ -229,6 +229,9 @@ class StepBase(Model):
 class HttpStepBase(StepBase):
     """The parts of every kind that speaks HTTP to its target (`request`, `stream`)."""
 
+    # Headers the kind sends unless the check or the step sets them (User-Agent aside).
+    default_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
+
     expect: Expect = Expect()
     follow_redirects: bool = True
     max_body: Size = DEFAULT_MAX_BODY

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from uptime_probe.probe.plan import StepPlan
 
 
+# A failed step keeps at most this much of the response, as a sample for a person to read.
+SAMPLE_BYTES = 2048
+
+
 @dataclass(slots=True)
 class Attempt:
     """The outcome of one try of a step (a polled step makes several)."""
@@ -40,8 +44,10 @@ class Attempt:
     ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
 
 
-# What a kind says when the journey's deadline cuts it: (reason, message).
-DeadlineNote = Callable[[], tuple[str, str]]
+# What a kind says when the journey's deadline cuts it: the attempt so far, whose reason
+# and message explain the cut (a stream's "after 12 events, the last 3.1s before") and
+# whose figures and body (the sample) are what it had measured and received by then.
+DeadlineNote = Callable[[], Attempt]
 
 
 class RunContext:
@@ -94,7 +100,13 @@ class RunContext:
 
 
 class StepKind(Protocol):
-    """One kind of step: how it tries once. Never raises but on cancel."""
+    """One kind of step: how it tries once. Never raises but on cancel.
+
+    `figures` is the class of the measurements its attempts carry (None: none of their
+    own), so the metrics can declare the kind's series before its first run.
+    """
+
+    figures: type[StepFigures] | None
 
     async def attempt(
         self, plan: StepPlan, values: Mapping[str, str], run: RunContext

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import ssl
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import aiohttp
-from cryptography import x509
-from yarl import URL
 
-from uptime_probe.config.steps import MAX_REDIRECTS, HttpStepBase, RequestStep
-from uptime_probe.config.template import render_json
+from uptime_probe.config.steps import HttpStepBase, RequestStep
 from uptime_probe.probe.assertions import InvalidJson, ResponseView
-from uptime_probe.probe.classify import classify_exception, classify_status
 from uptime_probe.probe.kinds.base import Attempt, RunContext
+from uptime_probe.probe.kinds.http_exchange import (
+    certificate_not_after,
+    prepare_exchange,
+    status_failure,
+    transport_failure,
+)
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
@@ -27,41 +26,6 @@ _CHUNK = 64 * 1024
 
 class BodyTooLarge(Exception):
     pass
-
-
-def certificate_not_after(der: bytes | None) -> float | None:
-    if not der:
-        return None
-    try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
-    except ValueError:
-        return None
-
-
-async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
-    """The expiry of the certificate a host presents, without verifying it.
-
-    Used after verification failed, so an expired or wrong-host certificate still
-    reports when it expires.
-    """
-    if url.scheme != "https" or url.host is None or timeout <= 0:
-        return None
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only to read the certificate, never to trust it
-    try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(
-                url.host, url.port or 443, ssl=context, server_hostname=url.host
-            )
-            try:
-                ssl_object = writer.get_extra_info("ssl_object")
-                der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-            finally:
-                writer.close()
-    except (OSError, TimeoutError, ssl.SSLError):
-        return None
-    return certificate_not_after(der)
 
 
 async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -79,38 +43,9 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-# What aiohttp refuses in a header value (it raises ValueError while sending).
-_FORBIDDEN_HEADER_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _header_value(name: str, value: str) -> str:
-    if _FORBIDDEN_HEADER_CHARS.search(value):
-        raise ValueError(f"request header {name} would contain a control character")
-    return value
-
-
-def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
-    """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
-    config = plan.config
-    assert isinstance(config, HttpStepBase)
-    request = config.http_request
-    arguments: dict[str, Any] = {
-        "headers": {
-            name: _header_value(name, template.render(values)) for name, template in plan.headers
-        },
-        "allow_redirects": config.follow_redirects,
-        # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
-        "max_redirects": MAX_REDIRECTS + 1,
-        "ssl": plan.ssl,
-    }
-    if request.body is not None:
-        arguments["data"] = request.body.render(values).encode()
-    elif request.json_body is not None:
-        arguments["json"] = render_json(request.json_body, values)
-    return arguments
-
-
 class RequestKind:
+    figures = None
+
     async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
         return await perform_attempt(plan, values, run)
 
@@ -124,27 +59,13 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     assert isinstance(config, RequestStep)
     started = time.perf_counter()
     recorder = run.recorder
+    exchange = prepare_exchange(plan, values, run, started)
+    if isinstance(exchange, Attempt):
+        return exchange
+    connector = exchange.connector
     try:
-        session, connector = run.http()
-    except Exception as exc:  # building a session cannot fail on the target's account
-        reason, message = classify_exception(exc)
-        return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
-    connector.recorder = recorder
-    connector.peer_certificate = None
-    url = config.request.url.render(values)
-    try:
-        arguments = _request_arguments(plan, values)
-    except (ValueError, UnicodeError) as exc:
-        # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
-        return Attempt(
-            Status.DOWN,
-            FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
-            duration=time.perf_counter() - started,
-        )
-    try:
-        async with session.request(
-            config.request.method, url, trace_request_ctx=recorder, **arguments
+        async with exchange.session.request(
+            exchange.method, exchange.url, **exchange.arguments
         ) as response:
             not_after = certificate_not_after(connector.peer_certificate)
             try:
@@ -169,17 +90,7 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
-        reason, message = classify_exception(exc, recorder.state)
-        not_after = None
-        if reason is FailureReason.TLS:
-            not_after = await fetch_certificate_not_after(URL(url), timeout=2.0)
-        return Attempt(
-            Status.DOWN,
-            reason,
-            message,
-            tls_not_after=not_after,
-            duration=time.perf_counter() - started,
-        )
+        return await transport_failure(exc, run, exchange.url, started)
     # The answer's last bytes arrived at `last_data_at`; judging it is not the target's time.
     attempt.ended = recorder.last_data_at or time.perf_counter()
     attempt.duration = attempt.ended - started
@@ -210,15 +121,9 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
             extracted=extracted or {},
         )
 
-    if status not in expect.status:
-        reason = classify_status(status)
-        retry = headers.get("Retry-After")
-        hint = (
-            f" (Retry-After: {retry[:20]})"
-            if reason is FailureReason.RATE_LIMITED and retry
-            else ""
-        )
-        return attempt(Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}")
+    wrong_status = status_failure(expect, status, headers)
+    if wrong_status is not None:
+        return attempt(Status.DOWN, *wrong_status)
     view = ResponseView(status, headers, body)
     outcomes: list[AssertionOutcome] = []
     try:

@@ -1,0 +1,655 @@
+"""The `stream` kind: one HTTP request answered with server-sent events, read as they come.
+
+What a chat user waits for: the first event, the first token of the answer, no long
+silence in between, an end (`done`) and an answer that is not empty. Every time is taken
+when the bytes arrived (the connection's `data_received`, as the request kind does), from
+the moment the step starts its request, and the two limits that end a stream early
+(`first_event_within`, `max_gap`) are enforced while reading, not after: a stalled
+stream fails at the limit, not at the journey's deadline.
+
+Bounded: `max_body` caps the bytes read (comments included), so a 1 GB event or a flood
+of tiny ones stops there; the answer is kept only when an expectation reads it; the
+sample holds the last events, at most SAMPLE_BYTES; after each slice of bytes parsed the
+loop gets a turn, so a flood cannot starve the other checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+
+from uptime_probe.config.steps import StreamStep
+from uptime_probe.probe.assertions import ResponseView
+from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.kinds.base import SAMPLE_BYTES, Attempt, RunContext
+from uptime_probe.probe.kinds.event_stream import EventStreamParser, ServerSentEvent
+from uptime_probe.probe.kinds.http_exchange import (
+    Exchange,
+    certificate_not_after,
+    prepare_exchange,
+    status_failure,
+    transport_failure,
+)
+from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
+from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.tracing import CONNECTING, RESOLVING, PhaseRecorder
+
+EVENT_STREAM = "text/event-stream"
+# Bytes parsed between two turns of the event loop: ~2,000 tiny events at most.
+_READ_SLICE = 16 * 1024
+# Events kept for the failure sample (the newest that fit in SAMPLE_BYTES).
+_RECENT_EVENTS = 64
+# How long a failed answer's body is read for its sample, at most.
+_SAMPLE_WAIT = 1.0
+_MESSAGE_TEXT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFigures:
+    """What a stream step measured. Seconds from the start of the step's request."""
+
+    key: ClassVar[str] = "stream"
+    histograms: ClassVar[tuple[str, ...]] = (
+        "first_event_seconds",
+        "first_token_seconds",
+        "longest_gap_seconds",
+    )
+    gauges: ClassVar[tuple[str, ...]] = ("events", "answer_chars")
+    descriptions: ClassVar[Mapping[str, str]] = {
+        "first_event_seconds": "Time from the request to the stream's first event.",
+        "first_token_seconds": "Time from the request to the first non-empty piece of the answer.",
+        "longest_gap_seconds": "Longest silence between two events of the stream.",
+        "events": "Events the stream's last run received.",
+        "answer_chars": "Characters of the answer the stream's last run collected.",
+    }
+
+    head_seconds: float | None = None
+    first_event_seconds: float | None = None
+    first_token_seconds: float | None = None
+    longest_gap_seconds: float | None = None
+    events: int = 0
+    answer_chars: int | None = None
+    total_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        return {
+            "head_seconds": _rounded(self.head_seconds),
+            "first_event_seconds": _rounded(self.first_event_seconds),
+            "first_token_seconds": _rounded(self.first_token_seconds),
+            "longest_gap_seconds": _rounded(self.longest_gap_seconds),
+            "events": self.events,
+            "answer_chars": self.answer_chars,
+            "total_seconds": _rounded(self.total_seconds),
+        }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 6)
+
+
+class _Done:
+    """What `take` returns for the event that ends the stream."""
+
+
+DONE = _Done()
+_NOT_JSON = object()  # what _json returns for data that is not JSON
+
+
+@dataclass(slots=True)
+class _Reading:
+    """One attempt's progress: what arrived when, the answer, what a failure will show."""
+
+    config: StreamStep
+    recorder: PhaseRecorder
+    started: float
+    parser: EventStreamParser = field(default_factory=EventStreamParser)
+    http_status: int | None = None
+    tls_not_after: float | None = None
+    head_at: float | None = None
+    first_event_at: float | None = None
+    first_token_at: float | None = None
+    last_event_at: float | None = None
+    ended_at: float | None = None
+    longest_gap: float | None = None
+    events: int = 0
+    bytes_read: int = 0
+    answer_chars: int = 0
+    # The answer (or every event's data, without collect), kept only for body_* checks.
+    texts: list[str] | None = None
+    extracted: dict[str, str] = field(default_factory=dict)
+    recent: deque[ServerSentEvent] = field(default_factory=lambda: deque(maxlen=_RECENT_EVENTS))
+    first_bytes: bytearray = field(default_factory=bytearray)
+    done_seen: bool = False
+    head_outcomes: tuple[AssertionOutcome, ...] = ()
+    # A failure already decided, while its sample is read: what a deadline cut reports.
+    decided: Attempt | None = None
+
+    # --- the clock ------------------------------------------------------------------------
+
+    def arrival(self) -> float:
+        """When the bytes just read arrived: the connection's time, never before the last."""
+        at = self.recorder.last_data_at or time.perf_counter()
+        floor = self.last_event_at or self.head_at or self.started
+        return max(at, floor)
+
+    def watchdog(self) -> tuple[float, str] | None:
+        """The moment the stream fails if no event comes, and which limit that is."""
+        expect = self.config.expect
+        if self.first_event_at is None:
+            if expect.first_event_within is not None:
+                return self.started + expect.first_event_within, "first_event_within"
+            return None
+        if expect.max_gap is not None and self.last_event_at is not None:
+            return self.last_event_at + expect.max_gap, "max_gap"
+        return None
+
+    # --- events ---------------------------------------------------------------------------
+
+    def take(self, event: ServerSentEvent, at: float) -> _Done | Attempt | None:
+        """One event, in order: None to read on, DONE, or the failed attempt it causes."""
+        spec, expect = self.config.stream, self.config.expect
+        self.events += 1
+        self.recent.append(event)
+        if self.first_event_at is None:
+            self.first_event_at = at
+            within = expect.first_event_within
+            if within is not None and at - self.started > within:
+                return self.fail(
+                    FailureReason.FIRST_EVENT_TIMEOUT,
+                    f"first event after {at - self.started:.2f}s, "
+                    f"expected within {within:g}s (first_event_within)",
+                )
+        else:
+            assert self.last_event_at is not None
+            gap = at - self.last_event_at
+            self.longest_gap = max(self.longest_gap or 0.0, gap)
+            if expect.max_gap is not None and gap > expect.max_gap:
+                return self.stalled(gap)
+        self.last_event_at = at
+        if (spec.done is not None and event.data == spec.done) or (
+            spec.done_event is not None and event.type == spec.done_event
+        ):
+            self.done_seen = True
+            return DONE
+        document: Any = _NOT_JSON
+        if event.data.lstrip()[:1] == "{":
+            document = _json(event.data)
+        error = _service_error(event, document)
+        if error is not None:
+            return self.fail(
+                FailureReason.STREAM_ERROR,
+                f"the service sent an error in the stream (event {self.events}): {error}",
+            )
+        if spec.collect is not None and event.data.strip():
+            if document is _NOT_JSON:
+                document = _json(event.data)
+            if document is _NOT_JSON:
+                return self.fail(
+                    FailureReason.INVALID_EVENT,
+                    f"event {self.events} is not JSON, which collect needs: "
+                    f"data {_flat(event.data, 80)!r}",
+                )
+            self.collect(_strings(spec.collect, document), at)
+        elif spec.collect is None and self.texts is not None:
+            self.texts.append(event.data)
+        if len(self.extracted) < len(self.config.extract) and event.data.strip():
+            if document is _NOT_JSON and event.data.lstrip()[:1] in ("{", "["):
+                document = _json(event.data)
+            if document is not _NOT_JSON:
+                self.extract(document)
+        return None
+
+    def collect(self, pieces: list[str], at: float) -> None:
+        for piece in pieces:
+            if not piece:
+                continue
+            if self.first_token_at is None:
+                self.first_token_at = at
+            self.answer_chars += len(piece)
+            if self.texts is not None:
+                self.texts.append(piece)
+
+    def extract(self, document: Any) -> None:
+        """The first value each `extract` query finds in the stream's JSON events is kept."""
+        for name, query in self.config.extract.items():
+            if name in self.extracted:
+                continue
+            value = _search(query, document)
+            if value is not None:
+                self.extracted[name] = value if isinstance(value, str) else json.dumps(value)
+
+    # --- outcomes -------------------------------------------------------------------------
+
+    def figures(self, cut_at: float | None = None) -> StreamFigures:
+        """The figures so far; `cut_at` counts the silence still running when it was cut."""
+        longest = self.longest_gap
+        if cut_at is not None and self.last_event_at is not None:
+            longest = max(longest or 0.0, cut_at - self.last_event_at)
+        return StreamFigures(
+            head_seconds=_since(self.head_at, self.started),
+            first_event_seconds=_since(self.first_event_at, self.started),
+            first_token_seconds=_since(self.first_token_at, self.started),
+            longest_gap_seconds=longest,
+            events=self.events,
+            answer_chars=self.answer_chars if self.config.stream.collect is not None else None,
+            total_seconds=_since(self.ended_at, self.started),
+        )
+
+    def sample(self) -> bytes:
+        """The newest events as the stream wrote them, at most SAMPLE_BYTES; before any
+        event, the stream's first bytes (comments, or the start of an unfinished event)."""
+        if not self.recent:
+            return bytes(self.first_bytes[:SAMPLE_BYTES])
+        kept: list[bytes] = []
+        size = 0
+        for event in reversed(self.recent):
+            text = _as_written(event)
+            if size + len(text) > SAMPLE_BYTES:
+                if not kept:  # the newest alone is too long: its beginning
+                    kept.append(text[:SAMPLE_BYTES])
+                break
+            kept.append(text)
+            size += len(text)
+        return b"".join(reversed(kept))
+
+    def attempt(
+        self,
+        status: Status,
+        reason: str | None,
+        message: str,
+        *,
+        cut_at: float | None = None,
+        assertions: tuple[AssertionOutcome, ...] = (),
+    ) -> Attempt:
+        ended = self.ended_at or cut_at or time.perf_counter()
+        return Attempt(
+            status,
+            reason,
+            message,
+            http_status=self.http_status,
+            body=self.sample() if status is Status.DOWN else b"",
+            body_bytes=self.bytes_read,
+            assertions=assertions,
+            extracted=dict(self.extracted) if status is not Status.DOWN else {},
+            tls_not_after=self.tls_not_after,
+            figures=self.figures(cut_at),
+            duration=ended - self.started,
+            ended=ended,
+        )
+
+    def fail(self, reason: str, message: str, cut_at: float | None = None) -> Attempt:
+        return self.attempt(Status.DOWN, reason, message, cut_at=cut_at)
+
+    def stalled(self, gap: float, cut_at: float | None = None) -> Attempt:
+        max_gap = self.config.expect.max_gap
+        pending = self.parser.pending_bytes
+        unfinished = f"; {pending} bytes of an unfinished event" if pending else ""
+        return self.fail(
+            FailureReason.STREAM_STALLED,
+            f"no event for {gap:.2f}s after event {self.events} (max_gap {max_gap:g}s){unfinished}",
+            cut_at,
+        )
+
+    def waited_too_long(self, limit: str, now: float) -> Attempt:
+        """The watchdog's limit passed with no event."""
+        if limit == "max_gap":
+            assert self.last_event_at is not None
+            return self.stalled(now - self.last_event_at, cut_at=now)
+        within = self.config.expect.first_event_within
+        if self.head_at is None:
+            state = self.recorder.state
+            if state in (RESOLVING, CONNECTING):
+                # Not even connected: the transport's reason, as a deadline would say.
+                reason, detail = classify_exception(TimeoutError(), state)
+                return self.fail(reason, f"{detail} (first_event_within {within:g}s)", now)
+            return self.fail(
+                FailureReason.FIRST_EVENT_TIMEOUT,
+                f"no event within {within:g}s of the request: no response head yet",
+                now,
+            )
+        return self.fail(
+            FailureReason.FIRST_EVENT_TIMEOUT,
+            f"no event within {within:g}s of the request: the head came after "
+            f"{self.head_at - self.started:.2f}s, then {self.progress_without_events()}",
+            now,
+        )
+
+    def progress_without_events(self) -> str:
+        parts = [f"{self.parser.comments} comments"]
+        if self.parser.pending_bytes:
+            parts.append(f"{self.parser.pending_bytes} bytes of an unfinished event")
+        return ", ".join(parts)
+
+    def deadline_note(self) -> Attempt:
+        """What the journey's deadline cut: the head, or an open stream and how it was going."""
+        if self.decided is not None:
+            return self.decided
+        now = time.perf_counter()
+        if self.head_at is None:
+            state = self.recorder.state
+            if state in (RESOLVING, CONNECTING):
+                reason, detail = classify_exception(TimeoutError(), state)
+                return self.fail(reason, detail, now)
+            return self.fail(FailureReason.TIMEOUT, "no response head before the deadline", now)
+        if self.last_event_at is None:
+            return self.fail(
+                FailureReason.TIMEOUT,
+                f"the stream was still open without an event: {self.progress_without_events()}",
+                now,
+            )
+        return self.fail(
+            FailureReason.TIMEOUT,
+            f"the stream was still open after {self.events} events, the last "
+            f"{now - self.last_event_at:.2f}s before (longest gap "
+            f"{max(self.longest_gap or 0.0, now - self.last_event_at):.2f}s)",
+            now,
+        )
+
+
+class StreamKind:
+    figures = StreamFigures
+
+    async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
+        """Send the request once and read its events until the end. Never raises but on cancel."""
+        config = plan.config
+        assert isinstance(config, StreamStep)
+        started = time.perf_counter()
+        reading = _Reading(config, run.recorder, started)
+        exchange = prepare_exchange(plan, values, run, started)
+        if isinstance(exchange, Attempt):
+            return exchange
+        run.deadline_note = reading.deadline_note
+        try:
+            return await _exchange(plan, exchange, reading)
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return await _broken(exc, reading, run, exchange.url)
+
+
+KIND = StreamKind()
+
+
+async def _exchange(plan: StepPlan, exchange: Exchange, reading: _Reading) -> Attempt:
+    config = reading.config
+    watchdog = reading.watchdog()
+    timer = asyncio.timeout(_delay(watchdog))
+    try:
+        async with timer:
+            response = await exchange.session.request(
+                exchange.method, exchange.url, **exchange.arguments
+            )
+    except TimeoutError:
+        if not timer.expired() or watchdog is None:
+            raise
+        return reading.waited_too_long(watchdog[1], time.perf_counter())
+    try:
+        reading.head_at = reading.arrival()
+        reading.http_status = response.status
+        reading.tls_not_after = certificate_not_after(exchange.connector.peer_certificate)
+        failed = _judge_head(plan, response, reading)
+        if failed is not None:
+            reading.decided = failed
+            failed.body = await _read_sample(response, min(SAMPLE_BYTES, config.max_body))
+            return failed
+        return await _read_events(plan, response, reading)
+    finally:
+        reading.recorder.body_done()  # the transfer phase ends with the last bytes read
+        # An unfinished stream's connection is closed, a finished one goes back to the pool.
+        response.release()
+
+
+def _judge_head(
+    plan: StepPlan, response: aiohttp.ClientResponse, reading: _Reading
+) -> Attempt | None:
+    """Status, then Content-Type, then the `headers` expectations: judged on the head."""
+    config = reading.config
+    expect = config.expect
+    status, headers = response.status, response.headers
+    wrong_status = status_failure(expect, status, headers)
+    if wrong_status is not None:
+        return reading.fail(*wrong_status)
+    if response.content_type != EVENT_STREAM:
+        shown = _flat(headers.get("Content-Type", "(none)"), 100)
+        return reading.fail(
+            FailureReason.NOT_A_STREAM,
+            f"HTTP {status} with Content-Type {shown!r}, not {EVENT_STREAM}",
+        )
+    declared = response.content_length
+    if declared is not None and declared > config.max_body and not headers.get("Content-Encoding"):
+        return reading.fail(
+            FailureReason.BODY_TOO_LARGE,
+            f"response declares {declared} bytes, above max_body {config.max_body}",
+        )
+    # compile_expect puts the header expectations first, one per `expect.headers` entry.
+    view = ResponseView(status, headers, b"")
+    outcomes = tuple(check(view) for check in plan.assertions[: len(expect.headers)])
+    failed = next((o for o in outcomes if not o.passed), None)
+    if failed is not None:
+        return reading.attempt(Status.DOWN, failed.reason, failed.message, assertions=outcomes)
+    reading.head_outcomes = outcomes
+    if plan.assertions[len(expect.headers) :]:
+        reading.texts = []
+    return None
+
+
+async def _read_events(
+    plan: StepPlan, response: aiohttp.ClientResponse, reading: _Reading
+) -> Attempt:
+    config = reading.config
+    content = response.content
+    while True:
+        watchdog = reading.watchdog()
+        timer = asyncio.timeout(_delay(watchdog))
+        expired: str | None = None
+        try:
+            async with timer:
+                chunk = await content.read(_READ_SLICE)
+        except TimeoutError:
+            if not timer.expired() or watchdog is None:
+                raise
+            # The limit passed. Bytes already here (a busy loop resumes us late) may still
+            # complete an event in time: `take` judges each by when its bytes arrived.
+            expired = watchdog[1]
+            chunk = content.read_nowait(_READ_SLICE)
+            if not chunk:
+                return reading.waited_too_long(expired, time.perf_counter())
+        if not chunk:  # the body ended
+            reading.ended_at = max(reading.arrival(), reading.last_event_at or 0.0)
+            return _judge_end(plan, response, reading)
+        # Bytes past max_body are never parsed: a stream that ends within it is whole.
+        allowed = config.max_body - reading.bytes_read
+        over = len(chunk) > allowed
+        chunk = chunk[:allowed] if over else chunk
+        reading.bytes_read += len(chunk)
+        if len(reading.first_bytes) < SAMPLE_BYTES:
+            reading.first_bytes += chunk[: SAMPLE_BYTES - len(reading.first_bytes)]
+        at = reading.arrival()
+        events = reading.parser.feed(chunk)
+        if expired is not None and not events:
+            return reading.waited_too_long(expired, time.perf_counter())
+        for event in events:
+            outcome = reading.take(event, at)
+            if outcome is None:
+                continue
+            if isinstance(outcome, Attempt):
+                return outcome
+            reading.ended_at = at
+            return _judge_end(plan, response, reading)
+        if over:
+            return reading.fail(
+                FailureReason.BODY_TOO_LARGE,
+                f"stream exceeds max_body {config.max_body} bytes (decoded) "
+                f"after {reading.events} events",
+                time.perf_counter(),
+            )
+        # A flood must not hold the loop: other checks (and this one's deadline) get a turn.
+        await asyncio.sleep(0)
+
+
+def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Reading) -> Attempt:
+    """The stream ended (its done event, or the body): what it delivered, in order."""
+    config = reading.config
+    spec, expect = config.stream, config.expect
+    end = spec.done if spec.done is not None else spec.done_event
+    if end is not None and not reading.done_seen:
+        what = f"data {spec.done!r}" if spec.done is not None else f"event {spec.done_event!r}"
+        return reading.fail(
+            FailureReason.STREAM_INCOMPLETE,
+            f"the stream ended after {reading.events} events without its done {what}",
+        )
+    if reading.events == 0 and expect.first_event_within is not None:
+        return reading.fail(
+            FailureReason.FIRST_EVENT_TIMEOUT,
+            f"the stream ended after {reading.ended_at - reading.started:.2f}s without an event"
+            if reading.ended_at is not None
+            else "the stream ended without an event",
+        )
+    minimum = config.min_answer_chars
+    if spec.collect is not None and reading.answer_chars < minimum:
+        return reading.fail(
+            FailureReason.EMPTY_ANSWER,
+            f"the answer has {reading.answer_chars} characters, expected at least {minimum} "
+            f"({reading.events} events)",
+        )
+    for name, query in config.extract.items():
+        if name not in reading.extracted:
+            return reading.fail(
+                FailureReason.EXTRACTION_FAILED,
+                f"extract {name}: query {query} found nothing in {reading.events} events",
+            )
+    # body_* read the answer, or without collect every event's data, one per line.
+    text = ("" if spec.collect is not None else "\n").join(reading.texts or ())
+    view = ResponseView(response.status, response.headers, text.encode())
+    outcomes = reading.head_outcomes + tuple(
+        check(view) for check in plan.assertions[len(expect.headers) :]
+    )
+    failed = next((o for o in outcomes if not o.passed), None)
+    if failed is not None:
+        return reading.attempt(Status.DOWN, failed.reason, failed.message, assertions=outcomes)
+    summary = f"HTTP {response.status}, {reading.events} events"
+    if spec.collect is not None:
+        summary += f", {reading.answer_chars} characters"
+    late = expect.max_first_event
+    first = reading.first_event_at
+    if late is not None and first is not None and first - reading.started > late:
+        return reading.attempt(
+            Status.DEGRADED,
+            None,
+            f"first event after {first - reading.started:.2f}s, above max_first_event {late:g}s",
+            assertions=outcomes,
+        )
+    return reading.attempt(Status.UP, None, summary, assertions=outcomes)
+
+
+async def _broken(exc: Exception, reading: _Reading, run: RunContext, url: str) -> Attempt:
+    """The exchange raised: before the head a transport failure; after it, with a done
+    event expected, the stream ended before it."""
+    if reading.head_at is None:
+        attempt = await transport_failure(exc, run, url, reading.started)
+        attempt.figures = reading.figures()
+        return attempt
+    reason, message = classify_exception(exc, reading.recorder.state)
+    spec = reading.config.stream
+    if reason is FailureReason.CONNECTION_RESET and (spec.done or spec.done_event):
+        return reading.fail(
+            FailureReason.STREAM_INCOMPLETE,
+            f"the stream broke after {reading.events} events, before its done event: {message}",
+            time.perf_counter(),
+        )
+    return reading.fail(reason, message, time.perf_counter())
+
+
+async def _read_sample(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The start of a failed answer's body, for its sample: what is there within a moment."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(_SAMPLE_WAIT):
+            while size < limit:
+                chunk = await response.content.read(limit - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        pass  # a sample is a courtesy: what came is enough
+    return b"".join(chunks)
+
+
+def _delay(watchdog: tuple[float, str] | None) -> float | None:
+    return None if watchdog is None else max(0.0, watchdog[0] - time.perf_counter())
+
+
+def _since(moment: float | None, started: float) -> float | None:
+    return None if moment is None else moment - started
+
+
+def _search(query: Any, document: Any) -> Any:
+    """A query's value in one event, None when the event has another shape."""
+    try:
+        return query.search(document)
+    except Exception:  # JMESPath raises several types for a runtime type mismatch
+        return None
+
+
+def _strings(query: Any, document: Any) -> list[str]:
+    """The strings a `collect` query finds: one, or those of a list; nothing else counts."""
+    found = _search(query, document)
+    if isinstance(found, str):
+        return [found]
+    if isinstance(found, list):
+        return [item for item in found if isinstance(item, str)]
+    return []
+
+
+def _json(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _service_error(event: ServerSentEvent, document: Any) -> str | None:
+    """The service's own words when the event reports an error, else None.
+
+    An event of type `error`, or a JSON object with a non-empty top-level `error` (OpenAI
+    and Anthropic both put {"message", "type"} there); `"error": null` is not one.
+    """
+    error: Any = None
+    if isinstance(document, dict) and document.get("error"):
+        error = document["error"]
+    elif event.type == "error":
+        error = document if document is not _NOT_JSON else event.data
+    else:
+        return None
+    if isinstance(error, dict):
+        text = error.get("message") or error.get("detail") or error.get("error")
+        kind = error.get("type") or error.get("code")
+        words = text if isinstance(text, str) else json.dumps(error, ensure_ascii=False)
+        if isinstance(kind, str | int) and not isinstance(kind, bool) and str(kind) not in words:
+            words = f"{words} [{kind}]"
+    elif isinstance(error, str):
+        words = error
+    else:
+        words = json.dumps(error, ensure_ascii=False)
+    return _flat(words, _MESSAGE_TEXT) or "(no message)"
+
+
+def _as_written(event: ServerSentEvent) -> bytes:
+    lines = [] if event.type == "message" else [f"event: {event.type}"]
+    lines.extend(f"data: {line}" for line in event.data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8", errors="replace")
+
+
+def _flat(text: str, limit: int) -> str:
+    """A target's text on one line, cut: messages are one line (docs/configuration.md)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
