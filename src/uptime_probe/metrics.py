@@ -23,7 +23,7 @@ more than a couple of milliseconds, and no copy of the whole body is ever made.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
 
@@ -41,7 +41,17 @@ from prometheus_client.utils import floatToGoString
 
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig
-from uptime_probe.probe.model import BUILTIN_REASONS, PHASES, PhaseTimings, Status
+from uptime_probe.config.steps import HttpStepBase, StepBase
+from uptime_probe.probe.kinds import kind_of
+from uptime_probe.probe.model import (
+    COMMON_REASONS,
+    KIND_REASONS,
+    PHASES,
+    PhaseTimings,
+    Status,
+    StepFigures,
+    StepResult,
+)
 from uptime_probe.sinks import RunOutcome
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -95,6 +105,97 @@ class StepSeries:
     phases: PhaseTimings = field(default_factory=PhaseTimings)
     http_status: int = 0
     tls_not_after: float | None = None
+    # HTTP-only series (status code, phases) exist only for the HTTP-based kinds.
+    http: bool = True
+    # The kind's own figures (None: it has none): one histogram per `figures.histograms`
+    # field, one gauge value per `figures.gauges` field: the last run's, None (no series)
+    # when the last run did not measure it, or before the first run.
+    figures: type[StepFigures] | None = None
+    figure_histograms: tuple[HistogramData, ...] = ()
+    figure_gauges: tuple[float | None, ...] = ()
+
+    @classmethod
+    def of(cls, step: StepBase) -> StepSeries:
+        """A step's series before its first run, shaped by its kind."""
+        figures = kind_of(step).figures
+        return cls(
+            step.name,
+            HistogramData.empty(),
+            http=isinstance(step, HttpStepBase),
+            figures=figures,
+            figure_histograms=tuple(HistogramData.empty() for _ in figures.histograms)
+            if figures is not None
+            else (),
+            figure_gauges=(None,) * len(figures.gauges) if figures is not None else (),
+        )
+
+    def same_shape(self, other: StepSeries) -> bool:
+        return self.http is other.http and self.figures is other.figures
+
+    def after(self, step: StepResult) -> StepSeries:
+        """These series with one more run of the step."""
+        histograms, gauges = self.figure_histograms, self.figure_gauges
+        kind = self.figures
+        if kind is not None:
+            figures = step.figures if isinstance(step.figures, kind) else None
+            histograms = tuple(
+                data if (value := _figure(figures, name)) is None else data.observe(value)
+                for data, name in zip(histograms, kind.histograms, strict=True)
+            )
+            gauges = tuple(_figure(figures, name) for name in kind.gauges)
+        return replace(
+            self,
+            duration=self.duration.observe(step.duration_seconds),
+            phases=step.timings,
+            http_status=step.http_status or 0,
+            tls_not_after=step.tls_not_after
+            if step.tls_not_after is not None
+            else self.tls_not_after,
+            figure_histograms=histograms,
+            figure_gauges=gauges,
+        )
+
+
+def _figure(figures: StepFigures | None, name: str) -> float | None:
+    value = getattr(figures, name, None)
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class FigureFamily:
+    """One field of a kind's figures, exported as `uptime_probe_step_<key>_<field>`.
+
+    Declared by the figures class itself (`histograms`, `gauges`, `descriptions`), so a
+    new kind's figures reach /metrics without code of their own here.
+    """
+
+    name: str
+    kind: str  # "histogram" or "gauge"
+    help: str
+    figures: type[StepFigures]
+    index: int  # the field's place in its class's `histograms` or `gauges`
+
+    @property
+    def header(self) -> bytes:
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n".encode()
+
+
+def figure_families(classes: Iterable[type[StepFigures]]) -> tuple[FigureFamily, ...]:
+    """The families of every figures class in use, in a stable order (by key, then field)."""
+    families: list[FigureFamily] = []
+    for figures in sorted(set(classes), key=lambda cls: cls.key):
+        for kind, fields in (("histogram", figures.histograms), ("gauge", figures.gauges)):
+            families.extend(
+                FigureFamily(
+                    f"uptime_probe_step_{figures.key}_{name}",
+                    kind,
+                    figures.descriptions[name],
+                    figures,
+                    index,
+                )
+                for index, name in enumerate(fields)
+            )
+    return tuple(families)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +277,8 @@ def _histogram_lines(name: str, labels: str, data: HistogramData) -> str:
     return "".join(lines)
 
 
-def render_check(series: CheckSeries) -> tuple[str, ...]:
-    """One text block per family in FAMILIES for one check."""
+def render_check(series: CheckSeries, figures: Sequence[FigureFamily] = ()) -> tuple[str, ...]:
+    """One text block per family in FAMILIES, then per figure family, for one check."""
     base = f'check="{series.check}",location="{_escape(series.location)}"'
     state_lines = "".join(
         f'uptime_probe_check_state{{{base},state="{s.value}"}} {1 if series.state is s else 0}.0\n'
@@ -203,12 +304,15 @@ def render_check(series: CheckSeries) -> tuple[str, ...]:
         step_hist.append(
             _histogram_lines("uptime_probe_step_duration_seconds", labels, step.duration)
         )
-        phases.extend(
-            f'uptime_probe_step_phase_seconds{{{labels},phase="{phase}"}} '
-            f"{_num(getattr(step.phases, phase))}\n"
-            for phase in PHASES
-        )
-        statuses.append(f"uptime_probe_step_http_status_code{{{labels}}} {step.http_status}.0\n")
+        if step.http:
+            phases.extend(
+                f'uptime_probe_step_phase_seconds{{{labels},phase="{phase}"}} '
+                f"{_num(getattr(step.phases, phase))}\n"
+                for phase in PHASES
+            )
+            statuses.append(
+                f"uptime_probe_step_http_status_code{{{labels}}} {step.http_status}.0\n"
+            )
         if step.tls_not_after is not None:
             expiry.append(
                 f"uptime_probe_step_tls_cert_expiry_timestamp_seconds{{{labels}}} "
@@ -232,7 +336,37 @@ def render_check(series: CheckSeries) -> tuple[str, ...]:
         "".join(phases),
         "".join(statuses),
         "".join(expiry),
+        *(_figure_lines(family, base, series.steps) for family in figures),
     )
+
+
+def _figure_lines(family: FigureFamily, base: str, steps: Sequence[StepSeries]) -> str:
+    lines: list[str] = []
+    for step in steps:
+        if step.figures is not family.figures:
+            continue
+        labels = f'{base},step="{step.name}"'
+        if family.kind == "histogram":
+            lines.append(
+                _histogram_lines(family.name, labels, step.figure_histograms[family.index])
+            )
+        elif (value := step.figure_gauges[family.index]) is not None:
+            lines.append(f"{family.name}{{{labels}}} {_num(value)}\n")
+    return "".join(lines)
+
+
+def _reasons(check: CheckConfig) -> tuple[str, ...]:
+    """The reasons a check's runs can have, declared at 0 before its first run: the common
+    ones, those of the kinds of step it has, and those its config names."""
+    kinds = sorted({step.kind for step in check.steps})
+    kind_reasons = [reason for kind in kinds for reason in KIND_REASONS.get(kind, ())]
+    return tuple(dict.fromkeys((*COMMON_REASONS, *kind_reasons, *sorted(check.reasons()))))
+
+
+def _kept_or_new(old: StepSeries | None, step: StepBase) -> StepSeries:
+    """A reloaded step keeps its series, unless its kind changed their shape."""
+    new = StepSeries.of(step)
+    return old if old is not None and old.same_shape(new) else new
 
 
 class CheckMetrics:
@@ -245,7 +379,9 @@ class CheckMetrics:
         # the same object. Only ever touched by single dict operations, which are atomic
         # under the GIL, so concurrent scrapes (interleaved on the loop, or render_text in
         # a thread) need no lock; at worst one re-renders what the other dropped.
-        self._cache: dict[str, tuple[CheckSeries, tuple[bytes, ...]]] = {}
+        self._cache: dict[str, tuple[CheckSeries, tuple[FigureFamily, ...], tuple[bytes, ...]]] = {}
+        # The figure families of the kinds the checks use; replaced whole by sync_checks.
+        self._figures: tuple[FigureFamily, ...] = ()
 
     def sync_checks(self, checks: Sequence[CheckConfig]) -> None:
         """Create series for new checks, refresh changed ones, drop removed ones."""
@@ -254,7 +390,7 @@ class CheckMetrics:
             if name not in wanted:
                 del self._series[name]
         for name, check in wanted.items():
-            reasons = tuple(dict.fromkeys((*BUILTIN_REASONS, *sorted(check.reasons()))))
+            reasons = _reasons(check)
             old = self._series.get(name)
             if old is None:
                 self._series[name] = CheckSeries(
@@ -262,7 +398,7 @@ class CheckMetrics:
                     location=self.location,
                     reasons=reasons,
                     failures=(0,) * len(reasons),
-                    steps=tuple(StepSeries(s.name, HistogramData.empty()) for s in check.steps),
+                    steps=tuple(StepSeries.of(s) for s in check.steps),
                     slo=check.slo_objective,
                     interval=check.interval_seconds,
                 )
@@ -273,13 +409,16 @@ class CheckMetrics:
                 old,
                 reasons=reasons,
                 failures=tuple(counts.get(reason, 0) for reason in reasons),
-                steps=tuple(
-                    old_steps.get(s.name) or StepSeries(s.name, HistogramData.empty())
-                    for s in check.steps
-                ),
+                steps=tuple(_kept_or_new(old_steps.get(s.name), s) for s in check.steps),
                 slo=check.slo_objective,
                 interval=check.interval_seconds,
             )
+        self._figures = figure_families(
+            step.figures
+            for series in self._series.values()
+            for step in series.steps
+            if step.figures is not None
+        )
 
     def accept(self, outcome: RunOutcome) -> None:
         result = outcome.result
@@ -301,18 +440,7 @@ class CheckMetrics:
         steps = []
         for series in old.steps:
             step = by_name.get(series.name)
-            if step is None:
-                steps.append(series)
-                continue
-            steps.append(
-                StepSeries(
-                    series.name,
-                    series.duration.observe(step.duration_seconds),
-                    step.timings,
-                    step.http_status or 0,
-                    step.tls_not_after if step.tls_not_after is not None else series.tls_not_after,
-                )
-            )
+            steps.append(series if step is None else series.after(step))
         self._series[result.check] = replace(
             old,
             reasons=reasons,
@@ -360,17 +488,20 @@ class CheckMetrics:
         nothing to send: it comes between slices of re-rendering the checks that changed.
         """
         snapshot = list(self._series.values())  # one atomic copy of the current references
+        figures = self._figures
+        headers = (*_HEADERS, *(family.header for family in figures))
         cache = self._cache
         blocks: list[tuple[bytes, ...]] = []
         names: set[str] = set()
         rendered = visited = 0
         for series in snapshot:
             cached = cache.get(series.check)
-            if cached is None or cached[0] is not series:
-                cached = (series, tuple(block.encode() for block in render_check(series)))
+            if cached is None or cached[0] is not series or cached[1] is not figures:
+                lines = render_check(series, figures)
+                cached = (series, figures, tuple(block.encode() for block in lines))
                 cache[series.check] = cached
                 rendered += 1
-            blocks.append(cached[1])
+            blocks.append(cached[2])
             names.add(series.check)
             visited += 1
             if rendered == _RENDER_SLICE or visited == _VISIT_SLICE:
@@ -382,7 +513,7 @@ class CheckMetrics:
 
         pending: list[bytes] = []
         size = 0
-        for index, header in enumerate(_HEADERS):
+        for index, header in enumerate(headers):
             pending.append(header)
             size += len(header)
             take = itemgetter(index)
@@ -427,6 +558,13 @@ class CheckMetrics:
         phase = gauge("uptime_probe_step_phase_seconds", ["step", "phase"])
         http_status = gauge("uptime_probe_step_http_status_code", ["step"])
         expiry = gauge("uptime_probe_step_tls_cert_expiry_timestamp_seconds", ["step"])
+        figure_families = self._figures
+        figures: list[GaugeMetricFamily | HistogramMetricFamily] = [
+            HistogramMetricFamily(f.name, f.help, labels=[*labels, "step"])
+            if f.kind == "histogram"
+            else GaugeMetricFamily(f.name, f.help, labels=[*labels, "step"])
+            for f in figure_families
+        ]
 
         def buckets(data: HistogramData) -> list[tuple[str, float]]:
             bounds = (*map(_num, DURATION_BUCKETS), "+Inf")
@@ -452,14 +590,23 @@ class CheckMetrics:
             for step in s.steps:
                 step_key = [*key, step.name]
                 step_duration.add_metric(step_key, buckets(step.duration), step.duration.total)
-                for name in PHASES:
-                    phase.add_metric([*step_key, name], getattr(step.phases, name))
-                http_status.add_metric(step_key, step.http_status)
+                if step.http:
+                    for name in PHASES:
+                        phase.add_metric([*step_key, name], getattr(step.phases, name))
+                    http_status.add_metric(step_key, step.http_status)
                 if step.tls_not_after is not None:
                     expiry.add_metric(step_key, step.tls_not_after)
+                for family, metric in zip(figure_families, figures, strict=True):
+                    if step.figures is not family.figures:
+                        continue
+                    if isinstance(metric, HistogramMetricFamily):
+                        data = step.figure_histograms[family.index]
+                        metric.add_metric(step_key, buckets(data), data.total)
+                    elif (value := step.figure_gauges[family.index]) is not None:
+                        metric.add_metric(step_key, value)
         yield from (
             success, state, runs, failures, degraded, duration, last_run, last_success, slo,
-            interval, info, skipped, step_duration, phase, http_status, expiry,
+            interval, info, skipped, step_duration, phase, http_status, expiry, *figures,
         )  # fmt: skip
 
 

@@ -16,7 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import Status
 
-from .fixtures import load, outcome, step_result
+from .fixtures import CHECKS, load, outcome, step_result
+from .test_step_figures import CHECKS as FIGURE_CHECKS
+from .test_step_figures import stream_result
+
+# A check with a stream step, so that the stream kind's families are exposed too.
+STREAM_CHECKS = [check for check in FIGURE_CHECKS if check["name"] == "chat_answer"]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -25,7 +30,7 @@ def exposed_names() -> set[str]:
     """Metric names as written in queries (counters with `_total`), of a daemon whose
     checks have every optional family present."""
     checks = CheckMetrics("eu-west")
-    checks.sync_checks(load().checks)
+    checks.sync_checks(load([*CHECKS, *STREAM_CHECKS]).checks)
     checks.accept(
         outcome(
             "chat_load",
@@ -33,6 +38,7 @@ def exposed_names() -> set[str]:
             state=Status.DOWN,
         )
     )
+    checks.accept(outcome("chat_answer", [step_result("create"), stream_result()], state=None))
     daemon = DaemonMetrics(CollectorRegistry(auto_describe=True))
     daemon.notifications.labels(notifier="oncall", result="sent").inc()
     body, _ = MetricsExposition(checks, daemon).render()
