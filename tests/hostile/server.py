@@ -38,6 +38,14 @@ Modes (the server reads the request line and headers first unless noted):
     /ok                 200 application/json ``{"ok": true}``
     /slow?ms=N          200 application/json ``{"ok": true}`` after N ms (at most 60 s)
 
+Server-sent event streams (200 text/event-stream, the body delimited by the close):
+
+    /sse-endless        a valid event every 20 ms (?interval_ms=N), never a done event
+    /sse-huge-event     ``data: `` and then 1 GiB of ``x``: one event that never ends
+    /sse-flood          tiny events (``data: x``), as fast as the client reads, up to 1 GiB
+    /sse-comments       a keep-alive comment every 10 ms (?interval_ms=N), never an event
+    /sse-drip           valid events, one byte every 50 ms (?interval_ms=N), for a minute
+
 Anything else gets a 404.  Every response carries ``Connection: close`` and
 each connection serves one request, so ``connections_accepted`` is also the
 number of requests a client attempted, retries and redirects included.
@@ -97,6 +105,15 @@ MANY_HEADERS_COUNT = 20_000
 HUGE_HEADER_SIZE = 1 << 20
 DEEP_JSON_DEPTH = 100_000
 SLOW_MAX_MS = 60_000
+SSE_ENDLESS_INTERVAL_MS = 20
+SSE_COMMENT_INTERVAL_MS = 10
+SSE_DRIP_INTERVAL_MS = 50
+SSE_MAX_INTERVAL_MS = 5000
+SSE_HUGE_SIZE = 1 << 30
+SSE_FLOOD_EVENT = b"data: x\n\n"
+# Bounds on the paced modes, so a client that never leaves cannot keep a handler forever.
+SSE_MAX_EVENTS = 1_000_000
+SSE_DRIP_BYTES = 1200
 
 SCRIPT_BODY = b"<script>alert(1)</script>"
 OK_BODY = b'{"ok": true}'
@@ -417,6 +434,57 @@ async def _slow(ex: _Exchange) -> None:
     await _ok(ex)
 
 
+_SSE_HEAD = _response_head(
+    200, [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+)
+_SSE_FLOOD_CHUNK = SSE_FLOOD_EVENT * (HUGE_CHUNK_SIZE // len(SSE_FLOOD_EVENT))
+_SSE_HUGE_CHUNK = b"x" * HUGE_CHUNK_SIZE
+
+
+def _interval(ex: _Exchange, default_ms: int) -> float:
+    return max(_int_param(ex, "interval_ms", default_ms, maximum=SSE_MAX_INTERVAL_MS), 1) / 1000
+
+
+async def _sse_endless(ex: _Exchange) -> None:
+    interval = _interval(ex, SSE_ENDLESS_INTERVAL_MS)
+    await ex.send(_SSE_HEAD)
+    for number in range(SSE_MAX_EVENTS):
+        await ex.send(b'data: {"n": %d}\n\n' % number)
+        await asyncio.sleep(interval)
+
+
+async def _sse_huge_event(ex: _Exchange) -> None:
+    await ex.send(_SSE_HEAD + b"data: ")
+    for _ in range(SSE_HUGE_SIZE // len(_SSE_HUGE_CHUNK)):
+        await ex.send(_SSE_HUGE_CHUNK)  # never a line end: one event of 1 GiB
+    await ex.finish()
+
+
+async def _sse_flood(ex: _Exchange) -> None:
+    await ex.send(_SSE_HEAD)
+    for _ in range(SSE_HUGE_SIZE // len(_SSE_FLOOD_CHUNK)):
+        await ex.send(_SSE_FLOOD_CHUNK)
+    await ex.finish()
+
+
+async def _sse_comments(ex: _Exchange) -> None:
+    interval = _interval(ex, SSE_COMMENT_INTERVAL_MS)
+    await ex.send(_SSE_HEAD)
+    for _ in range(SSE_MAX_EVENTS):
+        await ex.send(b": keep-alive\n")
+        await asyncio.sleep(interval)
+
+
+async def _sse_drip(ex: _Exchange) -> None:
+    interval = _interval(ex, SSE_DRIP_INTERVAL_MS)
+    await ex.send(_SSE_HEAD)
+    body = b"".join(b"data: %d\n\n" % (n % 10) for n in range(SSE_DRIP_BYTES // 9))
+    for byte in body:
+        await ex.send(bytes((byte,)))
+        await asyncio.sleep(interval)
+    await ex.finish()
+
+
 @dataclass(frozen=True, slots=True)
 class _Mode:
     handler: Callable[[_Exchange], Awaitable[None]]
@@ -448,6 +516,11 @@ _MODES: dict[str, _Mode] = {
     "/script": _Mode(_script),
     "/ok": _Mode(_ok),
     "/slow": _Mode(_slow),
+    "/sse-endless": _Mode(_sse_endless),
+    "/sse-huge-event": _Mode(_sse_huge_event),
+    "/sse-flood": _Mode(_sse_flood),
+    "/sse-comments": _Mode(_sse_comments),
+    "/sse-drip": _Mode(_sse_drip),
 }
 
 MODES: frozenset[str] = frozenset(_MODES)

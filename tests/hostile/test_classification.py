@@ -130,6 +130,13 @@ CASES: dict[str, Case] = {
     "/script": Case("/script", None, "1 step ok"),
     "/ok": Case("/ok", None, "1 step ok", expect=JSON_EXPECTED),
     "/slow": Case("/slow?ms=20", None, "1 step ok", expect=JSON_EXPECTED),
+    # Event streams met by a request step (tests/hostile/test_stream.py has the stream step):
+    # read as one body, so a stream that never ends meets the deadline or max_body.
+    "/sse-endless": Case("/sse-endless", "timeout", DEADLINE_SAYS, SILENT_DEADLINE),
+    "/sse-huge-event": Case("/sse-huge-event", "body_too_large", "exceeds max_body"),
+    "/sse-flood": Case("/sse-flood", "body_too_large", "exceeds max_body"),
+    "/sse-comments": Case("/sse-comments", "timeout", DEADLINE_SAYS, SILENT_DEADLINE),
+    "/sse-drip": Case("/sse-drip", "timeout", DEADLINE_SAYS, SILENT_DEADLINE),
 }
 EXTRA_CASES: dict[str, Case] = {
     "/bad-chunked?split_ms=50": Case(

@@ -654,6 +654,27 @@ AIOHTTP_OUTCOMES: dict[str, Outcome] = {
     "/script": Outcome(None, lambda fetched: fetched.body == SCRIPT_BODY),
     "/ok": Outcome(None, _ok),
     "/slow": Outcome(None, _ok),
+    # Event streams are bodies like any other to aiohttp: nothing bounds them but what the
+    # caller reads (1 MiB here) and its timeouts. Paced slower than sock_read (see
+    # _AIOHTTP_TARGETS), a silence between two writes trips it, as it would for any body.
+    "/sse-endless": Outcome(aiohttp.SocketTimeoutError),
+    "/sse-comments": Outcome(aiohttp.SocketTimeoutError),
+    "/sse-drip": Outcome(aiohttp.SocketTimeoutError),
+    "/sse-huge-event": Outcome(
+        None, lambda fetched: fetched.body == b"data: " + b"x" * ((1 << 20) - len(b"data: "))
+    ),
+    "/sse-flood": Outcome(
+        None,
+        lambda fetched: (
+            fetched.body[:18] == b"data: x\n\ndata: x\n\n" and len(fetched.body) == 1 << 20
+        ),
+    ),
+}
+# The paced modes, slower than the client's sock_read (QUIET), so each test takes a moment.
+_AIOHTTP_TARGETS = {
+    "/sse-endless": "/sse-endless?interval_ms=400",
+    "/sse-comments": "/sse-comments?interval_ms=400",
+    "/sse-drip": "/sse-drip?interval_ms=400",
 }
 
 
@@ -684,7 +705,8 @@ async def test_aiohttp_reports_mode_as_recorded(server: HostileServer, mode: str
     timeout = aiohttp.ClientTimeout(total=PROMPTLY * 2, sock_read=QUIET)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         try:
-            result: Any = await fetch_with_aiohttp(session, server.url + mode)
+            target = _AIOHTTP_TARGETS.get(mode, mode)
+            result: Any = await fetch_with_aiohttp(session, server.url + target)
         except Exception as exc:  # the exact class is what is checked
             result = exc
 

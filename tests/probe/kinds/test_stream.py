@@ -254,7 +254,7 @@ FAILURES = [
         "/openai",
         {"max_body": 300},
         "body_too_large",
-        "stream exceeds max_body 300 bytes (decoded) after 1 events",
+        "stream exceeds max_body 300 bytes (decoded) after 1 event",
         id="max-body",
     ),
     pytest.param(

@@ -21,11 +21,9 @@ since neither byte can occur inside a UTF-8 sequence.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 _BOM = b"\xef\xbb\xbf"
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,28 +81,31 @@ class EventStreamParser:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
+        if not chunk:
+            return []
+        # bytes.splitlines splits on exactly LF, CR LF and CR (str's would split on more),
+        # in C; a CR LF inside one chunk stays one line ending.
+        pieces = chunk.splitlines(keepends=True)
+        unfinished = b""
+        if pieces[-1][-1:] not in (b"\n", b"\r"):
+            unfinished = pieces.pop()
+        elif pieces[-1][-1:] == b"\r":
+            # A CR at the very end: its LF, if any, is the first byte of the next chunk.
+            self._skip_lf = True
         events: list[ServerSentEvent] = []
-        position = 0
-        for match in _LINE_END.finditer(chunk):
-            piece = chunk[position : match.start()]
+        for piece in pieces:
+            line = piece.rstrip(b"\r\n")  # only its line ending: a line holds no CR or LF
             if self._line:
-                self._line.append(piece)
+                self._line.append(line)
                 line = b"".join(self._line)
                 self._line.clear()
                 self._line_size = 0
-            else:
-                line = piece
-            position = match.end()
             event = self._process(line)
             if event is not None:
                 events.append(event)
-        rest = chunk[position:]
-        if rest:
-            self._line.append(rest)
-            self._line_size += len(rest)
-        elif chunk.endswith(b"\r"):
-            # A CR at the very end: its LF, if any, is the first byte of the next chunk.
-            self._skip_lf = True
+        if unfinished:
+            self._line.append(unfinished)
+            self._line_size += len(unfinished)
         return events
 
     def _strip_bom(self, chunk: bytes) -> bytes:

@@ -153,55 +153,61 @@ class _Reading:
     # --- events ---------------------------------------------------------------------------
 
     def take(self, event: ServerSentEvent, at: float) -> _Done | Attempt | None:
-        """One event, in order: None to read on, DONE, or the failed attempt it causes."""
-        spec, expect = self.config.stream, self.config.expect
+        """One event, in order: None to read on, DONE, or the failed attempt it causes.
+
+        Called for every event of a flood (~100,000 per MiB of tiny ones): the usual path,
+        an event with nothing to judge, touches as little as it can.
+        """
+        spec = self.config.stream
         self.events += 1
         self.recent.append(event)
-        if self.first_event_at is None:
+        last = self.last_event_at
+        if last is None:
             self.first_event_at = at
-            within = expect.first_event_within
+            within = self.config.expect.first_event_within
             if within is not None and at - self.started > within:
                 return self.fail(
                     FailureReason.FIRST_EVENT_TIMEOUT,
                     f"first event after {at - self.started:.2f}s, "
                     f"expected within {within:g}s (first_event_within)",
                 )
-        else:
-            assert self.last_event_at is not None
-            gap = at - self.last_event_at
-            self.longest_gap = max(self.longest_gap or 0.0, gap)
-            if expect.max_gap is not None and gap > expect.max_gap:
+        elif at > last:  # events read together arrived together: no gap to weigh
+            gap = at - last
+            if self.longest_gap is None or gap > self.longest_gap:
+                self.longest_gap = gap
+            max_gap = self.config.expect.max_gap
+            if max_gap is not None and gap > max_gap:
                 return self.stalled(gap)
+        elif self.longest_gap is None:
+            self.longest_gap = 0.0
         self.last_event_at = at
-        if (spec.done is not None and event.data == spec.done) or (
-            spec.done_event is not None and event.type == spec.done_event
-        ):
+        data = event.data
+        if data == spec.done or event.type == spec.done_event:
             self.done_seen = True
             return DONE
-        document: Any = _NOT_JSON
-        if event.data.lstrip()[:1] == "{":
-            document = _json(event.data)
-        error = _service_error(event, document)
-        if error is not None:
+        document: Any = _json(data) if data[:1] == "{" or data.lstrip()[:1] == "{" else _NOT_JSON
+        if event.type == "error" or (isinstance(document, dict) and document.get("error")):
             return self.fail(
                 FailureReason.STREAM_ERROR,
-                f"the service sent an error in the stream (event {self.events}): {error}",
+                f"the service sent an error in the stream (event {self.events}): "
+                f"{_service_error(event, document)}",
             )
-        if spec.collect is not None and event.data.strip():
-            if document is _NOT_JSON:
-                document = _json(event.data)
-            if document is _NOT_JSON:
-                return self.fail(
-                    FailureReason.INVALID_EVENT,
-                    f"event {self.events} is not JSON, which collect needs: "
-                    f"data {_flat(event.data, 80)!r}",
-                )
-            self.collect(_strings(spec.collect, document), at)
-        elif spec.collect is None and self.texts is not None:
-            self.texts.append(event.data)
-        if len(self.extracted) < len(self.config.extract) and event.data.strip():
-            if document is _NOT_JSON and event.data.lstrip()[:1] in ("{", "["):
-                document = _json(event.data)
+        if spec.collect is not None:
+            if data.strip():
+                if document is _NOT_JSON:
+                    document = _json(data)
+                if document is _NOT_JSON:
+                    return self.fail(
+                        FailureReason.INVALID_EVENT,
+                        f"event {self.events} is not JSON, which collect needs: "
+                        f"data {_flat(data, 80)!r}",
+                    )
+                self.collect(_strings(spec.collect, document), at)
+        elif self.texts is not None:
+            self.texts.append(data)
+        if len(self.extracted) < len(self.config.extract) and data.strip():
+            if document is _NOT_JSON and data.lstrip()[:1] == "[":
+                document = _json(data)
             if document is not _NOT_JSON:
                 self.extract(document)
         return None
@@ -322,10 +328,12 @@ class _Reading:
         )
 
     def progress_without_events(self) -> str:
-        parts = [f"{self.parser.comments} comments"]
+        parts = []
+        if self.parser.comments:
+            parts.append(f"{self.parser.comments} comments")
         if self.parser.pending_bytes:
             parts.append(f"{self.parser.pending_bytes} bytes of an unfinished event")
-        return ", ".join(parts)
+        return ", ".join(parts) or "nothing"
 
     def deadline_note(self) -> Attempt:
         """What the journey's deadline cut: the head, or an open stream and how it was going."""
@@ -346,7 +354,7 @@ class _Reading:
             )
         return self.fail(
             FailureReason.TIMEOUT,
-            f"the stream was still open after {self.events} events, the last "
+            f"the stream was still open after {_events(self.events)}, the last "
             f"{now - self.last_event_at:.2f}s before (longest gap "
             f"{max(self.longest_gap or 0.0, now - self.last_event_at):.2f}s)",
             now,
@@ -487,10 +495,13 @@ async def _read_events(
             return reading.fail(
                 FailureReason.BODY_TOO_LARGE,
                 f"stream exceeds max_body {config.max_body} bytes (decoded) "
-                f"after {reading.events} events",
+                f"after {_events(reading.events)}",
                 time.perf_counter(),
             )
-        # A flood must not hold the loop: other checks (and this one's deadline) get a turn.
+        # A flood must not hold the loop: other checks (and this one's deadline) get a turn
+        # after each slice. aiohttp's flow control already caps what one read returns
+        # without waiting (its buffer, ~256 KiB: ~60 ms of tiny events); this caps it at
+        # one slice, a few milliseconds.
         await asyncio.sleep(0)
 
 
@@ -503,7 +514,7 @@ def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Readi
         what = f"data {spec.done!r}" if spec.done is not None else f"event {spec.done_event!r}"
         return reading.fail(
             FailureReason.STREAM_INCOMPLETE,
-            f"the stream ended after {reading.events} events without its done {what}",
+            f"the stream ended after {_events(reading.events)} without its done {what}",
         )
     if reading.events == 0 and expect.first_event_within is not None:
         return reading.fail(
@@ -517,13 +528,13 @@ def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Readi
         return reading.fail(
             FailureReason.EMPTY_ANSWER,
             f"the answer has {reading.answer_chars} characters, expected at least {minimum} "
-            f"({reading.events} events)",
+            f"({_events(reading.events)})",
         )
     for name, query in config.extract.items():
         if name not in reading.extracted:
             return reading.fail(
                 FailureReason.EXTRACTION_FAILED,
-                f"extract {name}: query {query} found nothing in {reading.events} events",
+                f"extract {name}: query {query} found nothing in {_events(reading.events)}",
             )
     # body_* read the answer, or without collect every event's data, one per line.
     text = ("" if spec.collect is not None else "\n").join(reading.texts or ())
@@ -534,7 +545,7 @@ def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Readi
     failed = next((o for o in outcomes if not o.passed), None)
     if failed is not None:
         return reading.attempt(Status.DOWN, failed.reason, failed.message, assertions=outcomes)
-    summary = f"HTTP {response.status}, {reading.events} events"
+    summary = f"HTTP {response.status}, {_events(reading.events)}"
     if spec.collect is not None:
         summary += f", {reading.answer_chars} characters"
     late = expect.max_first_event
@@ -561,7 +572,7 @@ async def _broken(exc: Exception, reading: _Reading, run: RunContext, url: str) 
     if reason is FailureReason.CONNECTION_RESET and (spec.done or spec.done_event):
         return reading.fail(
             FailureReason.STREAM_INCOMPLETE,
-            f"the stream broke after {reading.events} events, before its done event: {message}",
+            f"the stream broke after {_events(reading.events)}, before its done event: {message}",
             time.perf_counter(),
         )
     return reading.fail(reason, message, time.perf_counter())
@@ -617,19 +628,17 @@ def _json(data: str) -> Any:
         return _NOT_JSON
 
 
-def _service_error(event: ServerSentEvent, document: Any) -> str | None:
-    """The service's own words when the event reports an error, else None.
+def _service_error(event: ServerSentEvent, document: Any) -> str:
+    """The service's own words in an event that reports an error.
 
     An event of type `error`, or a JSON object with a non-empty top-level `error` (OpenAI
     and Anthropic both put {"message", "type"} there); `"error": null` is not one.
     """
-    error: Any = None
+    error: Any
     if isinstance(document, dict) and document.get("error"):
         error = document["error"]
-    elif event.type == "error":
-        error = document if document is not _NOT_JSON else event.data
     else:
-        return None
+        error = document if document is not _NOT_JSON else event.data
     if isinstance(error, dict):
         text = error.get("message") or error.get("detail") or error.get("error")
         kind = error.get("type") or error.get("code")
@@ -647,6 +656,10 @@ def _as_written(event: ServerSentEvent) -> bytes:
     lines = [] if event.type == "message" else [f"event: {event.type}"]
     lines.extend(f"data: {line}" for line in event.data.split("\n"))
     return ("\n".join(lines) + "\n\n").encode("utf-8", errors="replace")
+
+
+def _events(count: int) -> str:
+    return "1 event" if count == 1 else f"{count} events"
 
 
 def _flat(text: str, limit: int) -> str:
