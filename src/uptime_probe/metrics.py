@@ -99,6 +99,36 @@ class HistogramData:
 
 
 @dataclass(frozen=True, slots=True)
+class FigureSeries:
+    """A step kind's own figures (StepFigures) over the step's runs: one histogram per
+    `kind.histograms` field, and per `kind.gauges` field the last run's value (None, no
+    series, when the last run did not measure it, or before the first run)."""
+
+    kind: type[StepFigures]
+    histograms: tuple[HistogramData, ...]
+    gauges: tuple[float | None, ...]
+
+    @classmethod
+    def empty(cls, kind: type[StepFigures]) -> FigureSeries:
+        return cls(
+            kind, tuple(HistogramData.empty() for _ in kind.histograms), (None,) * len(kind.gauges)
+        )
+
+    def after(self, figures: StepFigures | None) -> FigureSeries:
+        """With one more run's figures (None: the run measured none)."""
+        if not isinstance(figures, self.kind):
+            figures = None
+        return FigureSeries(
+            self.kind,
+            tuple(
+                data if (value := _figure(figures, name)) is None else data.observe(value)
+                for data, name in zip(self.histograms, self.kind.histograms, strict=True)
+            ),
+            tuple(_figure(figures, name) for name in self.kind.gauges),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StepSeries:
     name: str
     duration: HistogramData
@@ -107,52 +137,33 @@ class StepSeries:
     tls_not_after: float | None = None
     # HTTP-only series (status code, phases) exist only for the HTTP-based kinds.
     http: bool = True
-    # The kind's own figures (None: it has none): one histogram per `figures.histograms`
-    # field, one gauge value per `figures.gauges` field: the last run's, None (no series)
-    # when the last run did not measure it, or before the first run.
-    figures: type[StepFigures] | None = None
-    figure_histograms: tuple[HistogramData, ...] = ()
-    figure_gauges: tuple[float | None, ...] = ()
+    figures: FigureSeries | None = None
 
     @classmethod
     def of(cls, step: StepBase) -> StepSeries:
         """A step's series before its first run, shaped by its kind."""
-        figures = kind_of(step).figures
+        kind = kind_of(step).figures
+        figures = FigureSeries.empty(kind) if kind is not None else None
         return cls(
-            step.name,
-            HistogramData.empty(),
-            http=isinstance(step, HttpStepBase),
-            figures=figures,
-            figure_histograms=tuple(HistogramData.empty() for _ in figures.histograms)
-            if figures is not None
-            else (),
-            figure_gauges=(None,) * len(figures.gauges) if figures is not None else (),
+            step.name, HistogramData.empty(), http=isinstance(step, HttpStepBase), figures=figures
         )
 
     def same_shape(self, other: StepSeries) -> bool:
-        return self.http is other.http and self.figures is other.figures
+        mine = self.figures.kind if self.figures is not None else None
+        theirs = other.figures.kind if other.figures is not None else None
+        return self.http == other.http and mine is theirs
 
     def after(self, step: StepResult) -> StepSeries:
-        """These series with one more run of the step."""
-        histograms, gauges = self.figure_histograms, self.figure_gauges
-        kind = self.figures
-        if kind is not None:
-            figures = step.figures if isinstance(step.figures, kind) else None
-            histograms = tuple(
-                data if (value := _figure(figures, name)) is None else data.observe(value)
-                for data, name in zip(histograms, kind.histograms, strict=True)
-            )
-            gauges = tuple(_figure(figures, name) for name in kind.gauges)
-        return replace(
-            self,
-            duration=self.duration.observe(step.duration_seconds),
-            phases=step.timings,
-            http_status=step.http_status or 0,
-            tls_not_after=step.tls_not_after
-            if step.tls_not_after is not None
-            else self.tls_not_after,
-            figure_histograms=histograms,
-            figure_gauges=gauges,
+        """These series with one more run of the step. Built directly rather than by
+        `replace`: it runs for every step of every run."""
+        return StepSeries(
+            self.name,
+            self.duration.observe(step.duration_seconds),
+            step.timings,
+            step.http_status or 0,
+            self.tls_not_after if step.tls_not_after is None else step.tls_not_after,
+            self.http,
+            None if self.figures is None else self.figures.after(step.figures),
         )
 
 
@@ -343,14 +354,13 @@ def render_check(series: CheckSeries, figures: Sequence[FigureFamily] = ()) -> t
 def _figure_lines(family: FigureFamily, base: str, steps: Sequence[StepSeries]) -> str:
     lines: list[str] = []
     for step in steps:
-        if step.figures is not family.figures:
+        figures = step.figures
+        if figures is None or figures.kind is not family.figures:
             continue
         labels = f'{base},step="{step.name}"'
         if family.kind == "histogram":
-            lines.append(
-                _histogram_lines(family.name, labels, step.figure_histograms[family.index])
-            )
-        elif (value := step.figure_gauges[family.index]) is not None:
+            lines.append(_histogram_lines(family.name, labels, figures.histograms[family.index]))
+        elif (value := figures.gauges[family.index]) is not None:
             lines.append(f"{family.name}{{{labels}}} {_num(value)}\n")
     return "".join(lines)
 
@@ -414,7 +424,7 @@ class CheckMetrics:
                 interval=check.interval_seconds,
             )
         self._figures = figure_families(
-            step.figures
+            step.figures.kind
             for series in self._series.values()
             for step in series.steps
             if step.figures is not None
@@ -597,12 +607,13 @@ class CheckMetrics:
                 if step.tls_not_after is not None:
                     expiry.add_metric(step_key, step.tls_not_after)
                 for family, metric in zip(figure_families, figures, strict=True):
-                    if step.figures is not family.figures:
+                    own = step.figures
+                    if own is None or own.kind is not family.figures:
                         continue
                     if isinstance(metric, HistogramMetricFamily):
-                        data = step.figure_histograms[family.index]
+                        data = own.histograms[family.index]
                         metric.add_metric(step_key, buckets(data), data.total)
-                    elif (value := step.figure_gauges[family.index]) is not None:
+                    elif (value := own.gauges[family.index]) is not None:
                         metric.add_metric(step_key, value)
         yield from (
             success, state, runs, failures, degraded, duration, last_run, last_success, slo,
