@@ -1113,7 +1113,7 @@ def misses(results: dict[str, Any]) -> str:
             if med(whole) > 0.5:
                 lines.append(
                     f"- **uvloop's clock**: {num(100 * med(whole), 0)}% of the durations uptime-probe stored "
-                    "under uvloop are a whole number of milliseconds. `probe/engine.py` and `probe/steps.py` "
+                    "under uvloop are a whole number of milliseconds. `probe/engine.py` and `probe/kinds/http.py` "
                     "time runs with `loop.time()`, which on uvloop is libuv's `uv_now()`: 1 ms resolution, "
                     "read once per loop iteration, so a busy iteration makes it stale. `time.perf_counter()` "
                     "there would remove this error (the phase timings already use it).\n"
