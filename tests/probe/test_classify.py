@@ -259,7 +259,7 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
     assert set(BUILTIN_REASONS) == {
         "dns", "connect_refused", "connect_timeout", "tls", "timeout", "connection_reset",
         "too_many_redirects", "http_4xx", "http_5xx", "rate_limited", "unexpected_status",
-        "invalid_json", "body_too_large", "schema_mismatch", "assertion_failed",
+        "invalid_json", "invalid_encoding", "body_too_large", "schema_mismatch", "assertion_failed",
         "extraction_failed", "poll_timeout", "internal",
     }  # fmt: skip
 

@@ -104,6 +104,14 @@ def _redirects(exc: aiohttp.ClientError) -> Classified:
     return FailureReason.TOO_MANY_REDIRECTS, f"more than {hops - 1} redirects"
 
 
+def _payload(exc: aiohttp.ClientError) -> Classified:
+    # aiohttp wraps a body it could not decode (a corrupt gzip) in the same error as a body
+    # the network cut short: the cause tells them apart.
+    if isinstance(exc.__cause__, http_exceptions.ContentEncodingError):
+        return FailureReason.INVALID_ENCODING, f"the body does not decode: {_first_line(exc)}"
+    return FailureReason.CONNECTION_RESET, f"response body incomplete: {_first_line(exc)}"
+
+
 _CLIENT_ERRORS: dict[object, Callable[[aiohttp.ClientError], Classified]] = {
     aiohttp.ClientError: _fixed(FailureReason.CONNECTION_RESET, "client error"),
     aiohttp.ClientResponseError: _response_error,
@@ -137,7 +145,7 @@ _CLIENT_ERRORS: dict[object, Callable[[aiohttp.ClientError], Classified]] = {
     aiohttp.ServerFingerprintMismatch: _fixed(
         FailureReason.TLS, "certificate fingerprint mismatch"
     ),
-    aiohttp.ClientPayloadError: _fixed(FailureReason.CONNECTION_RESET, "response body incomplete"),
+    aiohttp.ClientPayloadError: _payload,
     aiohttp.UploadAbortedError: _fixed(FailureReason.CONNECTION_RESET, "upload aborted"),
     # Configured URLs are checked at load, so an invalid one was built from an extracted value.
     aiohttp.InvalidURL: _fixed(FailureReason.EXTRACTION_FAILED, "request URL is invalid"),

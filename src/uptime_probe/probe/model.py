@@ -5,7 +5,7 @@ The failure taxonomy (a down run carries exactly one reason):
     transport   dns, connect_refused, connect_timeout, tls, timeout, connection_reset,
                 too_many_redirects
     http        http_4xx, http_5xx, rate_limited (429), unexpected_status
-    content     invalid_json, body_too_large, schema_mismatch, assertion_failed,
+    content     invalid_json, invalid_encoding, body_too_large, schema_mismatch, assertion_failed,
                 extraction_failed, poll_timeout, and every reason the config names
                 (empty_history, task_stuck, ...): "200 OK but wrong"
     internal    a bug in uptime-probe itself, never a property of the target
@@ -37,6 +37,7 @@ class FailureReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNEXPECTED_STATUS = "unexpected_status"
     INVALID_JSON = "invalid_json"
+    INVALID_ENCODING = "invalid_encoding"
     BODY_TOO_LARGE = "body_too_large"
     SCHEMA_MISMATCH = "schema_mismatch"
     ASSERTION_FAILED = "assertion_failed"
@@ -85,6 +86,7 @@ _REASON_WORDS = {
     "rate_limited": "rate limited (429)",
     "unexpected_status": "an unexpected status",
     "invalid_json": "the response was not valid JSON",
+    "invalid_encoding": "the body did not decode with its Content-Encoding",
     "body_too_large": "the response was too large",
     "schema_mismatch": "the response did not match its schema",
     "assertion_failed": "the response did not meet an expectation",

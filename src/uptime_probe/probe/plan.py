@@ -12,6 +12,7 @@ from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import Expect, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
 from uptime_probe.probe.assertions import Assertion, compile_expect
+from uptime_probe.probe.decoding import ACCEPT_ENCODING
 from uptime_probe.probe.kinds import StepKind, kind_of
 
 USER_AGENT = f"uptime-probe/{__version__}"
@@ -89,6 +90,8 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
             {name.lower(): (name, value) for name, value in step.http_request.headers.items()}
         )
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
+        # What we decode, said explicitly (aiohttp's default depends on what is installed).
+        headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,

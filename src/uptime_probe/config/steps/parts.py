@@ -30,6 +30,9 @@ from uptime_probe.config.types import (
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_REDIRECTS = 10
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+# Response header lines a step accepts; a flood beyond it is not HTTP we can judge.
+MAX_RESPONSE_HEADERS = 1000
 
 JSON_OPERATORS = (
     "equals",
@@ -232,6 +235,7 @@ class HttpStepBase(StepBase):
     expect: Expect = Expect()
     follow_redirects: bool = True
     max_body: Size = DEFAULT_MAX_BODY
+    max_header_size: Size = Field(default=DEFAULT_MAX_HEADER_SIZE, ge=1024, le=16 * 1024 * 1024)
     tls: TlsConfig = TlsConfig()
 
     @property

@@ -14,10 +14,16 @@ import aiohttp
 from cryptography import x509
 from yarl import URL
 
-from uptime_probe.config.steps import MAX_REDIRECTS, HttpStepBase, RequestStep
+from uptime_probe.config.steps import (
+    MAX_REDIRECTS,
+    MAX_RESPONSE_HEADERS,
+    HttpStepBase,
+    RequestStep,
+)
 from uptime_probe.config.template import render_json
 from uptime_probe.probe.assertions import InvalidJson, ResponseView
 from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
@@ -65,17 +71,29 @@ async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
 
 
 async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The decoded body, at most `limit` bytes of it; ContentDecodingError when it is broken.
+
+    Compressed or not, no body is larger on the wire than decoded (bytes after a
+    compressed stream's end aside), so `limit` bounds both.
+    """
     declared = response.content_length
-    if declared is not None and declared > limit and not response.headers.get("Content-Encoding"):
+    if declared is not None and declared > limit:
         raise BodyTooLarge(f"response declares {declared} bytes, above max_body {limit}")
+    decoder = BodyDecoder(response.headers.get("Content-Encoding"))
     chunks: list[bytes] = []
-    total = 0
-    # content yields decoded bytes, so a compressed bomb is stopped on its decoded size.
+    raw = total = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
-        total += len(chunk)
+        raw += len(chunk)
+        # Decoded as it arrives, so a compressed bomb is stopped on its decoded size.
+        decoded = decoder.feed(chunk, limit - total)
+        total += len(decoded)
         if total > limit:
             raise BodyTooLarge(f"body exceeds max_body {limit} bytes (decoded)")
-        chunks.append(chunk)
+        if raw > limit:
+            raise BodyTooLarge(f"body exceeds max_body {limit} bytes on the wire")
+        chunks.append(decoded)
+    if raw:
+        decoder.finish()
     return b"".join(chunks)
 
 
@@ -102,6 +120,11 @@ def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, A
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
         "ssl": plan.ssl,
+        # aiohttp's 8,190-byte default fails answers that Go, curl and browsers read
+        # (a 12 KB Content-Security-Policy); the limit is the step's, per line.
+        "max_line_size": config.max_header_size,
+        "max_field_size": config.max_header_size,
+        "max_headers": MAX_RESPONSE_HEADERS,
     }
     if request.body is not None:
         arguments["data"] = request.body.render(values).encode()
@@ -144,7 +167,12 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
         )
     try:
         async with session.request(
-            config.request.method, url, trace_request_ctx=recorder, **arguments
+            config.request.method,
+            url,
+            trace_request_ctx=recorder,
+            # Decoded by _read_body, which knows when a compressed body was cut short.
+            auto_decompress=False,
+            **arguments,
         ) as response:
             not_after = certificate_not_after(connector.peer_certificate)
             try:
@@ -153,11 +181,13 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
                     if config.request.method == "HEAD"
                     else await _read_body(response, config.max_body)
                 )
-            except BodyTooLarge as exc:
+            except (BodyTooLarge, ContentDecodingError) as exc:
                 recorder.body_done()
                 return Attempt(
                     Status.DOWN,
-                    FailureReason.BODY_TOO_LARGE,
+                    FailureReason.BODY_TOO_LARGE
+                    if isinstance(exc, BodyTooLarge)
+                    else FailureReason.INVALID_ENCODING,
                     str(exc),
                     http_status=response.status,
                     tls_not_after=not_after,
