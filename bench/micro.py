@@ -248,6 +248,7 @@ def scheduler_cost(
     from uptime_probe.probe import CheckResult, compile_checks
     from uptime_probe.probe.model import Status
     from uptime_probe.scheduler import Scheduler
+    from uptime_probe.state.checks import CheckStates
 
     config = Config.model_validate(
         probes_config(checks=checks, interval=1.0, url="http://127.0.0.1:9/json")
@@ -264,9 +265,10 @@ def scheduler_cost(
             pass
 
     async def measure() -> dict[str, Any]:
+        states = CheckStates(Drop(), location="bench")  # the state machine, as in the daemon
+        states.apply(config.checks)
         scheduler = Scheduler(
-            sink=Drop(),
-            location="bench",
+            on_result=states.accept,
             max_concurrency=1024,
             observe_lag=lambda _lag: None,
             on_skip=lambda _name: None,

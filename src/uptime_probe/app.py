@@ -26,9 +26,9 @@ from uptime_probe.probe import CheckPlan, compile_checks
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
+from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
-from uptime_probe.state.machine import CheckState
 from uptime_probe.state.store import Store
 from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
 
@@ -76,14 +76,12 @@ class Daemon:
             rollup_retention=config.store.rollup_retention,
         )
         self.latest = LatestOutcomes()
-        self.notifications = NotificationDispatcher(
-            config,
-            on_result=self._count_notification,
-            failing_http_status=self._failing_http_status,
-        )
+        self.notifications = NotificationDispatcher(config, on_result=self._count_notification)
         self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
-        self.scheduler = Scheduler(
-            sink=FanOut(
+        # scheduler -> check states -> every sink. Each sink reads only the outcome it is
+        # given, so their order does not matter, and one raising does not stop the others.
+        self.check_states = CheckStates(
+            FanOut(
                 [
                     self.check_metrics,
                     self.latest,
@@ -94,6 +92,9 @@ class Daemon:
                 ]
             ),
             location=config.location,
+        )
+        self.scheduler = Scheduler(
+            on_result=self.check_states.accept,
             max_concurrency=config.max_concurrency,
             observe_lag=self.daemon_metrics.schedule_lag.observe,
             on_skip=self.check_metrics.record_skip,
@@ -117,13 +118,6 @@ class Daemon:
     def _count_notification(self, notifier: str, result: str) -> None:
         self.daemon_metrics.notifications.labels(notifier=notifier, result=result).inc()
 
-    def _failing_http_status(self, check: str) -> int | None:
-        """The HTTP status of the check's latest run when it failed, for notification text."""
-        latest = self.latest.get(check)
-        if latest is None or latest.result.ok:
-            return None
-        return latest.result.http_status
-
     def _prepare(self, config: Config) -> tuple[Config, dict[str, CheckPlan]]:
         """This shard's checks, compiled: CPU work on immutable input, fine in a thread."""
         mine = select(config.checks, self.options.shard, config.location)
@@ -140,6 +134,7 @@ class Daemon:
         self.check_metrics.sync_checks(config.checks)
         self.scheduler.set_max_concurrency(config.max_concurrency)
         change = self.scheduler.apply(plans)
+        self.check_states.apply(config.checks)
         for name in change.removed:
             self.incidents.forget(name)
         self.latest.retain(plans)
@@ -203,10 +198,8 @@ class Daemon:
     async def _restore(self) -> None:
         """Each check's state and the open incidents, as they were before a restart."""
         states = await self.store.check_states()
-        for name, state in states.items():
-            if name in self.scheduler.checks:
-                self.scheduler.states[name] = CheckState(state)
-                self.check_metrics.restore_state(name, state)
+        for name, state in self.check_states.restore(states).items():
+            self.check_metrics.restore_state(name, state)
         # A check removed from the config while down keeps its incident in storage;
         # only incidents of checks this process runs can resolve, so only they are tracked.
         open_incidents = [

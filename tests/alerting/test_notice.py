@@ -97,8 +97,8 @@ def test_check_link_anchors_the_check(base: str, link: str) -> None:
     ],
 )
 def test_reason_text(changes: dict[str, str], http_status: int | None, words: str) -> None:
-    subject = incident(**changes)
-    assert reason_text(notice(NoticeKind.OPENED, subject, http_status=http_status)) == words
+    subject = incident(**changes, last_http_status=http_status)
+    assert reason_text(notice(NoticeKind.OPENED, subject)) == words
 
 
 @pytest.mark.parametrize(

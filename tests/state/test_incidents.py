@@ -45,17 +45,28 @@ TIMELINE_CODES = {
 
 
 def run_result(
-    code: str, at: float, *, sample: str | None = None, check: str = CHECK
+    code: str,
+    at: float,
+    *,
+    sample: str | None = None,
+    check: str = CHECK,
+    http_status: int | None = 200,
 ) -> CheckResult:
     if code in "ug":
         status = Status.UP if code == "u" else Status.DEGRADED
-        step = StepResult("conversations", status, None, "ok", 0.05, http_status=200)
+        step = StepResult("conversations", status, None, "ok", 0.05, http_status=http_status)
         return CheckResult(check, status, None, None, "ok", at, 0.05, (step,))
     reason, step_name, message = DOWN_KINDS[code]
     if sample is None and code == "d":
         sample = f'{{"items": [], "at": {at}}}'
     failed = StepResult(
-        step_name, Status.DOWN, reason, message, 0.05, http_status=200, response_sample=sample
+        step_name,
+        Status.DOWN,
+        reason,
+        message,
+        0.05,
+        http_status=http_status,
+        response_sample=sample,
     )
     return CheckResult(check, Status.DOWN, reason, step_name, message, at, 0.05, (failed,))
 
@@ -71,9 +82,11 @@ class Feed:
         self.state = CheckState()
         self.at = T0
 
-    def run(self, code: str, *, sample: str | None = None) -> list[IncidentEvent]:
+    def run(
+        self, code: str, *, sample: str | None = None, http_status: int | None = 200
+    ) -> list[IncidentEvent]:
         """One run; the events it produced."""
-        result = run_result(code, self.at, sample=sample)
+        result = run_result(code, self.at, sample=sample, http_status=http_status)
         before = self.state
         self.state = next_state(
             before,
@@ -224,6 +237,29 @@ def test_counts_and_steps_grow_while_open_and_resolution_is_recorded() -> None:
         (T0 + 60, IncidentStatus.RESOLVED),
     ]
     assert "timeout" in incident.timeline[1].message
+
+
+def test_the_incident_carries_the_http_status_of_its_latest_failing_run() -> None:
+    """What a notification quotes next to `last_reason`, so the dispatcher needs nothing
+    but the incident (and no sink has to run before the tracker)."""
+    feed = Feed(failure=1, success=2)
+
+    def last_http_status(code: str, http_status: int | None) -> int | None:
+        events = feed.run(code, http_status=http_status)
+        assert len(events) == 1, events
+        return events[0].incident.last_http_status
+
+    assert last_http_status("d", 200) == 200  # opened: the opening run's
+    assert last_http_status("d", 503) == 503  # counted: the latest failing run's
+    assert last_http_status("u", 200) == 503  # monitoring: a good run's status is not it
+    # A failure without an HTTP status (a timeout before the response) does not quote an
+    # earlier run's status next to its own reason.
+    assert last_http_status("t", None) is None
+    assert last_http_status("d", 502) == 502
+    assert last_http_status("u", 200) == 502  # monitoring
+    (resolved,) = feed.run("u", http_status=200)
+    assert resolved.kind is IncidentEventKind.RESOLVED
+    assert resolved.incident.last_http_status == 502
 
 
 def test_emitted_incidents_are_snapshots() -> None:

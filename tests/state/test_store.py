@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -132,6 +134,42 @@ async def test_migrations_create_the_schema_once(open_store: OpenStore, tmp_path
     assert await count(again, "runs") == 1
 
 
+async def test_an_older_database_migrates_and_keeps_its_incidents(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    """A database a previous release wrote (schema 1): its open incident reads back, with
+    no HTTP status, and goes on being written with one."""
+    event = opened_event()
+    path = tmp_path / "data" / DB_FILE
+    path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(MIGRATIONS[0])
+        old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        old.execute("INSERT INTO schema_version VALUES (1)")
+        i = event.incident
+        old.execute(
+            "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                i.id, i.check, i.location, i.status.value, i.opened_at, None,
+                i.first_failure_at, i.first_reason, i.first_message, i.response_sample,
+                json.dumps(i.reasons), json.dumps(list(i.failing_steps)),
+                json.dumps([[e.at, e.status.value, e.message] for e in i.timeline]),
+                i.last_reason,
+            ),
+        )  # fmt: skip
+        old.commit()
+
+    with capture_logs() as logs:
+        store = await open_store()
+    migrated = [e["version"] for e in logs if e["event"] == "store_migrated"]
+    assert migrated == list(range(2, len(MIGRATIONS) + 1))
+    (restored,) = await store.open_incidents()
+    assert restored == replace(event.incident, last_http_status=None)
+    store.record_incident(IncidentEvent(IncidentEventKind.COUNTED, event.incident))
+    assert await store.flush()
+    assert (await store.open_incidents())[0].last_http_status == 200
+
+
 async def test_a_file_that_is_not_a_database_fails_open_and_leaves_no_thread(
     tmp_path: Path,
 ) -> None:
@@ -241,7 +279,9 @@ async def test_incidents_upsert_and_read_back(open_store: OpenStore) -> None:
     now = time.time() - 600
     tracker.accept(outcome("a", Status.DOWN, now, state=None, sample='{"items": []}'))
     tracker.accept(outcome("a", Status.DOWN, now + 10, state=Status.DOWN))
-    tracker.accept(outcome("a", Status.DOWN, now + 20, state=Status.DOWN, reason="timeout"))
+    tracker.accept(
+        outcome("a", Status.DOWN, now + 20, state=Status.DOWN, reason="timeout", http_status=504)
+    )
     tracker.accept(outcome("b", Status.DOWN, now + 30, state=Status.DOWN))
     tracker.accept(outcome("b", Status.UP, now + 40, state=Status.UP))
     assert await store.flush()
@@ -255,6 +295,7 @@ async def test_incidents_upsert_and_read_back(open_store: OpenStore) -> None:
     assert stored_a == a
     assert stored_a.reasons == {"empty_history": 2, "timeout": 1}
     assert stored_a.response_sample == '{"items": []}'
+    assert stored_a.last_http_status == 504
     assert stored_a.time_to_detect == 10.0
     assert [e.status for e in stored_a.timeline] == [IncidentStatus.INVESTIGATING] * 2
     # Newest first; resolved ones within `since`, open ones always.

@@ -51,6 +51,9 @@ class Incident:
     timeline: tuple[TimelineEntry, ...]
     resolved_at: float | None = None
     last_reason: str = ""
+    # The HTTP status of the failing run `last_reason` is from, when it got one: recorded
+    # here so a notification can say "empty history (HTTP 200)" from the incident alone.
+    last_http_status: int | None = None
 
     @property
     def time_to_detect(self) -> float:
@@ -176,6 +179,7 @@ class IncidentTracker:
             failing_steps=tuple(streak.steps),
             timeline=(TimelineEntry(now, IncidentStatus.INVESTIGATING, _reason_phrase(result)),),
             last_reason=result.reason or "",
+            last_http_status=result.http_status,
         )
         self._open[result.check] = incident
         self._emit(IncidentEventKind.OPENED, incident)
@@ -208,6 +212,7 @@ class IncidentTracker:
             failing_steps=steps,
             timeline=timeline,
             last_reason=reason,
+            last_http_status=result.http_status,
         )
         self._open[incident.check] = updated
         # Every failure updates counts in storage; only status changes notify.

@@ -89,6 +89,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX incidents_by_open ON incidents (opened_at);
     CREATE INDEX incidents_by_status ON incidents (status);
     """,
+    # 2: the HTTP status of an incident's latest failing run (NULL for incidents before it).
+    """
+    ALTER TABLE incidents ADD COLUMN last_http_status INTEGER;
+    """,
 )
 
 
@@ -142,6 +146,7 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         json.dumps(list(incident.failing_steps)),
         json.dumps([[e.at, e.status.value, _text(e.message)] for e in incident.timeline]),
         incident.last_reason,
+        incident.last_http_status,
     )
 
 
@@ -161,13 +166,14 @@ def _incident_from_row(row: Sequence[Any]) -> Incident:
         failing_steps=tuple(json.loads(row[11])),
         timeline=tuple(TimelineEntry(at, IncidentStatus(s), m) for at, s, m in json.loads(row[12])),
         last_reason=row[13],
+        last_http_status=row[14],
     )
 
 
 _SELECT_INCIDENTS = (
     "SELECT id, check_name, location, status, opened_at, resolved_at, first_failure_at, "
     "first_reason, first_message, response_sample, reasons, failing_steps, timeline, "
-    "last_reason FROM incidents "
+    "last_reason, last_http_status FROM incidents "
 )
 
 
@@ -342,8 +348,8 @@ class Store:
             await db.executemany(
                 "INSERT OR REPLACE INTO incidents (id, check_name, location, status, opened_at, "
                 "resolved_at, first_failure_at, first_reason, first_message, response_sample, "
-                "reasons, failing_steps, timeline, last_reason) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "reasons, failing_steps, timeline, last_reason, last_http_status) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 list(incidents.values()),
             )
         await db.commit()

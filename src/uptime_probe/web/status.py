@@ -18,7 +18,7 @@ import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,7 +34,6 @@ from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus
-from uptime_probe.state.machine import CheckState
 from uptime_probe.state.store import DailyUptime, RunRow
 
 log = structlog.get_logger("uptime_probe.web.status")
@@ -50,9 +49,10 @@ HISTORY_ERRORS = (sqlite3.Error, OSError)
 # -- what the web layer reads of the daemon -------------------------------------------
 
 
-class CheckStates(Protocol):
-    @property
-    def states(self) -> Mapping[str, CheckState]: ...
+class CheckStateReader(Protocol):
+    """The reads of `state.checks.CheckStates` the page and the API use."""
+
+    def state_of(self, check: str) -> Status | None: ...
 
 
 class LatestRuns(Protocol):
@@ -90,7 +90,7 @@ class StatusSource(Protocol):
     def config(self) -> Config: ...
 
     @property
-    def scheduler(self) -> CheckStates: ...
+    def check_states(self) -> CheckStateReader: ...
 
     @property
     def latest(self) -> LatestRuns: ...
@@ -103,8 +103,7 @@ class StatusSource(Protocol):
 
 
 def check_state(source: StatusSource, check: str) -> Status | None:
-    found = source.scheduler.states.get(check)
-    return found.state if found is not None else None
+    return source.check_states.state_of(check)
 
 
 def open_incident_by_check(source: StatusSource) -> dict[str, Incident]:
