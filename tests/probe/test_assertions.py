@@ -10,9 +10,9 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from uptime_probe.probe.assertions import ResponseView
+from uptime_probe.probe.kinds.http import judge
 from uptime_probe.probe.model import Status
 from uptime_probe.probe.plan import StepPlan
-from uptime_probe.probe.kinds.http import judge
 
 from .conftest import Target
 from .journeys import plan_of, run, step
