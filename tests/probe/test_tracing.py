@@ -39,9 +39,9 @@ class EventRecorder(PhaseRecorder):
         self.events.append(("connection_start", time.perf_counter()))
         super().connection_start()
 
-    def tcp_connected(self) -> None:
+    def tcp_connected(self, tls: bool = False) -> None:
         self.events.append(("tcp_connected", time.perf_counter()))
-        super().tcp_connected()
+        super().tcp_connected(tls)
 
     def connection_end(self, is_tls: bool) -> None:
         self.events.append(("connection_end", time.perf_counter()))

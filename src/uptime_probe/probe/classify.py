@@ -8,6 +8,7 @@ nearest mapped ancestor, and tests/probe/test_classify.py fails until it gets a 
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import aiohttp.client_exceptions
 from aiohttp import http_exceptions
 
 from uptime_probe.probe.model import FailureReason
-from uptime_probe.probe.tracing import CONNECTING, RESOLVING
+from uptime_probe.probe.tracing import CONNECTING, HANDSHAKING, RESOLVING
 
 Classified = tuple[FailureReason, str]
 
@@ -35,9 +36,24 @@ def classify_status(status: int) -> FailureReason:
     return FailureReason.UNEXPECTED_STATUS
 
 
+# aiohttp names the SSL context it used by its repr (`ssl:<ssl.SSLContext object at 0x7f..>`),
+# which tells a person nothing; every such repr is dropped from our messages.
+_OBJECT_REPR = re.compile(r"\s*(?:ssl:)?<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = _OBJECT_REPR.sub("", str(exc)).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _connector_detail(exc: aiohttp.ClientError) -> str:
+    """What went wrong connecting, in the OS's or OpenSSL's words, without aiohttp's wrapper."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        reason = getattr(os_error, "reason", None)  # ssl.SSLError's short name
+        detail = reason or os_error.strerror or _first_line(os_error)
+        return f"{exc.host}:{exc.port}: {detail}"
+    return _first_line(exc)
 
 
 def _certificate(exc: aiohttp.ClientError) -> Classified:
@@ -49,7 +65,7 @@ def _certificate(exc: aiohttp.ClientError) -> Classified:
 
 
 def _ssl(exc: aiohttp.ClientError) -> Classified:
-    return FailureReason.TLS, f"TLS handshake failed: {_first_line(exc)}"
+    return FailureReason.TLS, f"TLS handshake failed with {_connector_detail(exc)}"
 
 
 def _dns(exc: aiohttp.ClientError) -> Classified:
@@ -179,6 +195,11 @@ def classify_exception(exc: BaseException, phase: str = "") -> Classified:
             if handler is not None:
                 return handler(exc)
     if isinstance(exc, TimeoutError):
+        if phase == HANDSHAKING:
+            return (
+                FailureReason.TLS,
+                "TLS handshake stalled: TCP connected, no TLS before the deadline",
+            )
         if phase == CONNECTING:
             return FailureReason.CONNECT_TIMEOUT, "no connection before the deadline"
         if phase == RESOLVING:

@@ -25,6 +25,7 @@ from uptime_probe.probe.model import PhaseTimings
 IDLE = "idle"
 RESOLVING = "resolving"
 CONNECTING = "connecting"
+HANDSHAKING = "handshaking"  # TCP is up, the TLS handshake is not done
 WAITING = "waiting"
 TRANSFERRING = "transferring"
 
@@ -75,8 +76,10 @@ class PhaseRecorder:
         self._conn_start = time.perf_counter()
         self._tcp_connected = None
 
-    def tcp_connected(self) -> None:
+    def tcp_connected(self, tls: bool = False) -> None:
         self._tcp_connected = time.perf_counter()
+        if tls:
+            self.state = HANDSHAKING
 
     def connection_end(self, is_tls: bool) -> None:
         now = time.perf_counter()
@@ -206,10 +209,12 @@ class TimedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self.recorder: PhaseRecorder | None = None
         self.peer_certificate: bytes | None = None
+        # Whether the connection being made is TLS: a stall after TCP is then the handshake's.
+        self._connecting_tls = False
 
         def timed_factory() -> ResponseHandler:
             if self.recorder is not None:
-                self.recorder.tcp_connected()
+                self.recorder.tcp_connected(self._connecting_tls)
             return _TimedResponseHandler(self._loop, self)
 
         self._factory = timed_factory  # type: ignore[assignment]
@@ -220,6 +225,7 @@ class TimedConnector(aiohttp.TCPConnector):
         traces: list[Trace],
         timeout: aiohttp.ClientTimeout,
     ) -> Connection:
+        self._connecting_tls = req.is_ssl()
         connection = await super().connect(req, traces, timeout)
         transport = connection.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None

@@ -30,6 +30,9 @@ from uptime_probe.config.types import (
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_REDIRECTS = 10
+# A DNS name (labels of letters, digits and hyphens) or an IP literal.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*\.?$|^\[?[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]?$"
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 # Response header lines a step accepts; a flood beyond it is not HTTP we can judge.
 MAX_RESPONSE_HEADERS = 1000
@@ -186,6 +189,9 @@ class PollConfig(Model):
 class TlsConfig(Model):
     verify: bool = True
     ca_file: str | None = None
+    # The name sent as SNI and verified against the certificate; by default the `Host`
+    # header when the step sets one, else the URL's host (as blackbox_exporter does).
+    server_name: str | None = Field(default=None, max_length=253, pattern=HOSTNAME_PATTERN)
 
 
 class StepBase(Model):

@@ -44,7 +44,9 @@ def certificate_not_after(der: bytes | None) -> float | None:
         return None
 
 
-async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
+async def fetch_certificate_not_after(
+    url: URL, timeout: float, server_name: str | None = None
+) -> float | None:
     """The expiry of the certificate a host presents, without verifying it.
 
     Used after verification failed, so an expired or wrong-host certificate still
@@ -58,7 +60,7 @@ async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(
-                url.host, url.port or 443, ssl=context, server_hostname=url.host
+                url.host, url.port or 443, ssl=context, server_hostname=server_name or url.host
             )
             try:
                 ssl_object = writer.get_extra_info("ssl_object")
@@ -105,6 +107,18 @@ def _header_value(name: str, value: str) -> str:
     if _FORBIDDEN_HEADER_CHARS.search(value):
         raise ValueError(f"request header {name} would contain a control character")
     return value
+
+
+def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
+    if config.tls.server_name:
+        return config.tls.server_name
+    host = next((value for name, value in headers.items() if name.lower() == "host"), None)
+    if not host:
+        return None
+    # A Host header may carry a port (`chat.example.com:8443`); SNI never does.
+    name = URL.build(scheme="https", authority=host).host if ":" in host else host
+    return name or None
 
 
 def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
@@ -157,6 +171,10 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     url = config.request.url.render(values)
     try:
         arguments = _request_arguments(plan, values)
+        if url[:8].lower() == "https://":
+            server_name = _server_name(config, arguments["headers"])
+            if server_name is not None:
+                arguments["server_hostname"] = server_name
     except (ValueError, UnicodeError) as exc:
         # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
         return Attempt(
@@ -202,7 +220,9 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
         reason, message = classify_exception(exc, recorder.state)
         not_after = None
         if reason is FailureReason.TLS:
-            not_after = await fetch_certificate_not_after(URL(url), timeout=2.0)
+            not_after = await fetch_certificate_not_after(
+                URL(url), timeout=2.0, server_name=arguments.get("server_hostname")
+            )
         return Attempt(
             Status.DOWN,
             reason,
