@@ -182,7 +182,8 @@ def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepRe
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
     else:
-        reason, detail = classify_exception(TimeoutError(), progress.recorder.state)
+        recorder = progress.recorder
+        reason, detail = classify_exception(TimeoutError(), recorder.state, recorder.resolving_host)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(
