@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from uptime_probe.config.model import Config
 from uptime_probe.probe import CheckResult, Status, compile_checks, run_check
+from uptime_probe.probe.resolve import ProbeResolver
 
 
 class UnknownCheck(ValueError):
@@ -22,7 +23,13 @@ async def run_checks_once(config: Config, names: Sequence[str] = ()) -> list[Che
             f"unknown check {', '.join(map(repr, unknown))}; known: {', '.join(plans)}"
         )
     selected = [plans[name] for name in names] if names else list(plans.values())
-    return list(await asyncio.gather(*(run_check(plan) for plan in selected)))
+    resolver = ProbeResolver(config.dns)
+    try:
+        return list(
+            await asyncio.gather(*(run_check(plan, resolver=resolver) for plan in selected))
+        )
+    finally:
+        await resolver.close()
 
 
 def exit_code(results: Iterable[CheckResult]) -> int:

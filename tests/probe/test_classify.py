@@ -19,6 +19,7 @@ from yarl import URL
 from uptime_probe.probe import run_check
 from uptime_probe.probe.classify import MAPPED_CLIENT_ERRORS, classify_exception, classify_status
 from uptime_probe.probe.model import BUILTIN_REASONS
+from uptime_probe.probe.resolve import LookupTimedOut
 from uptime_probe.probe.tracing import CONNECTING, IDLE, RESOLVING, TRANSFERRING, WAITING
 
 from .conftest import Target
@@ -106,6 +107,12 @@ EXCEPTIONS = [
         "dns",
         "cannot resolve host 'example.test'",
         id="dns",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorDNSError(KEY, LookupTimedOut("example.test", 2.0)),
+        "dns",
+        "DNS lookup of 'example.test' timed out (no answer in 2.0s)",
+        id="dns-lookup-timed-out",
     ),
     pytest.param(
         aiohttp.ClientConnectorCertificateError(KEY, _verify_error()),

@@ -12,9 +12,10 @@ from pydantic import Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.steps import StepConfig
-from uptime_probe.config.types import Duration, Slug, TemplateString, VariableName
+from uptime_probe.config.types import Duration, Nameserver, Slug, TemplateString, VariableName
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
+MAX_DNS_TIMEOUT = 60.0
 
 
 class CheckConfig(Model):
@@ -144,6 +145,20 @@ class StatusPageConfig(Model):
     title: str = "Service status"
 
 
+class DnsConfig(Model):
+    """How probes resolve names (probe/resolve.py): servers, and a bound per lookup."""
+
+    servers: list[Nameserver] = []  # empty: the system's, from /etc/resolv.conf
+    timeout: Duration = 5.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _bounded(cls, value: float) -> float:
+        if value > MAX_DNS_TIMEOUT:
+            raise ValueError(f"a lookup may wait at most {MAX_DNS_TIMEOUT:g}s, got {value:g}s")
+        return value
+
+
 class Config(Model):
     location: str = Field(default="local", pattern=LOCATION_PATTERN)
     max_concurrency: int = Field(default=512, ge=1, le=100_000)
@@ -155,6 +170,7 @@ class Config(Model):
     notifiers: dict[Slug, NotifierConfig] = {}
     store: StoreConfig = StoreConfig()
     status_page: StatusPageConfig = StatusPageConfig()
+    dns: DnsConfig = DnsConfig()
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:

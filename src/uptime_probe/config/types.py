@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
@@ -202,4 +203,46 @@ StringList = Annotated[
     list[str],
     BeforeValidator(as_list),
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
+def nameserver_address(value: Any) -> str:
+    """A DNS server as c-ares takes it: `IP`, `IP:PORT` or `[IPv6]:PORT`, normalised."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a DNS server address, got {type(value).__name__}")
+    text = value.strip()
+    port: str | None = None
+    version = 0  # either
+    if text.startswith("["):
+        address, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"invalid DNS server {value!r}")
+        port, version = rest[1:] or None, 6
+    elif text.count(":") == 1:
+        address, _, port = text.partition(":")
+        version = 4
+    else:
+        address = text
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(
+            f"invalid DNS server {value!r}: give its IP address, like 10.0.0.2, "
+            "10.0.0.2:5353 or [fd00::2]:53"
+        ) from None
+    if version and parsed.version != version:
+        raise ValueError(f"invalid DNS server {value!r}")
+    if port is None:
+        return str(parsed)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"invalid port in DNS server {value!r}")
+    return f"[{parsed}]:{int(port)}" if parsed.version == 6 else f"{parsed}:{int(port)}"
+
+
+Nameserver = Annotated[
+    str,
+    BeforeValidator(nameserver_address),
+    WithJsonSchema(
+        {"type": "string", "description": "A DNS server's IP address, with an optional port."}
+    ),
 ]

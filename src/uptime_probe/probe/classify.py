@@ -70,6 +70,10 @@ def _ssl(exc: aiohttp.ClientError) -> Classified:
 
 def _dns(exc: aiohttp.ClientError) -> Classified:
     host = getattr(exc, "host", "")
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, OSError) and cause.errno == errno.ETIMEDOUT:
+        # The resolver's own bound (probe/resolve.py), shorter than the journey's deadline.
+        return FailureReason.DNS, f"DNS lookup of {host!r} timed out ({cause.strerror})"
     return FailureReason.DNS, f"cannot resolve host {host!r}"
 
 
@@ -183,11 +187,12 @@ _CLIENT_ERRORS: dict[object, Callable[[aiohttp.ClientError], Classified]] = {
 MAPPED_CLIENT_ERRORS = frozenset(_CLIENT_ERRORS)
 
 
-def classify_exception(exc: BaseException, phase: str = "") -> Classified:
+def classify_exception(exc: BaseException, phase: str = "", host: str = "") -> Classified:
     """The reason and a one-line message for an exception raised while running a step.
 
     `phase` is the recorder's state when the exception hit, so a deadline that expires
-    while connecting reads as `connect_timeout`, not `timeout`.
+    while connecting reads as `connect_timeout`, not `timeout`; `host` is the name being
+    resolved then, if any.
     """
     if isinstance(exc, aiohttp.ClientError):
         for cls in type(exc).__mro__:
@@ -202,6 +207,8 @@ def classify_exception(exc: BaseException, phase: str = "") -> Classified:
             )
         if phase == CONNECTING:
             return FailureReason.CONNECT_TIMEOUT, "no connection before the deadline"
+        if phase == RESOLVING and host:
+            return FailureReason.DNS, f"DNS lookup of {host!r} timed out at the deadline"
         if phase == RESOLVING:
             return FailureReason.DNS, "name resolution did not finish before the deadline"
         return FailureReason.TIMEOUT, "no complete response before the deadline"

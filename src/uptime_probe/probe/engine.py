@@ -191,7 +191,10 @@ def _deadline_result(
         if run.deadline_note is not None:
             reason, detail = run.deadline_note()
         else:
-            reason, detail = classify_exception(TimeoutError(), run.recorder.state)
+            recorder = run.recorder
+            reason, detail = classify_exception(
+                TimeoutError(), recorder.state, recorder.resolving_host
+            )
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(

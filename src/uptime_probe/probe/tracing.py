@@ -43,6 +43,7 @@ class PhaseRecorder:
         "last_data_at",
         "processing",
         "resolve",
+        "resolving_host",
         "state",
         "tls",
         "transfer",
@@ -51,6 +52,7 @@ class PhaseRecorder:
     def __init__(self) -> None:
         self.resolve = self.connect = self.tls = self.processing = self.transfer = 0.0
         self.state = IDLE
+        self.resolving_host = ""  # the name of the lookup in flight, for a deadline's message
         self._dns_start = self._conn_start = self._request_sent = 0.0
         self._tcp_connected: float | None = None
         self._transfer_start = 0.0
@@ -61,8 +63,9 @@ class PhaseRecorder:
     def data_received(self) -> None:
         self.last_data_at = time.perf_counter()
 
-    def dns_start(self) -> None:
+    def dns_start(self, host: str = "") -> None:
         self.state = RESOLVING
+        self.resolving_host = host
         self._dns_start = time.perf_counter()
 
     def dns_end(self) -> None:
@@ -120,9 +123,11 @@ def _recorder(context: SimpleNamespace) -> PhaseRecorder | None:
     return recorder if isinstance(recorder, PhaseRecorder) else None
 
 
-async def _on_dns_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+async def _on_dns_start(
+    _s: Any, ctx: SimpleNamespace, params: aiohttp.TraceDnsResolveHostStartParams
+) -> None:
     if (r := _recorder(ctx)) is not None:
-        r.dns_start()
+        r.dns_start(params.host)
 
 
 async def _on_dns_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:

@@ -35,6 +35,7 @@ from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus
 from uptime_probe.state.store import DailyUptime, RunRow
+from uptime_probe.web.offload import in_web_thread
 
 log = structlog.get_logger("uptime_probe.web.status")
 
@@ -526,7 +527,7 @@ class StatusPage:
         nonce = secrets.token_urlsafe(16)
         gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
         # Rendering and compressing a large page is CPU work: keep it off the event loop.
-        body, compressed = await asyncio.to_thread(self.body, page, nonce, gzip_ok)
+        body, compressed = await in_web_thread(self.body, page, nonce, gzip_ok)
         response = web.Response(body=body, content_type="text/html", charset="utf-8")
         if compressed:
             response.headers["Content-Encoding"] = "gzip"
