@@ -205,6 +205,21 @@ async def test_a_yaml_tag_it_cannot_read_exits_2_with_a_located_message(
         assert f"broken.yaml:1 (top level): invalid YAML: {message}" in err
 
 
+@pytest.mark.parametrize("command", ["validate", "run"])
+async def test_an_auth_token_from_a_set_but_empty_variable_exits_2(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    """Issue 13, item 8: it loaded, and `Authorization: Bearer ` then opened the API."""
+    config = tmp_path / "probes.yaml"
+    config.write_text(f'server:\n  auth: {{bearer_token: "${{STATUS_TOKEN}}"}}\n{CONFIG}')
+    cli.env["STATUS_TOKEN"] = ""
+    daemon_args = ["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]
+    args = [command, "-c", str(config), *(daemon_args if command == "run" else [])]
+    code, _out, err = await cli(*args)
+    assert code == 2, err
+    assert "probes.yaml:2 server.auth.bearer_token: credential is empty" in err
+
+
 async def test_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     code, _out, err = await cli("validate", "-c", str(tmp_path / "absent.yaml"))
     assert code == 2

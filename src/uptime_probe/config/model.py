@@ -12,7 +12,15 @@ from pydantic import Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.steps import StepConfig
-from uptime_probe.config.types import Duration, Slug, TemplateString, VariableName
+from uptime_probe.config.types import (
+    BasicUsername,
+    BearerToken,
+    Credential,
+    Duration,
+    Slug,
+    TemplateString,
+    VariableName,
+)
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
 
@@ -74,13 +82,13 @@ class DefaultsConfig(Model):
 
 
 class BasicAuth(Model):
-    username: str
-    password: str
+    username: BasicUsername
+    password: Credential
 
 
 class AuthConfig(Model):
     basic: BasicAuth | None = None
-    bearer_token: str | None = None
+    bearer_token: BearerToken | None = None
     protect_metrics: bool = False
 
     @model_validator(mode="after")
@@ -109,7 +117,7 @@ class ServerConfig(Model):
 class WebhookNotifier(Model):
     kind: Literal["webhook"]
     url: str
-    hmac_secret: str | None = None
+    hmac_secret: Credential | None = None
     headers: dict[str, str] = {}
     timeout: Duration = 5.0
     reminder_interval: Duration | None = None

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from uptime_probe.config.template import Template
 from uptime_probe.config.units import format_duration, parse_duration, parse_size
@@ -202,4 +202,67 @@ StringList = Annotated[
     list[str],
     BeforeValidator(as_list),
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
+# A credential the daemon checks (server.auth) or signs with (a webhook's hmac_secret).
+# NIST SP 800-63B (rev. 4) asks 15 characters of a password that is the only factor;
+# 16 rounds that up, and any generated token is longer. Messages never quote the value.
+MIN_CREDENTIAL_CHARS = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_credential(value: str) -> str:
+    if not value:
+        raise ValueError(
+            "credential is empty (is the environment variable it comes from set but empty?); "
+            f"use a random value of at least {MIN_CREDENTIAL_CHARS} characters"
+        )
+    if len(value) < MIN_CREDENTIAL_CHARS:
+        raise ValueError(
+            f"credential is {len(value)} characters; use a random value of at least "
+            f"{MIN_CREDENTIAL_CHARS} (`openssl rand -hex 16` prints one)"
+        )
+    if _CONTROL.search(value):
+        raise ValueError(
+            "credential contains a control character (a line break at the end of the file "
+            "or variable it comes from?)"
+        )
+    return value
+
+
+def check_bearer_token(value: str) -> str:
+    check_credential(value)
+    # RFC 6750's token has no whitespace, and the server strips what surrounds the one it
+    # is sent: a token with a space could never be presented, or never match.
+    if any(ch.isspace() for ch in value):
+        raise ValueError(
+            "bearer token contains whitespace: give the token alone, without the word Bearer "
+            "(RFC 6750 tokens have no spaces)"
+        )
+    return value
+
+
+def check_basic_username(value: str) -> str:
+    if not value:
+        raise ValueError("username is empty")
+    # RFC 7617: the first colon ends the user-id, so a name with one could never log in.
+    if ":" in value:
+        raise ValueError("username contains ':', which ends the username in basic auth")
+    if _CONTROL.search(value):
+        raise ValueError("username contains a control character")
+    return value
+
+
+_CREDENTIAL_SCHEMA = {"type": "string", "minLength": MIN_CREDENTIAL_CHARS}
+Credential = Annotated[str, AfterValidator(check_credential), WithJsonSchema(_CREDENTIAL_SCHEMA)]
+BearerToken = Annotated[
+    str,
+    AfterValidator(check_bearer_token),
+    WithJsonSchema({**_CREDENTIAL_SCHEMA, "pattern": r"^\S+$"}),
+]
+BasicUsername = Annotated[
+    str,
+    AfterValidator(check_basic_username),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": "^[^:]+$"}),
 ]
