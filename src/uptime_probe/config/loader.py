@@ -262,6 +262,8 @@ def _clean_loc(loc: tuple[Any, ...], document: Any) -> Path:
         ):
             path.append(part)
             current = current[part]
+        elif part == "[key]":
+            continue  # pydantic's mark for "the key itself", already in the path
         elif last and isinstance(part, str) and not part.startswith(("function-", "tagged-union")):
             path.append(part)
     return tuple(path)

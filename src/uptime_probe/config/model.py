@@ -17,8 +17,10 @@ from uptime_probe.config.types import (
     BearerToken,
     Credential,
     Duration,
+    HeaderName,
+    HeaderTemplate,
+    HeaderValue,
     Slug,
-    TemplateString,
     VariableName,
 )
 
@@ -32,7 +34,7 @@ class CheckConfig(Model):
     # None means "take it from defaults"; Config resolves every one of these.
     interval: Duration | None = None
     timeout: Duration | None = None
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float | None = Field(default=None, gt=0, lt=1)
     failure_threshold: int | None = Field(default=None, ge=1, le=100)
     success_threshold: int | None = Field(default=None, ge=1, le=100)
@@ -74,7 +76,7 @@ class CheckConfig(Model):
 class DefaultsConfig(Model):
     interval: Duration = 30.0
     timeout: Duration = 10.0
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float = Field(default=0.999, gt=0, lt=1)
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
@@ -118,7 +120,7 @@ class WebhookNotifier(Model):
     kind: Literal["webhook"]
     url: str
     hmac_secret: Credential | None = None
-    headers: dict[str, str] = {}
+    headers: dict[HeaderName, HeaderValue] = {}
     timeout: Duration = 5.0
     reminder_interval: Duration | None = None
 

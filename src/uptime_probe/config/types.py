@@ -55,6 +55,60 @@ TemplateString = Annotated[
 ]
 
 
+# RFC 9110 §5.1 (was RFC 7230 §3.2): a field name is a token. aiohttp sends whatever it is
+# given, so a space, a colon or an empty name left the probe as a malformed line (`: z`)
+# and a CR/LF failed every run; refused here, once, at load.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# What a field value may not hold (RFC 9110 §5.5: no CTL but HTAB), as aiohttp refuses it.
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+HEADER_VALUE_CONTROL = (
+    "contains a control character (a line break?): a header value is one line, tabs allowed"
+)
+
+
+def check_header_name(value: str) -> str:
+    if not value:
+        raise ValueError("header name is empty")
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(
+            f"header name {value!r} is not an HTTP token: use letters, digits and "
+            "!#$%&'*+-.^_`|~ only (no spaces, colons or line breaks)"
+        )
+    return value
+
+
+def has_header_control(text: str) -> bool:
+    """True when `text` cannot be (part of) a header value."""
+    return _HEADER_VALUE_FORBIDDEN.search(text) is not None
+
+
+def check_header_value(value: str) -> str:
+    if has_header_control(value):
+        raise ValueError(f"header value {HEADER_VALUE_CONTROL}")
+    return value
+
+
+def check_header_template(template: Template) -> Template:
+    """The template's own text, placeholders left out: what is known before any value."""
+    check_header_value(template.render(dict.fromkeys(template.names, "")))
+    return template
+
+
+HeaderName = Annotated[
+    str,
+    AfterValidator(check_header_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"}),
+]
+HeaderValue = Annotated[str, AfterValidator(check_header_value)]
+HeaderTemplate = Annotated[
+    Template,
+    BeforeValidator(Template.parse),
+    AfterValidator(check_header_template),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": "Text with {{ variable }} placeholders."}),
+]
+
+
 def compile_regex(value: Any) -> re.Pattern[str]:
     if isinstance(value, re.Pattern):
         return value
