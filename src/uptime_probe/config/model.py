@@ -12,7 +12,18 @@ from pydantic import Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.steps import StepConfig
-from uptime_probe.config.types import Duration, Nameserver, Slug, TemplateString, VariableName
+from uptime_probe.config.types import (
+    BasicUsername,
+    BearerToken,
+    Credential,
+    Duration,
+    HeaderName,
+    HeaderTemplate,
+    HeaderValue,
+    Nameserver,
+    Slug,
+    VariableName,
+)
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
 MAX_DNS_TIMEOUT = 60.0
@@ -25,7 +36,7 @@ class CheckConfig(Model):
     # None means "take it from defaults"; Config resolves every one of these.
     interval: Duration | None = None
     timeout: Duration | None = None
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float | None = Field(default=None, gt=0, lt=1)
     failure_threshold: int | None = Field(default=None, ge=1, le=100)
     success_threshold: int | None = Field(default=None, ge=1, le=100)
@@ -67,7 +78,7 @@ class CheckConfig(Model):
 class DefaultsConfig(Model):
     interval: Duration = 30.0
     timeout: Duration = 10.0
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float = Field(default=0.999, gt=0, lt=1)
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
@@ -75,13 +86,13 @@ class DefaultsConfig(Model):
 
 
 class BasicAuth(Model):
-    username: str
-    password: str
+    username: BasicUsername
+    password: Credential
 
 
 class AuthConfig(Model):
     basic: BasicAuth | None = None
-    bearer_token: str | None = None
+    bearer_token: BearerToken | None = None
     protect_metrics: bool = False
 
     @model_validator(mode="after")
@@ -110,8 +121,8 @@ class ServerConfig(Model):
 class WebhookNotifier(Model):
     kind: Literal["webhook"]
     url: str
-    hmac_secret: str | None = None
-    headers: dict[str, str] = {}
+    hmac_secret: Credential | None = None
+    headers: dict[HeaderName, HeaderValue] = {}
     timeout: Duration = 5.0
     reminder_interval: Duration | None = None
 

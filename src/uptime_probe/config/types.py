@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import jmespath
 import jmespath.exceptions
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from uptime_probe.config.template import Template
 from uptime_probe.config.units import format_duration, parse_duration, parse_size
@@ -51,6 +51,60 @@ Size = Annotated[
 TemplateString = Annotated[
     Template,
     BeforeValidator(Template.parse),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": "Text with {{ variable }} placeholders."}),
+]
+
+
+# RFC 9110 §5.1 (was RFC 7230 §3.2): a field name is a token. aiohttp sends whatever it is
+# given, so a space, a colon or an empty name left the probe as a malformed line (`: z`)
+# and a CR/LF failed every run; refused here, once, at load.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# What a field value may not hold (RFC 9110 §5.5: no CTL but HTAB), as aiohttp refuses it.
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+HEADER_VALUE_CONTROL = (
+    "contains a control character (a line break?): a header value is one line, tabs allowed"
+)
+
+
+def check_header_name(value: str) -> str:
+    if not value:
+        raise ValueError("header name is empty")
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(
+            f"header name {value!r} is not an HTTP token: use letters, digits and "
+            "!#$%&'*+-.^_`|~ only (no spaces, colons or line breaks)"
+        )
+    return value
+
+
+def has_header_control(text: str) -> bool:
+    """True when `text` cannot be (part of) a header value."""
+    return _HEADER_VALUE_FORBIDDEN.search(text) is not None
+
+
+def check_header_value(value: str) -> str:
+    if has_header_control(value):
+        raise ValueError(f"header value {HEADER_VALUE_CONTROL}")
+    return value
+
+
+def check_header_template(template: Template) -> Template:
+    """The template's own text, placeholders left out: what is known before any value."""
+    check_header_value(template.render(dict.fromkeys(template.names, "")))
+    return template
+
+
+HeaderName = Annotated[
+    str,
+    AfterValidator(check_header_name),
+    WithJsonSchema({"type": "string", "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"}),
+]
+HeaderValue = Annotated[str, AfterValidator(check_header_value)]
+HeaderTemplate = Annotated[
+    Template,
+    BeforeValidator(Template.parse),
+    AfterValidator(check_header_template),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "description": "Text with {{ variable }} placeholders."}),
 ]
@@ -245,4 +299,67 @@ Nameserver = Annotated[
     WithJsonSchema(
         {"type": "string", "description": "A DNS server's IP address, with an optional port."}
     ),
+]
+
+
+# A credential the daemon checks (server.auth) or signs with (a webhook's hmac_secret).
+# NIST SP 800-63B (rev. 4) asks 15 characters of a password that is the only factor;
+# 16 rounds that up, and any generated token is longer. Messages never quote the value.
+MIN_CREDENTIAL_CHARS = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_credential(value: str) -> str:
+    if not value:
+        raise ValueError(
+            "credential is empty (is the environment variable it comes from set but empty?); "
+            f"use a random value of at least {MIN_CREDENTIAL_CHARS} characters"
+        )
+    if len(value) < MIN_CREDENTIAL_CHARS:
+        raise ValueError(
+            f"credential is {len(value)} characters; use a random value of at least "
+            f"{MIN_CREDENTIAL_CHARS} (`openssl rand -hex 16` prints one)"
+        )
+    if _CONTROL.search(value):
+        raise ValueError(
+            "credential contains a control character (a line break at the end of the file "
+            "or variable it comes from?)"
+        )
+    return value
+
+
+def check_bearer_token(value: str) -> str:
+    check_credential(value)
+    # RFC 6750's token has no whitespace, and the server strips what surrounds the one it
+    # is sent: a token with a space could never be presented, or never match.
+    if any(ch.isspace() for ch in value):
+        raise ValueError(
+            "bearer token contains whitespace: give the token alone, without the word Bearer "
+            "(RFC 6750 tokens have no spaces)"
+        )
+    return value
+
+
+def check_basic_username(value: str) -> str:
+    if not value:
+        raise ValueError("username is empty")
+    # RFC 7617: the first colon ends the user-id, so a name with one could never log in.
+    if ":" in value:
+        raise ValueError("username contains ':', which ends the username in basic auth")
+    if _CONTROL.search(value):
+        raise ValueError("username contains a control character")
+    return value
+
+
+_CREDENTIAL_SCHEMA = {"type": "string", "minLength": MIN_CREDENTIAL_CHARS}
+Credential = Annotated[str, AfterValidator(check_credential), WithJsonSchema(_CREDENTIAL_SCHEMA)]
+BearerToken = Annotated[
+    str,
+    AfterValidator(check_bearer_token),
+    WithJsonSchema({**_CREDENTIAL_SCHEMA, "pattern": r"^\S+$"}),
+]
+BasicUsername = Annotated[
+    str,
+    AfterValidator(check_basic_username),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": "^[^:]+$"}),
 ]

@@ -187,6 +187,29 @@ _CLIENT_ERRORS: dict[object, Callable[[aiohttp.ClientError], Classified]] = {
 MAPPED_CLIENT_ERRORS = frozenset(_CLIENT_ERRORS)
 
 
+def _host_name_error(exc: BaseException) -> str | None:
+    """What is wrong with a host name no resolver can look up (`a..b`, a 64-byte label).
+
+    Configured hosts are checked at load, so this one came from a target: an extracted
+    value or a redirect. The IDNA codec refuses it wherever it is encoded, before any
+    packet: in getaddrinfo (the threaded resolver), in `ssl` (the TLS server name), or in
+    yarl (a non-ASCII host), which aiohttp wraps into InvalidURL. None for anything else.
+    """
+    seen: BaseException | None = exc
+    for _ in range(3):  # the error, the cause aiohttp wrapped, and that one's
+        if seen is None:
+            return None
+        if isinstance(seen, UnicodeError) and (
+            "idna" in str(seen).lower() or type(seen).__module__.startswith("idna")
+        ):
+            text = _first_line(seen)
+            # "encoding with 'idna' codec failed (UnicodeError: label empty or too long)"
+            inner = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
+            return inner.removeprefix("UnicodeError: ") or "label empty or too long"
+        seen = seen.__cause__
+    return None
+
+
 def classify_exception(exc: BaseException, phase: str = "", host: str = "") -> Classified:
     """The reason and a one-line message for an exception raised while running a step.
 
@@ -194,6 +217,9 @@ def classify_exception(exc: BaseException, phase: str = "", host: str = "") -> C
     while connecting reads as `connect_timeout`, not `timeout`; `host` is the name being
     resolved then, if any.
     """
+    bad_name = _host_name_error(exc)
+    if bad_name is not None:
+        return FailureReason.DNS, f"host name is not a valid DNS name ({bad_name})"
     if isinstance(exc, aiohttp.ClientError):
         for cls in type(exc).__mro__:
             handler = _CLIENT_ERRORS.get(cls)

@@ -17,6 +17,8 @@ from uptime_probe.config.template import Template
 from uptime_probe.config.types import (
     SLUG_PATTERN,
     Duration,
+    HeaderName,
+    HeaderTemplate,
     JmesPath,
     Regex,
     Size,
@@ -137,7 +139,7 @@ class JsonAssertion(Model):
 class Expect(Model):
     status: StatusExpectation = Field(default="2xx", validate_default=True)
     max_latency: Duration | None = None
-    headers: dict[str, Regex] = {}
+    headers: dict[HeaderName, Regex] = {}
     body_contains: StringList = []
     body_not_contains: StringList = []
     body_matches: Regex | None = None
@@ -158,7 +160,7 @@ class Expect(Model):
 class RequestSpec(Model):
     method: HttpMethod = "GET"
     url: TemplateString
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     body: TemplateString | None = None
     json_body: Any = Field(default=None, alias="json")
 
