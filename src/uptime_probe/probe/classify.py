@@ -16,10 +16,16 @@ import aiohttp
 import aiohttp.client_exceptions
 from aiohttp import http_exceptions
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.model import FailureReason
 from uptime_probe.probe.tracing import CONNECTING, RESOLVING
 
 Classified = tuple[FailureReason, str]
+
+# A message is cut here, after redaction: an exception can quote the target (a header line
+# the parser rejected, a URL built from extracted values), so its text is never cut first.
+MESSAGE_LIMIT = 360
+_NO_SECRETS = Redactor(())
 
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -37,7 +43,7 @@ def classify_status(status: int) -> FailureReason:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__
 
 
 def _certificate(exc: aiohttp.ClientError) -> Classified:
@@ -90,7 +96,7 @@ def _response_error(exc: aiohttp.ClientError) -> Classified:
     # We never call raise_for_status, so a bare ClientResponseError comes from the
     # HTTP parser: the target answered something that is not valid HTTP.
     assert isinstance(exc, aiohttp.ClientResponseError)
-    return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {exc.message}"[:300]
+    return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {exc.message}"
 
 
 def _proxy_status(exc: aiohttp.ClientError) -> Classified:
@@ -159,12 +165,20 @@ _CLIENT_ERRORS: dict[object, Callable[[aiohttp.ClientError], Classified]] = {
 MAPPED_CLIENT_ERRORS = frozenset(_CLIENT_ERRORS)
 
 
-def classify_exception(exc: BaseException, phase: str = "") -> Classified:
+def classify_exception(
+    exc: BaseException, phase: str = "", redact: Redactor | None = None
+) -> Classified:
     """The reason and a one-line message for an exception raised while running a step.
 
     `phase` is the recorder's state when the exception hit, so a deadline that expires
-    while connecting reads as `connect_timeout`, not `timeout`.
+    while connecting reads as `connect_timeout`, not `timeout`. The message is redacted
+    with `redact` (the check's secrets), then cut to MESSAGE_LIMIT.
     """
+    reason, message = _classify(exc, phase)
+    return reason, (redact or _NO_SECRETS).cut(message, MESSAGE_LIMIT)
+
+
+def _classify(exc: BaseException, phase: str) -> Classified:
     if isinstance(exc, aiohttp.ClientError):
         for cls in type(exc).__mro__:
             handler = _CLIENT_ERRORS.get(cls)
@@ -179,7 +193,7 @@ def classify_exception(exc: BaseException, phase: str = "") -> Classified:
     if isinstance(exc, http_exceptions.HttpProcessingError):
         # aiohttp's pure-Python parser raises its own errors (not ClientErrors) for a body
         # it cannot parse after the head, e.g. a bad chunk size: as invalid as a bad head.
-        detail = " ".join(str(exc.message).split())[:300]
+        detail = " ".join(str(exc.message).split())
         return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {detail}"
     if isinstance(exc, ssl.SSLError):
         return FailureReason.TLS, f"TLS error: {_first_line(exc)}"

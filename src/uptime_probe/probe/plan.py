@@ -21,6 +21,7 @@ class StepPlan:
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
+    redact: Redactor  # the check's: every cut of a target's text redacts first
 
     @property
     def name(self) -> str:
@@ -67,6 +68,7 @@ def compile_check(
     secrets: Mapping[str, str],
     tls: TlsContexts,
 ) -> CheckPlan:
+    redact = Redactor(secrets.values())
     steps = []
     for step in check.steps:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
@@ -78,15 +80,16 @@ def compile_check(
             StepPlan(
                 config=step,
                 headers=tuple(headers.values()),
-                assertions=compile_expect(step.expect),
+                assertions=compile_expect(step.expect, redact=redact),
                 ssl=tls.for_step(step),
+                redact=redact,
             )
         )
     return CheckPlan(
         check=check,
         steps=tuple(steps),
         values={**variables, **secrets},
-        redact=Redactor(secrets.values()),
+        redact=redact,
     )
 
 

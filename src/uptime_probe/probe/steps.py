@@ -147,7 +147,7 @@ async def perform_attempt(
         return Attempt(
             Status.DOWN,
             FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
+            f"cannot build the request: {plan.redact.cut(str(exc), 200)}",
             duration=time.perf_counter() - started,
         )
     try:
@@ -177,7 +177,7 @@ async def perform_attempt(
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
-        reason, message = classify_exception(exc, recorder.state)
+        reason, message = classify_exception(exc, recorder.state, plan.redact)
         not_after = None
         if reason is FailureReason.TLS:
             not_after = await fetch_certificate_not_after(URL(url), timeout=2.0)
@@ -220,7 +220,7 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
         reason = classify_status(status)
         retry = headers.get("Retry-After")
         hint = (
-            f" (Retry-After: {retry[:20]})"
+            f" (Retry-After: {plan.redact.cut(retry, 20)})"
             if reason is FailureReason.RATE_LIMITED and retry
             else ""
         )
@@ -253,7 +253,7 @@ def _extract(plan: StepPlan, view: ResponseView) -> dict[str, str] | str:
         try:
             value = query.search(document)
         except Exception as exc:  # JMESPath raises several types for runtime type errors
-            return f"extract {name}: query {query} failed ({str(exc)[:100]})"
+            return f"extract {name}: query {query} failed ({plan.redact.cut(str(exc), 100)})"
         if value is None:
             return f"extract {name}: query {query} found nothing"
         values[name] = value if isinstance(value, str) else json.dumps(value)
