@@ -270,7 +270,7 @@ class Redactor:
 
         Only the first `limit` characters and `reach` more are read, so a long text costs
         no more than a short one, and an echo that straddles the cut is replaced whole:
-        no part of it survives. The result can exceed `limit` by the marker's length.
+        no part of it survives (so the result can exceed `limit` by a REDACTED's length).
         """
         if len(text) <= limit:
             return self(text)
