@@ -80,6 +80,7 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "html, named": every_char(named_or_hex),
     "mix of plain, url, json and html": mixed(plain, pct, json_u, named_or_hex),
     "mix of html and json": mixed(named_or_hex, json_u),
+    "line break for a space": lambda s: s.replace(" ", "\n"),
 }
 
 

@@ -74,6 +74,9 @@ def _char_forms(char: str) -> tuple[str, int]:
     forms["".join(f"%{byte:02x}" for byte in data)] = 3 * len(data)
     if char == " ":
         forms[r"\+"] = 1
+    if char.isspace():
+        # Another space character: a report or a terminal table puts a line on one line.
+        forms[r"\s"] = 1
     units = char.encode("utf-16-be", "surrogatepass")
     forms["".join(f"{_ESCAPE}u{units[i : i + 2].hex()}" for i in range(0, len(units), 2))] = (
         len(units) // 2 * (MAX_BACKSLASHES + 5)
