@@ -292,3 +292,83 @@ async def test_deep_json_from_a_real_server_is_never_internal(
     shallow = step(target.url + "/deep?depth=400", expect={"json_schema": "schema.json"})
     result = await run(plan_of(shallow, base_dir=recursive_schema))
     assert result.reason == "schema_mismatch"
+
+
+# --- secrets: redacted before any cut -------------------------------------------------------
+
+SECRET = "tok-Zq9xVal42AbCdEf"
+
+
+def no_part_of_the_secret(text: str) -> bool:
+    """Not even 5 characters in a row of it (a cut made first kept all but the last one)."""
+    return not any(SECRET[i : i + 5] in text for i in range(len(SECRET) - 4))
+
+
+def secret_plan(expect: dict[str, Any], base_dir: Path, **fields: Any) -> StepPlan:
+    (base_dir / "schema.json").write_text(
+        json.dumps({"type": "object", "properties": {"v": {"type": "integer"}}})
+    )
+    document = step("http://127.0.0.1/", expect=expect, **fields)
+    return plan_of(document, secrets={"token": SECRET}, base_dir=base_dir).steps[0]
+
+
+def json_body(value: str) -> bytes:
+    return json.dumps({"v": value}).encode()
+
+
+# What a target answers, given the text it was made to carry, and what the step expects:
+# each puts the target's text in a message that is cut (its limit in the id).
+CUT_MESSAGES = [
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {"json": [{"query": "v", "equals": "x"}]},
+        {},
+        id="json-value-120",
+    ),
+    pytest.param(
+        lambda text: (200, {"X-Echo": text}, b"{}"),
+        {"headers": {"X-Echo": "^never"}},
+        {},
+        id="header-value-120",
+    ),
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {"json": [{"query": "abs(v)", "gt": 0}]},
+        {},
+        id="jmespath-error-100",
+    ),
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {"json_schema": "schema.json"},
+        {},
+        id="schema-error-150",
+    ),
+    pytest.param(
+        lambda text: (429, {"Retry-After": text}, b""),
+        {},
+        {},
+        id="retry-after-20",
+    ),
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {},
+        {"extract": {"n": "abs(v)"}},
+        id="extraction-error-100",
+    ),
+]
+
+
+@pytest.mark.parametrize(("answer", "expect", "fields"), CUT_MESSAGES)
+def test_a_message_quoting_the_target_is_redacted_before_it_is_cut(
+    answer: Any, expect: dict[str, Any], fields: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = secret_plan(expect, tmp_path, **fields)
+    for padding in range(0, 160):
+        status, headers, body = answer("." * padding + SECRET + "," * 40)
+        view = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json", **headers}))
+        attempt = judge(plan, status, view, body)
+        assert attempt.status is Status.DOWN, attempt
+        shown = [attempt.message, *(o.actual for o in attempt.assertions)]
+        assert all(no_part_of_the_secret(text) for text in shown), (padding, shown)
+        # The target's text really reaches the message (up to the cut).
+        assert "." * min(padding, 10) in attempt.message, (padding, attempt.message)

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import referencing.exceptions
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import Expect, JsonAssertion
 from uptime_probe.probe.model import AssertionOutcome, FailureReason
 
@@ -53,7 +54,7 @@ class ResponseView:
                 self._json_error = f"body is not UTF-8 ({exc.reason} at byte {exc.start})"
             except RecursionError:
                 self._json_error = "JSON nested too deeply to parse"
-            except ValueError as exc:
+            except ValueError as exc:  # json's messages quote no part of the body
                 self._json_error = f"body is not valid JSON: {str(exc)[:200]}"
         if self._json_error is not None:
             raise InvalidJson(self._json_error)
@@ -63,20 +64,21 @@ class ResponseView:
 Assertion = Callable[[ResponseView], AssertionOutcome]
 
 
-def show(value: Any) -> str:
-    """A short, JSON-like rendering of a real value for messages."""
+def show(value: Any, redact: Redactor) -> str:
+    """A short, JSON-like rendering of a real value for messages, secrets redacted before
+    it is cut (a cut first could keep all but the end of one)."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
     except (ValueError, RecursionError):
         text = repr(value)
-    return text if len(text) <= _ACTUAL_LIMIT else text[: _ACTUAL_LIMIT - 3] + "..."
+    return redact.cut(text, _ACTUAL_LIMIT)
 
 
-def compile_expect(expect: Expect) -> tuple[Assertion, ...]:
+def compile_expect(expect: Expect, *, redact: Redactor) -> tuple[Assertion, ...]:
     """Everything after the status line, in the order a person would check it."""
     compiled: list[Assertion] = []
     for name, pattern in expect.headers.items():
-        compiled.append(_header(name, pattern.pattern, pattern.search))
+        compiled.append(_header(name, pattern.pattern, pattern.search, redact))
     for needle in expect.body_contains:
         compiled.append(_body_contains(needle, present=True))
     for needle in expect.body_not_contains:
@@ -84,9 +86,9 @@ def compile_expect(expect: Expect) -> tuple[Assertion, ...]:
     if expect.body_matches is not None:
         compiled.append(_body_matches(expect.body_matches.pattern, expect.body_matches.search))
     for assertion in expect.json_assertions:
-        compiled.append(_json(assertion))
+        compiled.append(_json(assertion, redact))
     if expect.schema_document is not None:
-        compiled.append(_schema(expect.schema_document))
+        compiled.append(_schema(expect.schema_document, redact))
     return tuple(compiled)
 
 
@@ -101,11 +103,11 @@ def _outcome(
     return AssertionOutcome(subject, expectation, passed, actual, reason, severity)
 
 
-def _header(name: str, pattern: str, search: Callable[[str], Any]) -> Assertion:
+def _header(name: str, pattern: str, search: Callable[[str], Any], redact: Redactor) -> Assertion:
     def check(response: ResponseView) -> AssertionOutcome:
         value = response.headers.get(name)
         passed = value is not None and search(value) is not None
-        return _outcome(f"header {name}", f"to match {pattern!r}", passed, show(value))
+        return _outcome(f"header {name}", f"to match {pattern!r}", passed, show(value, redact))
 
     return check
 
@@ -178,7 +180,7 @@ def _compare(operator: str, value: Any, expected: Any) -> bool:
     raise AssertionError(f"operator {operator!r} is validated at load")
 
 
-def _json(assertion: JsonAssertion) -> Assertion:
+def _json(assertion: JsonAssertion, redact: Redactor) -> Assertion:
     subject, expectation = str(assertion.query), assertion.expectation()
     reason = assertion.reason or FailureReason.ASSERTION_FAILED
     query, operator, expected = assertion.query, assertion.operator, assertion.expected
@@ -189,18 +191,19 @@ def _json(assertion: JsonAssertion) -> Assertion:
             value = query.search(document)
         except Exception as exc:  # JMESPathError, and RecursionError from to_string on deep JSON
             # e.g. length(items) when items is missing: the query fails, so does the assertion.
-            detail = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            # JMESPath quotes the value it choked on: the target's text.
+            detail = redact.cut(str(exc).splitlines()[0], 100) if str(exc) else type(exc).__name__
             actual = f"query error ({detail})"
             return AssertionOutcome(subject, expectation, False, actual, reason, assertion.severity)
         passed = _compare(operator, value, expected)
         return AssertionOutcome(
-            subject, expectation, passed, show(value), reason, assertion.severity
+            subject, expectation, passed, show(value, redact), reason, assertion.severity
         )
 
     return check
 
 
-def _schema(document: Any) -> Assertion:
+def _schema(document: Any, redact: Redactor) -> Assertion:
     validator = jsonschema.validators.validator_for(document)(document)
 
     def check(response: ResponseView) -> AssertionOutcome:
@@ -231,7 +234,7 @@ def _schema(document: Any) -> Assertion:
             "body",
             "to match the JSON schema",
             False,
-            f"{where}: {error.message[:150]}",
+            f"{where}: {redact.cut(error.message, 150)}",  # quotes the target's value
             FailureReason.SCHEMA_MISMATCH,
         )
 

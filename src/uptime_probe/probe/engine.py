@@ -72,7 +72,7 @@ async def run_check(
                 results.append(_deadline_result(run, progress, plan, time.perf_counter()))
     except Exception as exc:
         ended = None
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         results.append(
             StepResult(
                 name=progress.step.name if progress.step else "(setup)",
@@ -142,7 +142,7 @@ def _step_result(
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
     sample = None
     if status is Status.DOWN and attempt.body:
-        sample = redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
+        sample = redact.cut_bytes(attempt.body, SAMPLE_BYTES)  # redacted, then cut
     return StepResult(
         name=step.name,
         status=status,

@@ -26,6 +26,7 @@ class StepPlan:
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
+    redact: Redactor  # the check's: every cut of a target's text redacts first
 
     @property
     def name(self) -> str:
@@ -72,16 +73,19 @@ def compile_check(
     secrets: Mapping[str, str],
     tls: TlsContexts,
 ) -> CheckPlan:
-    steps = [_compile_step(step, check, tls) for step in check.steps]
+    redact = Redactor(secrets.values())
+    steps = [_compile_step(step, check, tls, redact) for step in check.steps]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
         values={**variables, **secrets},
-        redact=Redactor(secrets.values()),
+        redact=redact,
     )
 
 
-def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
+def _compile_step(
+    step: StepBase, check: CheckConfig, tls: TlsContexts, redact: Redactor
+) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
     if isinstance(step, HttpStepBase):
@@ -97,8 +101,9 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         config=step,
         kind=kind_of(step),
         headers=tuple(headers.values()),
-        assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
+        assertions=compile_expect(expect, redact=redact) if isinstance(expect, Expect) else (),
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
+        redact=redact,
     )
 
 

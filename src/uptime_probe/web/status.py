@@ -228,6 +228,8 @@ class TimelineView:
     at_iso: str
     status: str
     message: str
+    until: str | None = None  # a counted entry (flapping, or entries left out) ends here
+    until_iso: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +358,14 @@ def incident_view(incident: Incident, now: float) -> IncidentView:
         response_sample=incident.response_sample,
         time_to_detect=span(incident.time_to_detect),
         timeline=[
-            TimelineView(clock(entry.at), iso(entry.at), entry.status.value, entry.message)
+            TimelineView(
+                clock(entry.at),
+                iso(entry.at),
+                entry.status.value,
+                entry.message,
+                clock(entry.until) if entry.until not in (None, entry.at) else None,
+                iso(entry.until) if entry.until not in (None, entry.at) else None,
+            )
             for entry in reversed(incident.timeline)  # newest first, like a status page
         ],
     )

@@ -164,7 +164,7 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     try:
         session, connector = run.http()
     except Exception as exc:  # building a session cannot fail on the target's account
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     connector.recorder = recorder
     connector.peer_certificate = None
@@ -180,7 +180,7 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
         return Attempt(
             Status.DOWN,
             FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
+            f"cannot build the request: {plan.redact.cut(str(exc), 200)}",
             duration=time.perf_counter() - started,
         )
     try:
@@ -217,7 +217,7 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
-        reason, message = classify_exception(exc, recorder.state)
+        reason, message = classify_exception(exc, recorder.state, redact=plan.redact)
         not_after = None
         if reason is FailureReason.TLS:
             not_after = await fetch_certificate_not_after(
@@ -264,7 +264,7 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
         reason = classify_status(status)
         retry = headers.get("Retry-After")
         hint = (
-            f" (Retry-After: {retry[:20]})"
+            f" (Retry-After: {plan.redact.cut(retry, 20)})"
             if reason is FailureReason.RATE_LIMITED and retry
             else ""
         )
@@ -297,7 +297,7 @@ def _extract(plan: StepPlan, view: ResponseView) -> dict[str, str] | str:
         try:
             value = query.search(document)
         except Exception as exc:  # JMESPath raises several types for runtime type errors
-            return f"extract {name}: query {query} failed ({str(exc)[:100]})"
+            return f"extract {name}: query {query} failed ({plan.redact.cut(str(exc), 100)})"
         if value is None:
             return f"extract {name}: query {query} found nothing"
         values[name] = value if isinstance(value, str) else json.dumps(value)
