@@ -23,6 +23,7 @@ from uptime_probe.config.model import Config
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, compile_checks
+from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
@@ -76,6 +77,9 @@ class Daemon:
             rollup_retention=config.store.rollup_retention,
         )
         self.latest = LatestOutcomes()
+        # Judges heavy responses in worker processes, started when first needed; shared by
+        # every config's plans, so a reload keeps the workers (probe/judging.py).
+        self.judging = JudgingPool()
         self.notifications = NotificationDispatcher(
             config,
             on_result=self._count_notification,
@@ -128,7 +132,7 @@ class Daemon:
         """This shard's checks, compiled: CPU work on immutable input, fine in a thread."""
         mine = select(config.checks, self.options.shard, config.location)
         config = config.model_copy(update={"checks": mine})
-        return config, compile_checks(config)
+        return config, compile_checks(config, judging=self.judging)
 
     def _apply(
         self, config: Config, prepared: tuple[Config, dict[str, CheckPlan]] | None = None
@@ -269,6 +273,7 @@ class Daemon:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
+        await self.judging.close()
         await self.notifications.close(self.options.grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -337,6 +342,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     except (OSError, sqlite3.Error) as exc:
         log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
+        await daemon.judging.close()
         await daemon.notifications.close(0)
         await daemon.store.close()
         return 1

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from uptime_probe.probe.assertions import ResponseView
+from uptime_probe.probe.assertions import ResponseView, Verdict, judge_response
 from uptime_probe.probe.model import Status
 from uptime_probe.probe.plan import StepPlan
-from uptime_probe.probe.steps import judge
 
 from .conftest import Target
 from .journeys import plan_of, run, step
@@ -38,9 +37,13 @@ def step_plan(expect: dict[str, Any], base_dir: Path | None = None, **fields: An
     return plan_of(step("http://127.0.0.1/", expect=expect, **fields), base_dir=base_dir).steps[0]
 
 
+def judge(plan: StepPlan, status: int, headers: Any, body: bytes) -> Verdict:
+    return judge_response(plan.judge.rules, status, headers, body)
+
+
 def outcome_of(assertion: dict[str, Any], body: bytes = BODY) -> Any:
     plan = step_plan({"json": [assertion]})
-    (check,) = plan.assertions
+    (check,) = plan.judge.rules.assertions
     return check(ResponseView(200, HEADERS, body))
 
 

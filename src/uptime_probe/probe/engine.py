@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import aiohttp
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.model import (
     AssertionOutcome,
     CheckResult,
@@ -182,7 +182,7 @@ def _deadline_result(progress: _InFlight, plan: CheckPlan, now: float) -> StepRe
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
     else:
-        reason, detail = classify_exception(TimeoutError(), progress.recorder.state)
+        reason, detail = classify_deadline(progress.recorder)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(

@@ -10,7 +10,7 @@ from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config, StepConfig
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.template import Template
-from uptime_probe.probe.assertions import Assertion, compile_expect
+from uptime_probe.probe.judging import JudgingPool, StepJudge
 
 USER_AGENT = f"uptime-probe/{__version__}"
 
@@ -19,7 +19,7 @@ USER_AGENT = f"uptime-probe/{__version__}"
 class StepPlan:
     config: StepConfig
     headers: tuple[tuple[str, Template], ...]
-    assertions: tuple[Assertion, ...]
+    judge: StepJudge
     ssl: ssl.SSLContext | bool
 
     @property
@@ -66,6 +66,7 @@ def compile_check(
     variables: Mapping[str, str],
     secrets: Mapping[str, str],
     tls: TlsContexts,
+    judging: JudgingPool | None = None,
 ) -> CheckPlan:
     steps = []
     for step in check.steps:
@@ -78,7 +79,7 @@ def compile_check(
             StepPlan(
                 config=step,
                 headers=tuple(headers.values()),
-                assertions=compile_expect(step.expect),
+                judge=StepJudge(step.expect, step.extract, judging),
                 ssl=tls.for_step(step),
             )
         )
@@ -90,11 +91,19 @@ def compile_check(
     )
 
 
-def compile_checks(config: Config, tls: TlsContexts | None = None) -> dict[str, CheckPlan]:
+def compile_checks(
+    config: Config, tls: TlsContexts | None = None, judging: JudgingPool | None = None
+) -> dict[str, CheckPlan]:
+    """Every check's plan. `judging` judges heavy responses off the loop (probe/judging.py);
+    without it every response is judged on the loop, unbounded (tests, benchmarks)."""
     contexts = tls or TlsContexts()
     return {
         check.name: compile_check(
-            check, variables=config.variables, secrets=config.secrets, tls=contexts
+            check,
+            variables=config.variables,
+            secrets=config.secrets,
+            tls=contexts,
+            judging=judging,
         )
         for check in config.checks
     }
