@@ -222,6 +222,9 @@ class Daemon:
             log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
 
     async def start(self) -> None:
+        # The judging zygote imports for about a second in its own process: started now,
+        # the first heavy answer finds it ready.
+        await self.judging.start()
         await self.store.open()
         self._apply(self.config)
         await self._restore()
