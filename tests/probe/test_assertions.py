@@ -356,5 +356,5 @@ async def test_repeated_headers_from_a_real_server(serve_app: ServeApp) -> None:
     assert (neither.status, neither.reason) == ("down", "assertion_failed")
     assert neither.message == (
         'fetch: header Set-Cookie = ["session=x; Domain=other.org; Path=/", '
-        '"region=eu; Domain=.example.com; Path=/"], expected to match \'Domain=nowhere\''
+        "\"region=eu; Domain=.example.com; Path=/\"], expected to match 'Domain=nowhere'"
     )

@@ -8,8 +8,8 @@ Why a process, and when (measured figures in docs/benchmarks.md, "Judging off th
   1 MiB `[1,1,...]` took 1 s; jsonschema's `pattern` is Python's backtracking `re`).
   Run on the loop, that froze every check, `/metrics` and `/healthz`.
 - A thread does not help: a pure-Python query in a thread still takes the GIL from the
-  loop in 5 ms slices (the loop's 1 ms ticks fell from 912 to 159 a second, p50 lag
-  0.1 -> 5.2 ms), and a thread cannot be stopped when the deadline passes.
+  loop in 5 ms slices (the loop's 1 ms ticks fell from about 900 to 150 a second, p50
+  lag 0.1 -> 5.3 ms), and a thread cannot be stopped when the deadline passes.
 - A process can be killed. So a response is first judged on the loop under an
   InlineBudget (a body of at most 256 KiB for text checks and 16 KiB for JSON, and 2 ms
   of JMESPath): small answers, the common case, cost no round trip. Anything over the
@@ -20,11 +20,15 @@ Why a process, and when (measured figures in docs/benchmarks.md, "Judging off th
   ended. The engine reports the run as `timeout`, naming what was being judged (the
   worker tells the parent before each assertion), from the PhaseRecorder's JUDGING state.
 
-The pool starts workers when first needed, up to `max_workers` at once (a job waits for
-a free one, and the wait counts against its deadline), runs them at a lower CPU priority
-than the daemon (nice 10), and retires one idle for `idle_seconds`. Workers receive the
-step's `expect` and `extract` as config models (picklable, unlike compiled rules) with
-each response, and keep the rules they compiled from them in a small cache.
+Workers are forked, on demand and up to `max_workers` at once, by a zygote process that
+imported everything once: a fork takes milliseconds (a process started from scratch took
+0.5-1.5 s to import), shares the zygote's memory, and needs no fork of the daemon itself
+(a big, threaded process). A job waits for a free worker within its own deadline. A worker
+killed mid-job is replaced at once; one idle for `idle_seconds` is retired. The zygote and
+the workers run at nice 10, below the daemon, and ask Linux to kill them when their
+parent ends. Workers receive the step's `expect` and `extract` as config models
+(picklable, unlike compiled rules) with each response, and keep the rules they compiled
+from them in a small cache.
 """
 
 from __future__ import annotations
