@@ -23,6 +23,7 @@ from uptime_probe.config.model import Config
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
+from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
@@ -77,6 +78,9 @@ class Daemon:
             rollup_retention=config.store.rollup_retention,
         )
         self.latest = LatestOutcomes()
+        # Judges heavy responses in worker processes, started when first needed; shared by
+        # every config's plans, so a reload keeps the workers (probe/judging.py).
+        self.judging = JudgingPool()
         self.notifications = NotificationDispatcher(config, on_result=self._count_notification)
         self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
         # scheduler -> check states -> every sink. Each sink reads only the outcome it is
@@ -129,7 +133,7 @@ class Daemon:
         """This shard's checks, compiled: CPU work on immutable input, fine in a thread."""
         mine = select(config.checks, self.options.shard, config.location)
         config = config.model_copy(update={"checks": mine})
-        return config, compile_checks(config)
+        return config, compile_checks(config, judging=self.judging)
 
     def _apply(
         self, config: Config, prepared: tuple[Config, dict[str, CheckPlan]] | None = None
@@ -223,6 +227,9 @@ class Daemon:
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)
+        # The judging zygote imports for about a second in its own process: started now,
+        # the first heavy answer finds it ready.
+        await self.judging.start()
         await self.store.open()
         self._apply(self.config)
         await self._restore()
@@ -280,6 +287,7 @@ class Daemon:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
+        await self.judging.close()
         await self.notifications.close(self.options.grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -349,6 +357,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     except (OSError, sqlite3.Error) as exc:
         log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
+        await daemon.judging.close()
         await daemon.notifications.close(0)
         await daemon.close_resolver()
         await daemon.store.close()

@@ -253,3 +253,12 @@ def test_many_long_secrets_still_match() -> None:
         assert redact(f"<{secret.upper()}>") == f"<{REDACTED}>"
         b64 = base64.b64encode(f"x{secret}".encode()).decode()
         assert REDACTED in redact(b64)
+
+
+def test_a_redactor_travels_to_a_judging_worker_whole() -> None:
+    """Judging workers get the check's redactor pickled (as its secrets) and rebuild it."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(Redactor([HOSTILE])))
+    assert copy(f"x {HOSTILE} y") == f"x {REDACTED} y"
+    assert copy.cut("." * 100 + HOSTILE, 110) == Redactor([HOSTILE]).cut("." * 100 + HOSTILE, 110)

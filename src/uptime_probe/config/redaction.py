@@ -207,15 +207,20 @@ def _compile(secrets: tuple[str, ...]) -> _Compiled:
 class Redactor:
     """Replaces each secret, and the encodings a target could echo it back in, by [REDACTED]."""
 
-    __slots__ = ("_patterns", "_reach", "_shortest")
+    __slots__ = ("_patterns", "_reach", "_secrets", "_shortest")
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        compiled = _compile(tuple(sorted({s for s in secrets if s})))
+        self._secrets = tuple(sorted({s for s in secrets if s}))
+        compiled = _compile(self._secrets)
         self._patterns, self._reach, self._shortest = (
             compiled.patterns,
             compiled.reach,
             compiled.shortest,
         )
+
+    def __reduce__(self) -> tuple[type[Redactor], tuple[tuple[str, ...]]]:
+        # Compiled RE2 patterns do not pickle; a judging worker rebuilds them (cached).
+        return Redactor, (self._secrets,)
 
     @property
     def active(self) -> bool:

@@ -19,7 +19,7 @@ from aiohttp import http_exceptions
 
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.model import FailureReason
-from uptime_probe.probe.tracing import CONNECTING, HANDSHAKING, RESOLVING
+from uptime_probe.probe.tracing import CONNECTING, HANDSHAKING, JUDGING, RESOLVING, PhaseRecorder
 
 Classified = tuple[FailureReason, str]
 
@@ -268,3 +268,11 @@ def _classify(exc: BaseException, phase: str, host: str) -> Classified:
     if isinstance(exc, OSError):
         return FailureReason.CONNECTION_RESET, f"network error: {_first_line(exc)}"
     return FailureReason.INTERNAL, f"internal error ({type(exc).__name__}): {_first_line(exc)}"
+
+
+def classify_deadline(recorder: PhaseRecorder) -> Classified:
+    """A journey deadline that cut a step, told by what the step was doing at that moment."""
+    if recorder.state == JUDGING:
+        # The answer was in: what ran out of time was judging it (probe/judging.py).
+        return FailureReason.TIMEOUT, f"{recorder.judging} did not finish before the deadline"
+    return classify_exception(TimeoutError(), recorder.state, recorder.resolving_host)

@@ -17,7 +17,7 @@ import aiohttp
 
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import Expect
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.model import (
     AssertionOutcome,
@@ -191,10 +191,7 @@ def _deadline_result(
         if run.deadline_note is not None:
             reason, detail = run.deadline_note()
         else:
-            recorder = run.recorder
-            reason, detail = classify_exception(
-                TimeoutError(), recorder.state, recorder.resolving_host
-            )
+            reason, detail = classify_deadline(run.recorder)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -21,11 +20,11 @@ from uptime_probe.config.steps import (
     RequestStep,
 )
 from uptime_probe.config.template import render_json
-from uptime_probe.probe.assertions import InvalidJson, ResponseView
-from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.assertions import Verdict
+from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
+from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
 _CHUNK = 64 * 1024
@@ -212,8 +211,9 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
                     duration=time.perf_counter() - started,
                 )
             recorder.body_done()
-            attempt = judge(plan, response.status, response.headers, body)
-            attempt.tls_not_after = not_after
+            assert plan.judge is not None, "a request step always has its expect"
+            judged = await plan.judge.judge(response.status, response.headers, body, recorder)
+            attempt = _attempt_of(judged.verdict, response.status, body, not_after)
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
@@ -230,75 +230,23 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
             tls_not_after=not_after,
             duration=time.perf_counter() - started,
         )
-    # The answer's last bytes arrived at `last_data_at`; judging it is not the target's time.
-    attempt.ended = recorder.last_data_at or time.perf_counter()
-    attempt.duration = attempt.ended - started
+    # The answer's last bytes arrived at `last_data_at`: waiting for the loop to come back
+    # to it is not the target's time. Judging it in a worker is the run's: it ends after.
+    answered = recorder.last_data_at or time.perf_counter()
+    attempt.duration = answered - started
+    attempt.ended = answered + judged.off_loop_seconds
     return attempt
 
 
-def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:
-    """Status, then assertions in order, then extraction; the first critical failure decides."""
-    config = plan.config
-    assert isinstance(config, HttpStepBase)
-    expect = config.expect
-
-    def attempt(
-        outcome: Status,
-        reason: str | None,
-        message: str,
-        outcomes: Sequence[AssertionOutcome] = (),
-        extracted: dict[str, str] | None = None,
-    ) -> Attempt:
-        return Attempt(
-            outcome,
-            reason,
-            message,
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-            extracted=extracted or {},
-        )
-
-    if status not in expect.status:
-        reason = classify_status(status)
-        retry = headers.get("Retry-After")
-        hint = (
-            f" (Retry-After: {plan.redact.cut(retry, 20)})"
-            if reason is FailureReason.RATE_LIMITED and retry
-            else ""
-        )
-        return attempt(Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}")
-    view = ResponseView(status, headers, body)
-    outcomes: list[AssertionOutcome] = []
-    try:
-        for assertion in plan.assertions:
-            outcomes.append(assertion(view))
-        extracted = _extract(plan, view)
-    except InvalidJson as exc:
-        return attempt(Status.DOWN, FailureReason.INVALID_JSON, str(exc), outcomes)
-    failed = [o for o in outcomes if not o.passed]
-    critical = next((o for o in failed if o.severity == "critical"), None)
-    if critical is not None:
-        return attempt(Status.DOWN, critical.reason, critical.message, outcomes)
-    if isinstance(extracted, str):
-        return attempt(Status.DOWN, FailureReason.EXTRACTION_FAILED, extracted, outcomes)
-    if failed:
-        message = "; ".join(o.message for o in failed)
-        return attempt(Status.DEGRADED, None, message, outcomes, extracted)
-    return attempt(Status.UP, None, f"HTTP {status}", outcomes, extracted)
-
-
-def _extract(plan: StepPlan, view: ResponseView) -> dict[str, str] | str:
-    """Extracted values, or a message saying which one could not be found."""
-    values: dict[str, str] = {}
-    for name, query in plan.config.extract.items():
-        document = view.json()
-        try:
-            value = query.search(document)
-        except Exception as exc:  # JMESPath raises several types for runtime type errors
-            return f"extract {name}: query {query} failed ({plan.redact.cut(str(exc), 100)})"
-        if value is None:
-            return f"extract {name}: query {query} found nothing"
-        values[name] = value if isinstance(value, str) else json.dumps(value)
-    return values
+def _attempt_of(verdict: Verdict, status: int, body: bytes, not_after: float | None) -> Attempt:
+    return Attempt(
+        verdict.status,
+        verdict.reason,
+        verdict.message,
+        http_status=status,
+        body=body,
+        body_bytes=len(body),
+        assertions=verdict.assertions,
+        extracted=dict(verdict.extracted),
+        tls_not_after=not_after,
+    )
