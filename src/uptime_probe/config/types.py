@@ -10,6 +10,7 @@ import jmespath
 import jmespath.exceptions
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
+from uptime_probe.config.origin import Origin, parse_origin
 from uptime_probe.config.template import Template
 from uptime_probe.config.units import format_duration, parse_duration, parse_size
 
@@ -107,6 +108,20 @@ HeaderTemplate = Annotated[
     AfterValidator(check_header_template),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "description": "Text with {{ variable }} placeholders."}),
+]
+
+
+OriginString = Annotated[
+    Origin,
+    BeforeValidator(parse_origin),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+/?$",
+            "description": "An origin: scheme://host[:port], no path.",
+        }
+    ),
 ]
 
 
