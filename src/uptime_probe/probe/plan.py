@@ -14,6 +14,8 @@ from uptime_probe.config.template import Template
 from uptime_probe.probe.assertions import Assertion, compile_expect
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
 from uptime_probe.probe.kinds import StepKind, kind_of
+from uptime_probe.probe.request_url import RequestUrl
+from uptime_probe.probe.secret_origins import SecretPolicy
 
 USER_AGENT = f"uptime-probe/{__version__}"
 
@@ -26,6 +28,10 @@ class StepPlan:
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
+    # HTTP-based kinds: the URL with the config's values in place, and what of the request
+    # carries a secret (None when nothing does).
+    url: RequestUrl | None = None
+    secret_policy: SecretPolicy | None = None
 
     @property
     def name(self) -> str:
@@ -72,18 +78,26 @@ def compile_check(
     secrets: Mapping[str, str],
     tls: TlsContexts,
 ) -> CheckPlan:
-    steps = [_compile_step(step, check, tls) for step in check.steps]
+    values = {**variables, **secrets}
+    steps = [_compile_step(step, check, tls, values, frozenset(secrets)) for step in check.steps]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
-        values={**variables, **secrets},
+        values=values,
         redact=Redactor(secrets.values()),
     )
 
 
-def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
+def _compile_step(
+    step: StepBase,
+    check: CheckConfig,
+    tls: TlsContexts,
+    values: Mapping[str, str],
+    secrets: frozenset[str],
+) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
+    url = policy = None
     if isinstance(step, HttpStepBase):
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
         headers.update(
@@ -92,6 +106,8 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
+        url = RequestUrl.compile(step.http_request.url, values)
+        policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,
@@ -99,6 +115,8 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         headers=tuple(headers.values()),
         assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
+        url=url,
+        secret_policy=policy,
     )
 
 
