@@ -211,13 +211,13 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     except SecretWithheld as exc:
         return Attempt(Status.DOWN, exc.reason, exc.message, duration=time.perf_counter() - started)
     except (ValueError, UnicodeError) as exc:
-        # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
-        return Attempt(
-            Status.DOWN,
-            FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
-            duration=time.perf_counter() - started,
-        )
+        # Values a target sent back (a line break, a lone surrogate) cannot be sent on;
+        # a host name no resolver could look up is `dns`, as when aiohttp meets one.
+        reason, message = classify_exception(exc)
+        if reason is not FailureReason.DNS:
+            reason = FailureReason.EXTRACTION_FAILED
+            message = f"cannot build the request: {str(exc)[:200]}"
+        return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     try:
         async with session.request(
             config.request.method,
