@@ -23,6 +23,14 @@ Classified = tuple[FailureReason, str]
 
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
+# The probe host's own limits, whichever call met them (socket(), a resolver's socket, a
+# buffer): the run could not be made, and the target must not be blamed for it.
+_LOCAL_ERRNOS = {
+    errno.EMFILE: "this process is out of file descriptors (RLIMIT_NOFILE)",
+    errno.ENFILE: "the system is out of file descriptors (fs.file-max)",
+    errno.ENOBUFS: "the probe host is out of memory for socket buffers",
+    errno.ENOMEM: "the probe host is out of memory",
+}
 
 
 def classify_status(status: int) -> FailureReason:
@@ -38,6 +46,18 @@ def classify_status(status: int) -> FailureReason:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _local_resources(exc: OSError) -> Classified | None:
+    words = _LOCAL_ERRNOS.get(exc.errno) if exc.errno is not None else None
+    if words is None:
+        return None
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return FailureReason.LOCAL_RESOURCES, f"cannot resolve {exc.host}: {words}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = f"{exc.host}:{exc.port}"
+        return FailureReason.LOCAL_RESOURCES, f"cannot open a connection to {where}: {words}"
+    return FailureReason.LOCAL_RESOURCES, f"cannot open a connection: {words}"
 
 
 def _certificate(exc: aiohttp.ClientError) -> Classified:
@@ -165,6 +185,12 @@ def classify_exception(exc: BaseException, phase: str = "") -> Classified:
     `phase` is the recorder's state when the exception hit, so a deadline that expires
     while connecting reads as `connect_timeout`, not `timeout`.
     """
+    if isinstance(exc, OSError):
+        # First: an aiohttp error that wraps EMFILE is a connector or DNS error by type,
+        # and its row would blame the target.
+        local = _local_resources(exc)
+        if local is not None:
+            return local
     if isinstance(exc, aiohttp.ClientError):
         for cls in type(exc).__mro__:
             handler = _CLIENT_ERRORS.get(cls)
