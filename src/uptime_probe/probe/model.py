@@ -8,7 +8,9 @@ The failure taxonomy (a down run carries exactly one reason):
     content     invalid_json, invalid_encoding, body_too_large, schema_mismatch, assertion_failed,
                 extraction_failed, poll_timeout, and every reason the config names
                 (empty_history, task_stuck, ...): "200 OK but wrong"
-    internal    a bug in uptime-probe itself, never a property of the target
+    the prober itself, never a property of the target:
+                local_resources (its host ran out of file descriptors, socket buffers or
+                memory: the run could not be made), internal (a bug in uptime-probe)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FailureReason(StrEnum):
     ASSERTION_FAILED = "assertion_failed"
     EXTRACTION_FAILED = "extraction_failed"
     POLL_TIMEOUT = "poll_timeout"
+    LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"
 
 
@@ -68,9 +71,17 @@ HTTP_REASONS = frozenset(
 )
 
 
+# Failures of the prober, not of the target: alerts and docs keep them apart.
+PROBER_REASONS = frozenset({FailureReason.LOCAL_RESOURCES, FailureReason.INTERNAL})
+
+
 def is_content_reason(reason: str) -> bool:
-    """True for "the server answered, but wrongly": not transport, HTTP or internal."""
-    return reason not in TRANSPORT_REASONS and reason not in HTTP_REASONS and reason != "internal"
+    """True for "the server answered, but wrongly": not transport, HTTP or the prober's."""
+    return (
+        reason not in TRANSPORT_REASONS
+        and reason not in HTTP_REASONS
+        and reason not in PROBER_REASONS
+    )
 
 
 _REASON_WORDS = {
@@ -92,6 +103,7 @@ _REASON_WORDS = {
     "assertion_failed": "the response did not meet an expectation",
     "extraction_failed": "a value could not be extracted",
     "poll_timeout": "the expected state never came",
+    "local_resources": "the prober ran out of file descriptors or memory",
     "internal": "an internal error in uptime-probe",
 }
 
