@@ -200,6 +200,7 @@ INCIDENT_KEYS = {
     "response_sample",
     "reasons",
     "failing_steps",
+    "held_back",
     "timeline",
 }
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import Config
+from uptime_probe.config.validate import maintenance_warnings
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
@@ -30,6 +31,7 @@ from uptime_probe.sinks import FanOut, LogSink, ResultSink
 from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.maintenance import MaintenanceCalendar
 from uptime_probe.state.store import Store
 from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
 
@@ -69,7 +71,13 @@ class Daemon:
         self._config_digest = self._digest()
         self.registry = CollectorRegistry(auto_describe=True)
         self.daemon_metrics = DaemonMetrics(self.registry, shard=options.shard.label)
-        self.check_metrics = CheckMetrics(config.location)
+        # Config windows from the file, API windows from the store (restored at start).
+        self.maintenance = MaintenanceCalendar()
+        self.check_metrics = CheckMetrics(
+            config.location,
+            in_maintenance=self.maintenance.checks_in_maintenance,
+            failing=lambda check: self.check_states.failing(check),
+        )
         self.store = Store(
             options.data_dir,
             on_loss=self.daemon_metrics.store_errors.inc,
@@ -77,7 +85,11 @@ class Daemon:
             rollup_retention=config.store.rollup_retention,
         )
         self.latest = LatestOutcomes()
-        self.notifications = NotificationDispatcher(config, on_result=self._count_notification)
+        self.notifications = NotificationDispatcher(
+            config,
+            on_result=self._count_notification,
+            in_maintenance=lambda check: self.maintenance.open_for(check, time.time()) is not None,
+        )
         self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
         # scheduler -> check states -> every sink. Each sink reads only the outcome it is
         # given, so their order does not matter, and one raising does not stop the others.
@@ -93,6 +105,7 @@ class Daemon:
                 ]
             ),
             location=config.location,
+            calendar=self.maintenance,
         )
         self.scheduler = Scheduler(
             on_result=self.check_states.accept,
@@ -141,7 +154,18 @@ class Daemon:
         self.check_metrics.sync_checks(config.checks)
         self.scheduler.set_max_concurrency(config.max_concurrency)
         change = self.scheduler.apply(plans)
-        self.check_states.apply(config.checks)
+        self.maintenance.apply(config)
+        for check, needed in self.check_states.apply(config.checks):
+            log.warning(
+                "dependency_not_local",
+                check=check,
+                depends_on=needed,
+                why="this process does not run it (shard or locations): it never holds back",
+            )
+        now = time.time()
+        for warning in maintenance_warnings(config, now):
+            log.warning("maintenance_window_over", where=str(warning))
+        self.maintenance.forget_before(now)
         for name in change.removed:
             self.incidents.forget(name)
         self.latest.retain(plans)
@@ -218,8 +242,15 @@ class Daemon:
         ]
         self.incidents.restore(open_incidents)
         self.notifications.restore(open_incidents)
-        if states or open_incidents:
-            log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
+        windows = await self.store.windows(ending_after=time.time())
+        self.maintenance.restore(windows)
+        if states or open_incidents or windows:
+            log.info(
+                "state_restored",
+                checks=len(states),
+                open_incidents=len(open_incidents),
+                maintenance_windows=len(windows),
+            )
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)

@@ -3,6 +3,13 @@
 An incident opens when a check's state turns down and resolves when it turns back
 up (or degraded). It reads like a public status page: `investigating` while down,
 `monitoring` after the first good run, `resolved` once the success threshold is met.
+
+A run whose alerting is held back (`RunOutcome.hold`: a maintenance window, or a failing
+check it depends on) opens no incident: the check's down streak goes on, and its first
+down run once nothing holds it opens one. A check held back by a dependency is listed on
+that dependency's open incident (`held_back`), or, down a chain, on the incident of the
+first check up the chain that has one. An incident already open is never held back, so
+its resolution always follows its opening.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from uptime_probe.probe.model import CheckResult, Status
-from uptime_probe.sinks import RunOutcome
+from uptime_probe.sinks import Hold, HoldKind, RunOutcome
 
 
 class IncidentStatus(StrEnum):
@@ -54,6 +61,8 @@ class Incident:
     # The HTTP status of the failing run `last_reason` is from, when it got one: recorded
     # here so a notification can say "empty history (HTTP 200)" from the incident alone.
     last_http_status: int | None = None
+    # Checks depending on this one whose own incidents it held back while open.
+    held_back: tuple[str, ...] = ()
 
     @property
     def time_to_detect(self) -> float:
@@ -105,6 +114,7 @@ class IncidentTracker:
         self._listeners = list(listeners)
         self._open: dict[str, Incident] = {}
         self._streaks: dict[str, _Streak] = {}
+        self._held: dict[str, Hold] = {}  # down checks whose incident is held back, by check
         self._new_id = new_id or (lambda check, at: f"{check}-{int(at * 1000)}")
 
     def add_listener(self, listener: Callable[[IncidentEvent], None]) -> None:
@@ -123,6 +133,11 @@ class IncidentTracker:
         """A check removed by a reload: its open incident stays in storage, untracked."""
         self._open.pop(check, None)
         self._streaks.pop(check, None)
+        self._held.pop(check, None)
+
+    def held(self, check: str) -> Hold | None:
+        """What holds the check's incident back now, while it is down without one."""
+        return self._held.get(check)
 
     def accept(self, outcome: RunOutcome) -> None:
         result = outcome.result
@@ -140,11 +155,16 @@ class IncidentTracker:
             if result.failed_step and result.failed_step not in streak.steps:
                 streak.steps.append(result.failed_step)
             if incident is None and outcome.state is Status.DOWN:
-                self._opened(outcome, streak)
+                if outcome.hold is None:
+                    self._held.pop(check, None)
+                    self._opened(outcome, streak)
+                else:
+                    self._hold(check, outcome.hold, result.started_at)
             elif incident is not None:
                 self._failed_again(incident, result)
             return
         self._streaks.pop(check, None)
+        self._held.pop(check, None)
         if incident is None:
             return
         if outcome.state is Status.DOWN:
@@ -157,6 +177,42 @@ class IncidentTracker:
                 )
             return
         self._resolved(incident, result)
+
+    def _hold(self, check: str, hold: Hold, at: float) -> None:
+        """A down check whose incident waits; listed on its dependency's incident."""
+        self._held[check] = hold
+        if hold.kind is not HoldKind.DEPENDENCY:
+            return
+        holder = self._holding_incident(hold.by)
+        if holder is None or check in holder.held_back:
+            return
+        updated = replace(
+            holder,
+            held_back=(*holder.held_back, check),
+            timeline=(
+                *holder.timeline,
+                TimelineEntry(
+                    at,
+                    holder.status,
+                    f"Holding back {check}, which depends on {hold.by}.",
+                ),
+            ),
+        )
+        self._open[holder.check] = updated
+        self._emit(IncidentEventKind.UPDATED, updated)
+
+    def _holding_incident(self, check: str) -> Incident | None:
+        """The open incident of `check`, or of the first check up its chain of held
+        dependencies that has one (the config has no cycles; bounded all the same)."""
+        for _ in range(len(self._held) + 1):
+            incident = self._open.get(check)
+            if incident is not None:
+                return incident
+            hold = self._held.get(check)
+            if hold is None or hold.kind is not HoldKind.DEPENDENCY:
+                return None
+            check = hold.by
+        return None
 
     def _emit(self, kind: IncidentEventKind, incident: Incident) -> None:
         for listener in self._listeners:
