@@ -31,7 +31,7 @@ from aiohttp import web
 
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.config.types import SLUG_PATTERN
-from uptime_probe.config.units import format_duration, parse_duration
+from uptime_probe.config.units import parse_duration
 from uptime_probe.probe.model import Status, describe_reason
 from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
@@ -442,7 +442,7 @@ class StatusApi:
             raise BadParameter("end must be after start")
         if end - start > MAX_WINDOW_SECONDS:
             raise BadParameter(
-                f"a window lasts at most {format_duration(MAX_WINDOW_SECONDS)}; "
+                f"a window lasts at most {MAX_WINDOW_SECONDS / 86400:g} days; "
                 "open a new one if the work runs on"
             )
         return Window(
