@@ -279,8 +279,10 @@ class NotificationDispatcher:
                     )
                     # One reminder per notifier and incident in a queue at a time: a slow
                     # receiver must not fill its lane with reminders and lose the resolve.
-                    if not paused and key not in self._reminding and self._enqueue(
-                        name, NoticeKind.REMINDER, tracked.incident
+                    if (
+                        not paused
+                        and key not in self._reminding
+                        and self._enqueue(name, NoticeKind.REMINDER, tracked.incident)
                     ):
                         self._reminding.add(key)
                     if interval is None:

@@ -592,9 +592,7 @@ class StatusPage:
             history_available=reads.ok,
             maintenance=[
                 window_view(opening, source.maintenance.covers(opening.window), now)
-                for opening in source.maintenance.openings(
-                    now, MAINTENANCE_HORIZON_DAYS * 86400
-                )
+                for opening in source.maintenance.openings(now, MAINTENANCE_HORIZON_DAYS * 86400)
             ],
         )
 
