@@ -182,6 +182,44 @@ async def test_config_error_exits_2_with_the_located_message(cli: Cli, tmp_path:
         _assert_no_secret(err)
 
 
+# Issue 13, item 9: tags PyYAML's safe constructor cannot read raised KeyError and
+# AttributeError tracebacks (exit 1) from every command that loads a config.
+UNREADABLE_TAGS = [
+    ("location: !!bool maybe", "cannot read 'maybe' as !!bool"),
+    ("location: !!timestamp x", "cannot read 'x' as !!timestamp"),
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "check", "run"])
+async def test_a_yaml_tag_it_cannot_read_exits_2_with_a_located_message(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    daemon_args = ["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]
+    for line, message in UNREADABLE_TAGS:
+        broken.write_text(f"{line}\n{CONFIG}")
+        args = [command, "-c", str(broken), *(daemon_args if command == "run" else [])]
+        code, out, err = await cli(*args)
+        assert code == 2, err
+        assert "Traceback" not in out + err
+        assert f"broken.yaml:1 (top level): invalid YAML: {message}" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+async def test_an_auth_token_from_a_set_but_empty_variable_exits_2(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    """Issue 13, item 8: it loaded, and `Authorization: Bearer ` then opened the API."""
+    config = tmp_path / "probes.yaml"
+    config.write_text(f'server:\n  auth: {{bearer_token: "${{STATUS_TOKEN}}"}}\n{CONFIG}')
+    cli.env["STATUS_TOKEN"] = ""
+    daemon_args = ["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]
+    args = [command, "-c", str(config), *(daemon_args if command == "run" else [])]
+    code, _out, err = await cli(*args)
+    assert code == 2, err
+    assert "probes.yaml:2 server.auth.bearer_token: credential is empty" in err
+
+
 async def test_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     code, _out, err = await cli("validate", "-c", str(tmp_path / "absent.yaml"))
     assert code == 2
@@ -192,6 +230,26 @@ async def test_validate_ok(cli: Cli) -> None:
     code, out, err = await cli("validate", "-c", str(cli.config))
     assert (code, err) == (0, "")
     assert out == f"{cli.config}: ok, 4 checks\n"
+
+
+async def test_validate_warns_of_a_window_already_over_and_still_passes(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # A window left in the file after its maintenance must not stop the next start.
+    config = tmp_path / "probes.yaml"
+    config.write_text(
+        CONFIG
+        + "maintenance:\n"
+        + "  - {name: old_upgrade, checks: [homepage], "
+        + "start: 2020-01-01T02:00:00Z, end: 2020-01-01T03:00:00Z}\n"
+    )
+    code, out, err = await cli("validate", "-c", str(config))
+    assert code == 0
+    assert out == f"{config}: ok, 4 checks\n"
+    assert err == (
+        "warning: probes.yaml maintenance[0].end: window 'old_upgrade' ended "
+        "2020-01-01T03:00:00+00:00: it mutes nothing any more and can be removed\n"
+    )
 
 
 async def test_schema_prints_a_json_schema(cli: Cli) -> None:

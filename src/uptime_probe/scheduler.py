@@ -4,6 +4,9 @@ APScheduler decides *when*; this module decides *whether* and *how many*. Its jo
 only starts our own task and returns, so APScheduler never holds a run: overlap is
 skipped and counted here, the concurrency cap is our semaphore, and stop drains our
 in-flight set before APScheduler's shutdown (which would cancel running jobs).
+
+It schedules and runs, nothing more: each finished run goes to `on_result` with its
+schedule lag (app.py hands it to `state.checks.CheckStates`, which keeps the states).
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
 
 from uptime_probe.probe import CheckPlan, CheckResult, run_check
-from uptime_probe.sinks import ResultSink, RunOutcome
-from uptime_probe.state.machine import CheckState, next_state
 
 log = structlog.get_logger("uptime_probe.scheduler")
 
@@ -39,6 +40,8 @@ def _timer_slack(loop: asyncio.AbstractEventLoop) -> float:
 
 
 RunCheck = Callable[[CheckPlan], Awaitable[CheckResult]]
+# A finished run and its schedule lag (seconds late); called on the loop, must not block.
+OnResult = Callable[[CheckResult, float], None]
 
 
 def start_offset(name: str, interval: float) -> float:
@@ -162,15 +165,13 @@ class Scheduler:
     def __init__(
         self,
         *,
-        sink: ResultSink,
-        location: str,
+        on_result: OnResult,
         max_concurrency: int,
         observe_lag: Callable[[float], None],
         on_skip: Callable[[str], None],
         run: RunCheck = run_check,
     ) -> None:
-        self._sink = sink
-        self._location = location
+        self._on_result = on_result
         self._observe_lag = observe_lag
         self._on_skip = on_skip
         self._run = run
@@ -180,7 +181,6 @@ class Scheduler:
         self._skip_logged: set[str] = set()  # checks whose current overrun was logged
         self._plans: dict[str, CheckPlan] = {}
         self._grids: dict[str, tuple[float, float]] = {}  # (interval, start offset)
-        self.states: dict[str, CheckState] = {}
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # started, probing or waiting
         self.runs_probing = 0  # holding one of max_concurrency slots
         self.runs_waiting = 0  # queued for a slot
@@ -199,14 +199,13 @@ class Scheduler:
             self._max_concurrency = value
 
     def apply(self, plans: Mapping[str, CheckPlan]) -> ScheduleChange:
-        """Make the schedule match `plans`; unchanged checks keep their timing and state."""
+        """Make the schedule match `plans`; unchanged checks keep their timing."""
         removed = tuple(name for name in self._plans if name not in plans)
         added = tuple(name for name in plans if name not in self._plans)
         updated = []
         for name in removed:
             del self._plans[name]
             del self._grids[name]
-            self.states.pop(name, None)
             self._last_duration.pop(name, None)
             self._skip_logged.discard(name)
             if self._apscheduler.get_job(name) is not None:
@@ -289,24 +288,7 @@ class Scheduler:
         if self._plans.get(name) is None:
             return  # removed by a reload while it ran
         self._last_duration[name] = result.duration_seconds
-        check = self._plans[name].check
-        before = self.states.get(name, CheckState())
-        after = next_state(
-            before,
-            result.status,
-            failure_threshold=check.failure_threshold_runs,
-            success_threshold=check.success_threshold_runs,
-        )
-        self.states[name] = after
-        self._sink.accept(
-            RunOutcome(
-                result=result,
-                state=after.state,
-                previous_state=before.state,
-                location=self._location,
-                lag_seconds=lag,
-            )
-        )
+        self._on_result(result, lag)
 
     async def stop(self, grace: float) -> int:
         """Start no new runs, let in-flight ones finish up to `grace`, cancel the rest.

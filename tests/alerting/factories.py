@@ -8,7 +8,7 @@ from typing import Any
 
 from uptime_probe.alerting.notice import Notice, NoticeKind
 from uptime_probe.config.model import Config
-from uptime_probe.probe.model import CheckResult, Status
+from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus, TimelineEntry
 
@@ -36,6 +36,7 @@ def incident(**changes: Any) -> Incident:
         failing_steps=("conversations",),
         timeline=(TimelineEntry(OPENED, IncidentStatus.INVESTIGATING, "empty_history"),),
         last_reason="empty_history",
+        last_http_status=200,
     )
     return replace(base, **changes)
 
@@ -58,7 +59,6 @@ def notice(kind: NoticeKind, subject: Incident | None = None, **changes: Any) ->
         "sent_at": sent_at,
         "status_page": STATUS_PAGE,
         "delivery_id": "d-1",
-        "http_status": 200,
         "status_page_title": "Chat status",
     }
     fields.update(changes)
@@ -99,15 +99,27 @@ def outcome(
     state: Status,
     reason: str = "empty_history",
     message: str = MESSAGE,
+    http_status: int | None = None,
 ) -> RunOutcome:
-    """A run of `check` and the state after it, as the scheduler hands it to the tracker."""
+    """A run of `check` and the state after it, as CheckStates hands it to the tracker;
+    `http_status` is its one step's."""
+    status = Status.UP if ok else Status.DOWN
+    steps: tuple[StepResult, ...] = ()
+    if http_status is not None:
+        step_reason, step_message = (None, "ok") if ok else (reason, message)
+        steps = (
+            StepResult(
+                "conversations", status, step_reason, step_message, 0.05, http_status=http_status
+            ),
+        )
     result = CheckResult(
         check=check,
-        status=Status.UP if ok else Status.DOWN,
+        status=status,
         reason=None if ok else reason,
         failed_step=None if ok else "conversations",
         message="1 step ok" if ok else message,
         started_at=at,
         duration_seconds=0.05,
+        steps=steps,
     )
     return RunOutcome(result, state, None, "eu-west")

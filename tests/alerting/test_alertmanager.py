@@ -60,8 +60,10 @@ def test_alert_per_event(kind: NoticeKind, interval: float | None, ends_at: Any)
 
 def test_reason_changes_only_annotations_never_labels() -> None:
     before = alertmanager.alert(notifier(), notice(NoticeKind.OPENED))
-    later = incident(last_reason="http_5xx", reasons={"empty_history": 2, "http_5xx": 3})
-    after = alertmanager.alert(notifier(), notice(NoticeKind.REMINDER, later, http_status=503))
+    later = incident(
+        last_reason="http_5xx", last_http_status=503, reasons={"empty_history": 2, "http_5xx": 3}
+    )
+    after = alertmanager.alert(notifier(), notice(NoticeKind.REMINDER, later))
     assert before["labels"] == after["labels"]
     assert (before["annotations"]["reason"], after["annotations"]["reason"]) == (
         "empty_history",

@@ -53,13 +53,12 @@ async def test_incident_fires_then_resolves_in_a_real_alertmanager(
                 {"pager": {"kind": "alertmanager", "url": am.url, "reminder_interval": 0.5}},
                 {"history_sidebar": ["pager"]},
             ),
-            failing_http_status={"history_sidebar": 200}.get,
         )
         tracker = IncidentTracker([dispatcher.notify])
         await dispatcher.start()
         now = time.time()
-        tracker.accept(outcome("history_sidebar", False, now - 1, state=Status.UP))
-        tracker.accept(outcome("history_sidebar", False, now, state=Status.DOWN))
+        tracker.accept(outcome("history_sidebar", False, now - 1, state=Status.UP, http_status=200))
+        tracker.accept(outcome("history_sidebar", False, now, state=Status.DOWN, http_status=200))
 
         def firing(alerts: list[dict[str, Any]]) -> dict[str, Any] | None:
             active = [a for a in alerts if a["status"]["state"] == "active"]

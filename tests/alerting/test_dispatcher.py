@@ -52,28 +52,27 @@ async def test_an_incident_sends_exactly_one_open_then_one_resolve(
 ) -> None:
     receiver = Receiver()
     url = await serve(serve_app, receiver)
-    statuses = {"history_sidebar": 200}
     dispatcher, results = make_dispatcher(
-        config({"hook": hook(url)}, {"history_sidebar": ["hook"]}),
-        failing_http_status=statuses.get,
+        config({"hook": hook(url)}, {"history_sidebar": ["hook"]})
     )
     emitted: list[IncidentEventKind] = []
     tracker = IncidentTracker([dispatcher.notify, lambda e: emitted.append(e.kind)])
     await dispatcher.start()
 
     now = time.time()
-    for at, ok, state, reason in [
-        (now - 60, False, Status.UP, "empty_history"),  # below the failure threshold
-        (now - 50, False, Status.DOWN, "empty_history"),  # opened
-        (now - 40, False, Status.DOWN, "empty_history"),  # counted
-        (now - 30, False, Status.DOWN, "http_5xx"),  # updated: a new reason
-        (now - 20, True, Status.DOWN, ""),  # updated: monitoring
-        (now - 10, False, Status.DOWN, "http_5xx"),  # updated: investigating again
-        (now, True, Status.UP, ""),  # resolved
+    # The HTTP status of each run reaches the notices through the incident alone.
+    for at, ok, state, reason, http_status in [
+        (now - 60, False, Status.UP, "empty_history", 200),  # below the failure threshold
+        (now - 50, False, Status.DOWN, "empty_history", 200),  # opened
+        (now - 40, False, Status.DOWN, "empty_history", 200),  # counted
+        (now - 30, False, Status.DOWN, "http_5xx", 503),  # updated: a new reason
+        (now - 20, True, Status.DOWN, "", 200),  # updated: monitoring
+        (now - 10, False, Status.DOWN, "http_5xx", 503),  # updated: investigating again
+        (now, True, Status.UP, "", 200),  # resolved
     ]:
-        if reason == "http_5xx":
-            statuses["history_sidebar"] = 503
-        tracker.accept(outcome("history_sidebar", ok, at, state=state, reason=reason))
+        tracker.accept(
+            outcome("history_sidebar", ok, at, state=state, reason=reason, http_status=http_status)
+        )
     assert emitted == [
         IncidentEventKind.OPENED,
         IncidentEventKind.COUNTED,
@@ -320,10 +319,15 @@ async def test_restored_incidents_repost_to_alertmanager_at_once(
             {"history_sidebar": ["am", "hook"]},
         )
     )
-    dispatcher.restore([incident(id="history_sidebar-1")])
+    dispatcher.restore(
+        [incident(id="history_sidebar-1", last_reason="http_5xx", last_http_status=503)]
+    )
     await dispatcher.start()
     await wait_until(lambda: len(am.requests) == 1, what="alertmanager re-post")
     assert am.requests[0].path == "/api/v2/alerts"
+    # The HTTP status comes back with the stored incident: a restart does not lose it.
+    (alert,) = am.requests[0].json()
+    assert "a server error status (HTTP 503)" in alert["annotations"]["summary"]
     dispatcher.notify(closed())
     await dispatcher.close(5)
     assert len(am.requests) == 2
@@ -384,3 +388,30 @@ async def test_the_hmac_secret_appears_in_no_body_and_no_log(
 
 def test_results_are_a_closed_set() -> None:
     assert RESULTS == ("sent", "failed", "dropped", "retried")
+
+
+async def test_reminders_pause_while_the_check_is_in_maintenance_but_alertmanager_reposts(
+    serve_app: ServeApp, make_dispatcher: MakeDispatcher
+) -> None:
+    am, hook_receiver = Receiver(), Receiver()
+    am_url, hook_url = await serve_app(am.app()), await serve(serve_app, hook_receiver)
+    in_maintenance = {"history_sidebar"}
+    interval = 0.1
+    dispatcher, _results = make_dispatcher(
+        config(
+            {
+                "am": {"kind": "alertmanager", "url": am_url, "reminder_interval": interval},
+                "hook": hook(hook_url, reminder_interval=interval),
+            },
+            {"history_sidebar": ["am", "hook"]},
+        ),
+        in_maintenance=in_maintenance.__contains__,
+    )
+    await dispatcher.start()
+    dispatcher.notify(opened())  # opened before the window: sent
+    await wait_until(lambda: len(am.requests) >= 4, what="alertmanager re-posts")
+    assert hook_receiver.events() == ["opened"], "reminders pause in maintenance"
+    in_maintenance.clear()  # the window ends
+    await wait_until(lambda: "reminder" in hook_receiver.events(), what="a reminder after it")
+    dispatcher.notify(closed())
+    await wait_until(lambda: "resolved" in hook_receiver.events(), what="the resolve")

@@ -14,7 +14,7 @@ from uptime_probe.config.model import WebhookNotifier
 
 from .factories import MESSAGE, STATUS_PAGE, incident, notice
 
-SECRET = "s3cret-hmac-key"
+SECRET = "s3cret-hmac-key-0123"
 
 
 def notifier(**changes: Any) -> WebhookNotifier:
@@ -51,6 +51,7 @@ INCIDENT_OPEN = {
     "time_to_detect_seconds": 30.0,
     "reasons": {"empty_history": 2},
     "message": MESSAGE,
+    "held_back": [],
 }
 
 

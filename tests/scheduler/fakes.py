@@ -1,4 +1,4 @@
-"""A fake `run` coroutine and a recording sink, so the scheduler is tested without HTTP."""
+"""A fake `run` coroutine and a recording `on_result`, so the scheduler is tested without HTTP."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import yaml
 from uptime_probe.config import parse_config
 from uptime_probe.probe import CheckPlan, CheckResult, Status, compile_checks
 from uptime_probe.scheduler import Scheduler
-from uptime_probe.sinks import RunOutcome
 
 # Generous: the machine is shared; a healthy run of these tests meets each in well under 1 s.
 DEADLINE = 15.0
@@ -98,21 +97,23 @@ class FakeRun:
 
 
 @dataclass
-class RecordingSink:
-    outcomes: list[RunOutcome] = field(default_factory=list)
+class RecordingResults:
+    """The scheduler's `on_result`: every finished run handed on, with its lag."""
 
-    def accept(self, outcome: RunOutcome) -> None:
-        self.outcomes.append(outcome)
+    runs: list[tuple[CheckResult, float]] = field(default_factory=list)
 
-    def of(self, name: str) -> list[RunOutcome]:
-        return [o for o in self.outcomes if o.result.check == name]
+    def __call__(self, result: CheckResult, lag_seconds: float) -> None:
+        self.runs.append((result, lag_seconds))
+
+    def of(self, name: str) -> list[CheckResult]:
+        return [result for result, _lag in self.runs if result.check == name]
 
 
 @dataclass
 class Harness:
     scheduler: Scheduler
     run: FakeRun
-    sink: RecordingSink
+    results: RecordingResults
     skips: list[str]
     lags: list[float]
 
@@ -122,15 +123,14 @@ class Harness:
 
 
 def build_harness(run: FakeRun, max_concurrency: int = 512) -> Harness:
-    sink = RecordingSink()
+    results = RecordingResults()
     skips: list[str] = []
     lags: list[float] = []
     scheduler = Scheduler(
-        sink=sink,
-        location="test",
+        on_result=results,
         max_concurrency=max_concurrency,
         observe_lag=lags.append,
         on_skip=skips.append,
         run=run,
     )
-    return Harness(scheduler, run, sink, skips, lags)
+    return Harness(scheduler, run, results, skips, lags)

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import pytest
 
-from uptime_probe.probe import Status
 from uptime_probe.scheduler import ScheduleChange, planned_start, start_offset
 
 from .fakes import Harness, check_dict, plans_of, wait_until
@@ -98,6 +97,10 @@ async def test_runs_fire_on_their_grid(harness: MakeHarness) -> None:
             assert late < 0.25, f"{name} ran {late:.3f}s after its tick"
     assert len(h.lags) >= 9
     assert all(0 <= lag < 0.25 for lag in h.lags), h.lags
+    # Each finished run is handed on with the lag measured for it.
+    handed_on = [lag for _result, lag in h.results.runs]
+    assert len(handed_on) >= 9
+    assert set(handed_on) <= set(h.lags)
 
 
 async def test_overlapping_run_is_skipped_and_counted(harness: MakeHarness) -> None:
@@ -144,47 +147,31 @@ async def test_hanging_run_does_not_delay_other_checks(harness: MakeHarness) -> 
     assert max(gaps) < 0.2 + 0.6, gaps  # on its own cadence, not waiting for `hangs`
     assert h.run.runs("hangs") == 1
     assert "hangs" in h.skips
-    assert len(h.sink.of("healthy")) >= 7
-
-
-async def test_state_follows_the_checks_thresholds(harness: MakeHarness) -> None:
-    h = harness()
-    h.run.statuses["flaky"] = Status.DOWN
-    h.start(plans_of(check_dict("flaky", failure_threshold=3)))
-    await wait_until(lambda: len(h.sink.of("flaky")) >= 3, "three runs")
-    states = [o.state for o in h.sink.of("flaky")[:3]]
-    assert states == [None, None, Status.DOWN]
-    assert h.sink.of("flaky")[2].previous_state is None
-    assert h.sink.of("flaky")[2].state_changed
+    assert len(h.results.of("healthy")) >= 7
 
 
 async def test_apply_keeps_unchanged_checks_and_diffs_the_rest(harness: MakeHarness) -> None:
     h = harness()
     h.start(plans_of("keep", "gone"))
     await wait_until(
-        lambda: len(h.sink.of("keep")) >= 2 and len(h.sink.of("gone")) >= 1, "runs of both"
+        lambda: len(h.results.of("keep")) >= 2 and len(h.results.of("gone")) >= 1, "runs of both"
     )
     # Peeks at APScheduler's job: an unchanged check must keep the very same job (its timing).
     job = h.scheduler._apscheduler.get_job("keep")
     next_run = job.next_run_time
-    state = h.scheduler.states["keep"]
     change = h.scheduler.apply(plans_of("keep", "new"))  # freshly compiled, equal config
     assert change == ScheduleChange(added=("new",), removed=("gone",), updated=())
-    assert h.scheduler.states["keep"] is state
     assert h.scheduler._apscheduler.get_job("keep") is job
     assert job.next_run_time == next_run
-    assert "gone" not in h.scheduler.states
     assert h.scheduler._apscheduler.get_job("gone") is None
     assert set(h.scheduler.checks) == {"keep", "new"}
     gone_runs = h.run.runs("gone")
-    kept = len(h.sink.of("keep"))
+    kept = len(h.results.of("keep"))
     await wait_until(
-        lambda: len(h.sink.of("new")) >= 2 and len(h.sink.of("keep")) >= kept + 2,
+        lambda: len(h.results.of("new")) >= 2 and len(h.results.of("keep")) >= kept + 2,
         "the new check running and the kept one going on",
     )
     assert h.run.runs("gone") == gone_runs
-    # The kept check's state carried over: its streak kept counting, not restarted.
-    assert h.scheduler.states["keep"].consecutive_good >= state.consecutive_good + 2
 
 
 async def test_apply_reports_updates_and_reschedules_a_new_interval(harness: MakeHarness) -> None:
@@ -218,8 +205,7 @@ async def test_result_of_a_removed_check_is_dropped(harness: MakeHarness) -> Non
     await asyncio.wait_for(task, timeout=10)  # ends cleanly: no error for the missing check
     assert h.run.finished["x"] == 1
     assert "x" not in h.scheduler.in_flight
-    assert h.sink.of("x") == []
-    assert "x" not in h.scheduler.states
+    assert h.results.of("x") == []
 
 
 async def test_stop_drains_then_cancels(harness: MakeHarness) -> None:
@@ -236,7 +222,7 @@ async def test_stop_drains_then_cancels(harness: MakeHarness) -> None:
     assert cancelled == 1
     assert h.run.cancelled == Counter({"hangs": 1})
     assert h.run.finished["finishes"] == 1
-    assert len(h.sink.of("finishes")) == 1  # the drained run's result was delivered
+    assert len(h.results.of("finishes")) == 1  # the drained run's result was delivered
     assert 0.95 <= took < 1.0 + 2.0
     assert h.scheduler.in_flight == {}
     assert not h.scheduler.running
@@ -253,7 +239,7 @@ async def test_stop_returns_as_soon_as_runs_finish(harness: MakeHarness) -> None
     began = time.monotonic()
     assert await h.scheduler.stop(grace=10.0) == 0
     assert time.monotonic() - began < 5.0  # far under the grace: it did not wait it out
-    assert len(h.sink.of("short")) == 1
+    assert len(h.results.of("short")) == 1
 
 
 async def test_stop_starts_no_run_queued_behind_the_cap(harness: MakeHarness) -> None:

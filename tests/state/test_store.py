@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,11 +25,13 @@ from structlog.testing import capture_logs
 from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import (
+    EntryKind,
     IncidentEvent,
     IncidentEventKind,
     IncidentStatus,
     IncidentTracker,
 )
+from uptime_probe.state.machine import CheckState, next_state
 from uptime_probe.state.store import DB_FILE, MIGRATIONS, RunRow, Store
 
 DAY = 86400.0
@@ -130,6 +134,42 @@ async def test_migrations_create_the_schema_once(open_store: OpenStore, tmp_path
         versions = [row[0] async for row in cur]
     assert versions == list(range(1, len(MIGRATIONS) + 1))
     assert await count(again, "runs") == 1
+
+
+async def test_an_older_database_migrates_and_keeps_its_incidents(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    """A database a previous release wrote (schema 1): its open incident reads back, with
+    no HTTP status, and goes on being written with one."""
+    event = opened_event()
+    path = tmp_path / "data" / DB_FILE
+    path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(MIGRATIONS[0])
+        old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        old.execute("INSERT INTO schema_version VALUES (1)")
+        i = event.incident
+        old.execute(
+            "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                i.id, i.check, i.location, i.status.value, i.opened_at, None,
+                i.first_failure_at, i.first_reason, i.first_message, i.response_sample,
+                json.dumps(i.reasons), json.dumps(list(i.failing_steps)),
+                json.dumps([[e.at, e.status.value, e.message] for e in i.timeline]),
+                i.last_reason,
+            ),
+        )  # fmt: skip
+        old.commit()
+
+    with capture_logs() as logs:
+        store = await open_store()
+    migrated = [e["version"] for e in logs if e["event"] == "store_migrated"]
+    assert migrated == list(range(2, len(MIGRATIONS) + 1))
+    (restored,) = await store.open_incidents()
+    assert restored == replace(event.incident, last_http_status=None)
+    store.record_incident(IncidentEvent(IncidentEventKind.COUNTED, event.incident))
+    assert await store.flush()
+    assert (await store.open_incidents())[0].last_http_status == 200
 
 
 async def test_a_file_that_is_not_a_database_fails_open_and_leaves_no_thread(
@@ -241,7 +281,9 @@ async def test_incidents_upsert_and_read_back(open_store: OpenStore) -> None:
     now = time.time() - 600
     tracker.accept(outcome("a", Status.DOWN, now, state=None, sample='{"items": []}'))
     tracker.accept(outcome("a", Status.DOWN, now + 10, state=Status.DOWN))
-    tracker.accept(outcome("a", Status.DOWN, now + 20, state=Status.DOWN, reason="timeout"))
+    tracker.accept(
+        outcome("a", Status.DOWN, now + 20, state=Status.DOWN, reason="timeout", http_status=504)
+    )
     tracker.accept(outcome("b", Status.DOWN, now + 30, state=Status.DOWN))
     tracker.accept(outcome("b", Status.UP, now + 40, state=Status.UP))
     assert await store.flush()
@@ -255,6 +297,7 @@ async def test_incidents_upsert_and_read_back(open_store: OpenStore) -> None:
     assert stored_a == a
     assert stored_a.reasons == {"empty_history": 2, "timeout": 1}
     assert stored_a.response_sample == '{"items": []}'
+    assert stored_a.last_http_status == 504
     assert stored_a.time_to_detect == 10.0
     assert [e.status for e in stored_a.timeline] == [IncidentStatus.INVESTIGATING] * 2
     # Newest first; resolved ones within `since`, open ones always.
@@ -574,3 +617,56 @@ async def test_text_sqlite_cannot_encode_does_not_lose_the_batch(open_store: Ope
     assert [r.message for r in await store.runs("a")] == ["ok", "items[0] = '?'", "ok"]
     (incident,) = await store.incidents(check="b")
     assert incident.response_sample == '["?"]'
+
+
+async def test_a_flapping_incident_keeps_a_small_row(open_store: OpenStore) -> None:
+    """10,000 runs, down and up in turn, under success_threshold 2: the incident stays open
+    and is rewritten on every run; its row stays small and reads back as it was."""
+    store = await open_store()
+    events: list[IncidentEvent] = []
+    tracker = IncidentTracker([events.append, store.record_incident])
+    start = time.time() - 3 * 86400  # one run every 10 s
+    state = CheckState()
+    for i in range(10_002):
+        status = Status.DOWN if i < 2 or i % 2 else Status.UP
+        state = next_state(state, status, failure_threshold=2, success_threshold=2)
+        message = f"length(items) = 0, expected > 0 (run {i})"
+        tracker.accept(
+            outcome("flappy", status, start + 10 * i, state=state.state, message=message)
+        )
+        if i % 1000 == 0:
+            assert await store.flush()  # as the writer keeps up in the daemon
+    assert await store.flush()
+    latest = events[-1].incident
+    assert latest.open
+    async with store.db.execute(
+        "SELECT length(timeline), length(id) + length(first_message) + length(reasons) "
+        "+ length(failing_steps) + length(timeline) + length(coalesce(response_sample, '')) "
+        "FROM incidents WHERE check_name = 'flappy'"
+    ) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    timeline_bytes, row_bytes = row
+    assert timeline_bytes < 1024, timeline_bytes  # two entries (was 670 KB after a day)
+    assert row_bytes < 2048, row_bytes
+    (stored,) = await store.incidents(check="flappy")
+    assert stored == latest
+    assert [(e.kind, e.count) for e in stored.timeline] == [
+        (EntryKind.UPDATE, 1),
+        (EntryKind.FLAPPING, 10_000),
+    ]
+    assert stored.timeline[1].until == start + 10 * 10_001
+
+
+async def test_rows_written_before_counted_entries_read_back(open_store: OpenStore) -> None:
+    """A timeline stored as [at, status, message] (before counted entries) still reads."""
+    store = await open_store()
+    event = opened_event("old")
+    store.record_incident(event)
+    assert await store.flush()
+    async with store.db.execute("SELECT timeline FROM incidents") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    assert all(len(entry) == 3 for entry in json.loads(row[0]))
+    (stored,) = await store.incidents(check="old")
+    assert stored == event.incident

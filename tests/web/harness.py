@@ -1,5 +1,6 @@
-"""A `StatusSource` built from the real parts (Store, IncidentTracker, LatestOutcomes), fed
-`RunOutcome`s the way the scheduler feeds them, and the web app served on 127.0.0.1."""
+"""A `StatusSource` built from the real parts (CheckStates, Store, IncidentTracker,
+LatestOutcomes), fed results the way the scheduler feeds them, and the web app served on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from prometheus_client import CollectorRegistry
 from uptime_probe.config.model import Config
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe.model import CheckResult, Status, StepResult
-from uptime_probe.sinks import RunOutcome
+from uptime_probe.sinks import FanOut, RunOutcome
+from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
-from uptime_probe.state.machine import CheckState, next_state
+from uptime_probe.state.maintenance import MaintenanceCalendar
 from uptime_probe.state.store import Store
 from uptime_probe.web.server import DaemonControl, ReloadOutcome
 
@@ -35,22 +37,25 @@ def make_config(*checks: dict[str, Any], **top: Any) -> Config:
 
 
 @dataclass
-class SchedulerStates:
-    states: dict[str, CheckState] = field(default_factory=dict)
-
-
-@dataclass
 class Harness:
     """What `app.Daemon` exposes to the web layer, without a scheduler or HTTP probing."""
 
     config: Config
     store: Store
-    scheduler: SchedulerStates = field(default_factory=SchedulerStates)
     latest: LatestOutcomes = field(default_factory=LatestOutcomes)
     incidents: IncidentTracker = field(init=False)
+    check_states: CheckStates = field(init=False)
+    maintenance: MaintenanceCalendar = field(default_factory=MaintenanceCalendar)
 
     def __post_init__(self) -> None:
         self.incidents = IncidentTracker([self.store.record_incident])
+        self.check_states = CheckStates(
+            FanOut([self.latest, self.store, self.incidents]),
+            location=self.config.location,
+            calendar=self.maintenance,
+        )
+        self.check_states.apply(self.config.checks)
+        self.maintenance.apply(self.config)
 
     def run(
         self,
@@ -65,7 +70,7 @@ class Harness:
         duration: float = 0.05,
         http_status: int | None = 200,
     ) -> RunOutcome:
-        """One run through the state machine into every consumer, as the scheduler does."""
+        """One run through CheckStates into every consumer, as the scheduler hands it on."""
         failed = step if status is not Status.UP else None
         steps = (
             StepResult(
@@ -88,18 +93,10 @@ class Harness:
             duration_seconds=duration,
             steps=steps,
         )
-        plan = self.config.check(check)
-        before = self.scheduler.states.get(check, CheckState())
-        after = next_state(
-            before,
-            status,
-            failure_threshold=plan.failure_threshold_runs,
-            success_threshold=plan.success_threshold_runs,
-        )
-        self.scheduler.states[check] = after
-        outcome = RunOutcome(result, after.state, before.state, self.config.location)
-        for sink in (self.latest, self.store, self.incidents):
-            sink.accept(outcome)
+        self.check_states.accept(result)
+        outcome = self.latest.get(check)
+        assert outcome is not None, f"{check} is not a check of the harness's config"
+        assert outcome.result is result
         return outcome
 
     async def flush(self) -> None:
@@ -124,3 +121,24 @@ def control_for(source: Any) -> DaemonControl:
 
 def now() -> float:
     return time.time()
+
+
+FLAPS = 10_000
+
+
+async def flapping(make_harness: Any, at: float) -> Harness:
+    """`flappy` down twice (opens), then up and down in turn for FLAPS more runs, 10 s apart,
+    under success_threshold 2: one incident that never resolves, its status changing on
+    every run."""
+    config = make_config(
+        {"name": "flappy"}, defaults={"failure_threshold": 2, "success_threshold": 2}
+    )
+    harness: Harness = await make_harness(config)
+    for i in range(FLAPS + 2):
+        status = Status.DOWN if i < 2 or i % 2 else Status.UP
+        reason = "http_5xx" if status is Status.DOWN else None
+        harness.run("flappy", status, at=at + 10 * i, reason=reason, http_status=503)
+        if i % 1000 == 0:
+            await harness.flush()  # the store's writer keeps up in the daemon
+    await harness.flush()
+    return harness

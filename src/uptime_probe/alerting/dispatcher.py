@@ -75,7 +75,6 @@ class _Open:
     """An open incident the dispatcher reminds about."""
 
     incident: Incident
-    http_status: int | None
     notifiers: tuple[str, ...]
     due: dict[str, float] = field(default_factory=dict)  # notifier -> monotonic time
 
@@ -84,8 +83,8 @@ class NotificationDispatcher:
     """Turns incident events into notifications without ever blocking the caller.
 
     `notify` is an `IncidentTracker` listener: synchronous, it only routes and enqueues.
-    `failing_http_status(check)` may give the HTTP status of the check's latest failing run,
-    so a message can say "empty history (HTTP 200)"; incidents do not carry it.
+    Everything a message says comes from the incident in the event (its latest failing
+    run's HTTP status included), so it reads nothing else and no sink's order matters.
     """
 
     def __init__(
@@ -94,15 +93,17 @@ class NotificationDispatcher:
         *,
         on_result: Callable[[str, str], None],
         session_factory: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
-        failing_http_status: Callable[[str], int | None] | None = None,
         retry: RetryPolicy | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         hostname: str | None = None,
         clock: Callable[[], float] = time.time,
+        in_maintenance: Callable[[str], bool] = lambda _check: False,
     ) -> None:
         self._on_result = on_result
+        # Reminders pause while a window covers the incident's check (docs/configuration.md,
+        # maintenance); Alertmanager re-posts do not, they keep its alert's state true.
+        self._in_maintenance = in_maintenance
         self._session_factory = session_factory
-        self._failing_http_status = failing_http_status
         self._retry = retry or RetryPolicy()
         self._queue_size = queue_size
         self._hostname = hostname or socket.gethostname()
@@ -170,7 +171,7 @@ class NotificationDispatcher:
         """
         for incident in incidents:
             if incident.open:
-                self._track(incident, None, repost_now=True)
+                self._track(incident, repost_now=True)
 
     def notify(self, event: IncidentEvent) -> None:
         """Queue the notifications an incident event calls for; returns at once."""
@@ -187,33 +188,25 @@ class NotificationDispatcher:
         incident = event.incident
         check = incident.check
         if event.kind is IncidentEventKind.OPENED:
-            tracked = self._track(incident, self._status_of(check), repost_now=False)
-            self._enqueue_all(tracked.notifiers, NoticeKind.OPENED, incident, tracked.http_status)
+            tracked = self._track(incident, repost_now=False)
+            self._enqueue_all(tracked.notifiers, NoticeKind.OPENED, incident)
         elif event.kind is IncidentEventKind.RESOLVED:
             tracked_or_none = self._open.pop(check, None)
             if tracked_or_none is not None and tracked_or_none.incident.id == incident.id:
-                routes, status = tracked_or_none.notifiers, tracked_or_none.http_status
+                routes = tracked_or_none.notifiers
             else:
-                routes, status = self._routes.get(check, ()), None
-            self._enqueue_all(routes, NoticeKind.RESOLVED, incident, status)
+                routes = self._routes.get(check, ())
+            self._enqueue_all(routes, NoticeKind.RESOLVED, incident)
         elif incident.open:
             # UPDATED and COUNTED are never sent; they keep reminders current.
-            status = self._status_of(check)
             tracked_or_none = self._open.get(check)
             if tracked_or_none is None or tracked_or_none.incident.id != incident.id:
-                self._track(incident, status, repost_now=True)  # opened before we were built
+                self._track(incident, repost_now=True)  # opened before we were built
             else:
                 tracked_or_none.incident = incident
-                if status is not None:
-                    tracked_or_none.http_status = status
 
-    def _status_of(self, check: str) -> int | None:
-        if self._failing_http_status is None:
-            return None
-        return self._failing_http_status(check)
-
-    def _track(self, incident: Incident, status: int | None, *, repost_now: bool) -> _Open:
-        tracked = _Open(incident, status, self._routes.get(incident.check, ()))
+    def _track(self, incident: Incident, *, repost_now: bool) -> _Open:
+        tracked = _Open(incident, self._routes.get(incident.check, ()))
         self._open[incident.check] = tracked
         self._schedule(tracked, time.monotonic(), repost_now=repost_now)
         self._wake.set()
@@ -231,13 +224,11 @@ class NotificationDispatcher:
 
     # --- queueing --------------------------------------------------------------------------
 
-    def _enqueue_all(
-        self, names: Iterable[str], kind: NoticeKind, incident: Incident, status: int | None
-    ) -> None:
+    def _enqueue_all(self, names: Iterable[str], kind: NoticeKind, incident: Incident) -> None:
         for name in names:
-            self._enqueue(name, kind, incident, status)
+            self._enqueue(name, kind, incident)
 
-    def _enqueue(self, name: str, kind: NoticeKind, incident: Incident, status: int | None) -> bool:
+    def _enqueue(self, name: str, kind: NoticeKind, incident: Incident) -> bool:
         lane = self._lanes.get(name)
         notifier = self._config.notifiers.get(name)
         if lane is None or notifier is None:
@@ -260,7 +251,6 @@ class NotificationDispatcher:
             sent_at=self._clock(),
             status_page=check_link(self._base_url, incident.check),
             delivery_id=uuid.uuid4().hex,
-            http_status=status,
             status_page_title=self._config.status_page.title,
         )
         lane.queue.put_nowait(_Job(notifier, notice))
@@ -284,10 +274,15 @@ class NotificationDispatcher:
                     notifier = self._config.notifiers.get(name)
                     interval = reminder_interval(notifier) if notifier is not None else None
                     key = (name, check)
+                    paused = not isinstance(notifier, AlertmanagerNotifier) and (
+                        self._in_maintenance(check)
+                    )
                     # One reminder per notifier and incident in a queue at a time: a slow
                     # receiver must not fill its lane with reminders and lose the resolve.
-                    if key not in self._reminding and self._enqueue(
-                        name, NoticeKind.REMINDER, tracked.incident, tracked.http_status
+                    if (
+                        not paused
+                        and key not in self._reminding
+                        and self._enqueue(name, NoticeKind.REMINDER, tracked.incident)
                     ):
                         self._reminding.add(key)
                     if interval is None:

@@ -43,7 +43,6 @@ class Notice:
     sent_at: float  # unix seconds; builders use it instead of reading the clock
     status_page: str  # the check's anchor on the status page
     delivery_id: str  # the same for every retry of one notification
-    http_status: int | None = None  # of the check's latest failing run, when known
     status_page_title: str = "Service status"
 
 
@@ -130,7 +129,7 @@ def reason_text(notice: Notice) -> str:
     """
     incident = notice.incident
     current = incident.last_reason or incident.first_reason or "internal"
-    words = describe_reason(current, notice.http_status)
+    words = describe_reason(current, incident.last_http_status)
     first = incident.first_reason
     if first and first != current:
         words = f"{words} (first: {describe_reason(first)})"
@@ -189,6 +188,10 @@ def description(notice: Notice) -> str:
         lines.append(f"First failure: {incident.first_message}")
     if incident.reasons:
         lines.append(f"Failed runs by reason: {reason_counts(incident)}")
+    if incident.held_back:
+        lines.append(
+            f"Holding back (their alerts wait on this one): {', '.join(incident.held_back)}"
+        )
     lines.append(
         f"Opened {iso_time(incident.opened_at)}"
         f" ({human_duration(incident.time_to_detect)} after the first failed run)"

@@ -58,7 +58,7 @@ def payload(notice: Notice) -> dict[str, Any]:
             "reason": incident.last_reason or incident.first_reason,
             "reason_text": reason_text(notice),
             "first_reason": incident.first_reason,
-            "http_status": notice.http_status,
+            "http_status": incident.last_http_status,
             "failing_step": failing_step(incident),
             "failing_steps": list(incident.failing_steps),
             "since": iso_time(incident.first_failure_at),
@@ -67,6 +67,7 @@ def payload(notice: Notice) -> dict[str, Any]:
             "time_to_detect_seconds": round(incident.time_to_detect, 3),
             "reasons": dict(incident.reasons),
             "message": incident.first_message,
+            "held_back": list(incident.held_back),
         },
         "status_page": notice.status_page,
     }

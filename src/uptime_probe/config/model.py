@@ -11,10 +11,31 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
+from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.steps import StepConfig
-from uptime_probe.config.types import Duration, Slug, TemplateString, VariableName
+from uptime_probe.config.types import (
+    BasicUsername,
+    BearerToken,
+    Credential,
+    Duration,
+    HeaderName,
+    HeaderTemplate,
+    HeaderValue,
+    Nameserver,
+    Slug,
+    VariableName,
+)
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
+MAX_DNS_TIMEOUT = 60.0
+MAX_RETRIES = 10
+
+
+class RetriesConfig(Model):
+    """A down run tried again within the same run slot before it counts."""
+
+    count: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    delay: Duration = 1.0
 
 
 class CheckConfig(Model):
@@ -24,12 +45,15 @@ class CheckConfig(Model):
     # None means "take it from defaults"; Config resolves every one of these.
     interval: Duration | None = None
     timeout: Duration | None = None
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float | None = Field(default=None, gt=0, lt=1)
     failure_threshold: int | None = Field(default=None, ge=1, le=100)
     success_threshold: int | None = Field(default=None, ge=1, le=100)
     notifiers: list[Slug] | None = None
     locations: list[Annotated[str, Field(pattern=LOCATION_PATTERN)]] | None = None
+    tags: list[Slug] = []
+    depends_on: list[Slug] = []
+    retries: RetriesConfig | None = None
 
     @property
     def interval_seconds(self) -> float:
@@ -45,6 +69,11 @@ class CheckConfig(Model):
     def slo_objective(self) -> float:
         assert self.slo is not None, "Config resolves defaults"
         return self.slo
+
+    @property
+    def retry_policy(self) -> RetriesConfig:
+        assert self.retries is not None, "Config resolves defaults"
+        return self.retries
 
     @property
     def failure_threshold_runs(self) -> int:
@@ -66,21 +95,22 @@ class CheckConfig(Model):
 class DefaultsConfig(Model):
     interval: Duration = 30.0
     timeout: Duration = 10.0
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float = Field(default=0.999, gt=0, lt=1)
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
     notifiers: list[Slug] = []
+    retries: RetriesConfig = RetriesConfig()
 
 
 class BasicAuth(Model):
-    username: str
-    password: str
+    username: BasicUsername
+    password: Credential
 
 
 class AuthConfig(Model):
     basic: BasicAuth | None = None
-    bearer_token: str | None = None
+    bearer_token: BearerToken | None = None
     protect_metrics: bool = False
 
     @model_validator(mode="after")
@@ -91,7 +121,15 @@ class AuthConfig(Model):
 
 
 class ServerConfig(Model):
+    # All interfaces: the daemon is scraped from elsewhere (a container's port is reached
+    # through its network namespace). Strangers' connections are bounded by the two
+    # settings below, so exposure costs them nothing (docs/configuration.md, server).
     listen: str = "0.0.0.0:9713"
+    # The most connections the server holds at once; fewer when the descriptor limit
+    # leaves no room beside the probes' (app.py, descriptors.py).
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    # From a connection's first byte (or its accept) to the end of the request's headers.
+    header_timeout: Duration = Field(default=5.0, gt=0)
     enable_lifecycle: bool = False
     watch_interval: Duration = 5.0
     public_url: str | None = None
@@ -109,8 +147,8 @@ class ServerConfig(Model):
 class WebhookNotifier(Model):
     kind: Literal["webhook"]
     url: str
-    hmac_secret: str | None = None
-    headers: dict[str, str] = {}
+    hmac_secret: Credential | None = None
+    headers: dict[HeaderName, HeaderValue] = {}
     timeout: Duration = 5.0
     reminder_interval: Duration | None = None
 
@@ -138,10 +176,27 @@ NotifierConfig = Annotated[
 class StoreConfig(Model):
     raw_retention: Duration = 14 * 86400.0
     rollup_retention: Duration = 400 * 86400.0
+    # How often the daemon tries again to open a store it could not open (full or
+    # read-only data dir): it probes and serves meanwhile.
+    retry_interval: Duration = Field(default=30.0, gt=0)
 
 
 class StatusPageConfig(Model):
     title: str = "Service status"
+
+
+class DnsConfig(Model):
+    """How probes resolve names (probe/resolve.py): servers, and a bound per lookup."""
+
+    servers: list[Nameserver] = []  # empty: the system's, from /etc/resolv.conf
+    timeout: Duration = 5.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _bounded(cls, value: float) -> float:
+        if value > MAX_DNS_TIMEOUT:
+            raise ValueError(f"a lookup may wait at most {MAX_DNS_TIMEOUT:g}s, got {value:g}s")
+        return value
 
 
 class Config(Model):
@@ -155,6 +210,8 @@ class Config(Model):
     notifiers: dict[Slug, NotifierConfig] = {}
     store: StoreConfig = StoreConfig()
     status_page: StatusPageConfig = StatusPageConfig()
+    dns: DnsConfig = DnsConfig()
+    maintenance: list[MaintenanceConfig] = []
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:
@@ -169,6 +226,7 @@ class Config(Model):
                     "failure_threshold": check.failure_threshold or d.failure_threshold,
                     "success_threshold": check.success_threshold or d.success_threshold,
                     "notifiers": check.notifiers if check.notifiers is not None else d.notifiers,
+                    "retries": check.retries if check.retries is not None else d.retries,
                 }
             )
             for check in self.checks

@@ -17,7 +17,7 @@ import aiohttp
 
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import Expect
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.kinds.base import SAMPLE_BYTES
 from uptime_probe.probe.model import (
@@ -30,7 +30,7 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
-from uptime_probe.probe.tracing import PhaseRecorder
+from uptime_probe.probe.tracing import JUDGING, PhaseRecorder
 
 
 @dataclass(slots=True)
@@ -46,6 +46,29 @@ class _InFlight:
 
 async def run_check(
     plan: CheckPlan, *, resolver: aiohttp.abc.AbstractResolver | None = None
+) -> CheckResult:
+    """Run the journey, and again up to `retries.count` times while it ends down.
+
+    The run that counts is the last one tried; `retries` says how many came before it.
+    Each try has the whole timeout (the loader checks that every try fits the interval).
+    Never raises, except CancelledError.
+    """
+    policy = plan.check.retries
+    result = await _run_journey(plan, resolver)
+    tries_left = policy.count if policy is not None else 0
+    retries = 0
+    while result.status is Status.DOWN and tries_left > 0:
+        assert policy is not None
+        # Waiting between tries is the behaviour asked for, not synchronisation.
+        await asyncio.sleep(policy.delay)
+        tries_left -= 1
+        retries += 1
+        result = await _run_journey(plan, resolver)
+    return replace(result, retries=retries) if retries else result
+
+
+async def _run_journey(
+    plan: CheckPlan, resolver: aiohttp.abc.AbstractResolver | None
 ) -> CheckResult:
     """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
     started_at = time.time()
@@ -70,7 +93,7 @@ async def run_check(
                 results.append(_deadline_result(run, progress, plan, time.perf_counter()))
     except Exception as exc:
         ended = None
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         results.append(
             StepResult(
                 name=progress.step.name if progress.step else "(setup)",
@@ -140,7 +163,7 @@ def _step_result(
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
     sample = None
     if status is Status.DOWN and attempt.body:
-        sample = redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
+        sample = redact.cut_bytes(attempt.body, SAMPLE_BYTES)  # redacted, then cut
     return StepResult(
         name=step.name,
         status=status,
@@ -186,17 +209,19 @@ def _deadline_result(
         attempt = last
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
-    elif run.deadline_note is not None:
-        # The kind knows better than the HTTP phases what was cut, and what it had so far.
-        attempt = run.deadline_note()
-        reason = attempt.reason or FailureReason.TIMEOUT
-        message = f"{attempt.message} (journey deadline {plan.timeout:g}s)"
-        if attempt.body:
-            sample = plan.redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
     else:
-        reason, detail = classify_exception(TimeoutError(), run.recorder.state)
+        # The kind knows better than the HTTP phases what was cut, and what it had so far
+        # (a stream's events, its figures, its last events for the sample). Judging off the
+        # loop (any kind's, probe/judging.py) is told the same way for every kind.
+        noted = run.deadline_note() if run.deadline_note is not None else None
+        if noted is not None and run.recorder.state != JUDGING:
+            reason, detail = noted.reason or FailureReason.TIMEOUT, noted.message
+        else:
+            reason, detail = classify_deadline(run.recorder)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
-        attempt = last or Attempt(Status.DOWN)
+        attempt = noted or last or Attempt(Status.DOWN)
+        if noted is not None and noted.body:
+            sample = plan.redact.cut_bytes(noted.body, SAMPLE_BYTES)  # redacted, then cut
     return StepResult(
         name=step.name,
         status=Status.DOWN,

@@ -5,12 +5,14 @@ The failure taxonomy (a down run carries exactly one reason):
     transport   dns, connect_refused, connect_timeout, tls, timeout, connection_reset,
                 too_many_redirects
     http        http_4xx, http_5xx, rate_limited (429), unexpected_status
-    content     invalid_json, body_too_large, schema_mismatch, assertion_failed,
+    content     invalid_json, invalid_encoding, body_too_large, schema_mismatch, assertion_failed,
                 extraction_failed, poll_timeout, and every reason the config names
                 (empty_history, task_stuck, ...): "200 OK but wrong"
       stream    first_event_timeout, stream_stalled, empty_answer, stream_incomplete,
                 stream_error, invalid_event, not_a_stream: a `stream` step's own
-    internal    a bug in uptime-probe itself, never a property of the target
+    the prober itself, never a property of the target:
+                local_resources (its host ran out of file descriptors, socket buffers or
+                memory: the run could not be made), internal (a bug in uptime-probe)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class FailureReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNEXPECTED_STATUS = "unexpected_status"
     INVALID_JSON = "invalid_json"
+    INVALID_ENCODING = "invalid_encoding"
     BODY_TOO_LARGE = "body_too_large"
     SCHEMA_MISMATCH = "schema_mismatch"
     ASSERTION_FAILED = "assertion_failed"
@@ -52,6 +55,7 @@ class FailureReason(StrEnum):
     STREAM_ERROR = "stream_error"
     INVALID_EVENT = "invalid_event"
     NOT_A_STREAM = "not_a_stream"
+    LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"
 
 
@@ -96,9 +100,17 @@ HTTP_REASONS = frozenset(
 )
 
 
+# Failures of the prober, not of the target: alerts and docs keep them apart.
+PROBER_REASONS = frozenset({FailureReason.LOCAL_RESOURCES, FailureReason.INTERNAL})
+
+
 def is_content_reason(reason: str) -> bool:
-    """True for "the server answered, but wrongly": not transport, HTTP or internal."""
-    return reason not in TRANSPORT_REASONS and reason not in HTTP_REASONS and reason != "internal"
+    """True for "the server answered, but wrongly": not transport, HTTP or the prober's."""
+    return (
+        reason not in TRANSPORT_REASONS
+        and reason not in HTTP_REASONS
+        and reason not in PROBER_REASONS
+    )
 
 
 _REASON_WORDS = {
@@ -114,6 +126,7 @@ _REASON_WORDS = {
     "rate_limited": "rate limited (429)",
     "unexpected_status": "an unexpected status",
     "invalid_json": "the response was not valid JSON",
+    "invalid_encoding": "the body did not decode with its Content-Encoding",
     "body_too_large": "the response was too large",
     "schema_mismatch": "the response did not match its schema",
     "assertion_failed": "the response did not meet an expectation",
@@ -126,6 +139,7 @@ _REASON_WORDS = {
     "stream_error": "the service sent an error in the stream",
     "invalid_event": "a streamed event was not valid JSON",
     "not_a_stream": "the response was not an event stream",
+    "local_resources": "the prober ran out of file descriptors or memory",
     "internal": "an internal error in uptime-probe",
 }
 
@@ -222,6 +236,8 @@ class CheckResult:
     started_at: float
     duration_seconds: float
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    # Down tries made again within this run before this one (`retries:`); this is the last.
+    retries: int = 0
 
     @property
     def ok(self) -> bool:

@@ -11,8 +11,12 @@ from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import Expect, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
-from uptime_probe.probe.assertions import Assertion, compile_expect
+from uptime_probe.config.types import Query
+from uptime_probe.probe.decoding import ACCEPT_ENCODING
+from uptime_probe.probe.judging import JudgingPool, StepJudge
 from uptime_probe.probe.kinds import StepKind, kind_of
+from uptime_probe.probe.request_url import RequestUrl
+from uptime_probe.probe.secret_origins import SecretPolicy
 
 USER_AGENT = f"uptime-probe/{__version__}"
 
@@ -23,8 +27,14 @@ class StepPlan:
     kind: StepKind
     # The check's and the step's headers, merged (HTTP-based kinds; empty for others).
     headers: tuple[tuple[str, Template], ...]
-    assertions: tuple[Assertion, ...]
+    # Judges a response against the step's `expect` and `extract` (None: a kind without them).
+    judge: StepJudge | None
     ssl: ssl.SSLContext | bool
+    redact: Redactor  # the check's: every cut of a target's text redacts first
+    # HTTP-based kinds: the URL with the config's values in place, and what of the request
+    # carries a secret (None when nothing does).
+    url: RequestUrl | None = None
+    secret_policy: SecretPolicy | None = None
 
     @property
     def name(self) -> str:
@@ -70,19 +80,34 @@ def compile_check(
     variables: Mapping[str, str],
     secrets: Mapping[str, str],
     tls: TlsContexts,
+    judging: JudgingPool | None = None,
 ) -> CheckPlan:
-    steps = [_compile_step(step, check, tls) for step in check.steps]
+    values = {**variables, **secrets}
+    redact = Redactor(secrets.values())
+    steps = [
+        _compile_step(step, check, tls, redact, judging, values, frozenset(secrets))
+        for step in check.steps
+    ]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
-        values={**variables, **secrets},
-        redact=Redactor(secrets.values()),
+        values=values,
+        redact=redact,
     )
 
 
-def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
+def _compile_step(
+    step: StepBase,
+    check: CheckConfig,
+    tls: TlsContexts,
+    redact: Redactor,
+    judging: JudgingPool | None,
+    values: Mapping[str, str],
+    secrets: frozenset[str],
+) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
+    url = policy = None
     if isinstance(step, HttpStepBase):
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
         headers.update(
@@ -91,21 +116,45 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         for name, value in step.default_headers:
             headers.setdefault(name.lower(), (name, Template(value)))
+        # What we decode, said explicitly (aiohttp's default depends on what is installed).
+        headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
+        url = RequestUrl.compile(step.http_request.url, values)
+        policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,
         kind=kind_of(step),
         headers=tuple(headers.values()),
-        assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
+        judge=StepJudge(expect, _judged_extract(step), judging, redact)
+        if isinstance(expect, Expect)
+        else None,
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
+        redact=redact,
+        url=url,
+        secret_policy=policy,
     )
 
 
-def compile_checks(config: Config, tls: TlsContexts | None = None) -> dict[str, CheckPlan]:
+def _judged_extract(step: StepBase) -> Mapping[str, Query]:
+    """The `extract` queries judged with the response (a stream extracts from its events)."""
+    if isinstance(step, HttpStepBase) and not step.extract_from_body:
+        return {}
+    return step.extract
+
+
+def compile_checks(
+    config: Config, tls: TlsContexts | None = None, judging: JudgingPool | None = None
+) -> dict[str, CheckPlan]:
+    """Every check's plan. `judging` judges heavy responses off the loop (probe/judging.py);
+    without it every response is judged on the loop, unbounded (tests, benchmarks)."""
     contexts = tls or TlsContexts()
     return {
         check.name: compile_check(
-            check, variables=config.variables, secrets=config.secrets, tls=contexts
+            check,
+            variables=config.variables,
+            secrets=config.secrets,
+            tls=contexts,
+            judging=judging,
         )
         for check in config.checks
     }

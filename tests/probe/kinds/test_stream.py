@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.hostile.server import refused_port
 from uptime_probe.probe import CheckResult, Status
@@ -22,6 +23,7 @@ MARGIN = 1.0  # how late a limit may be noticed on a loaded machine; far below "
 PROMPT = {"model": "gpt-test", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
 OPENAI = {"collect": "choices[0].delta.content", "done": "[DONE]"}
 ANTHROPIC = {"collect": "delta.text", "done_event": "message_stop"}
+SEEN = web.AppKey("seen", list[Any])  # the request headers an app received
 
 
 @pytest.fixture
@@ -123,7 +125,6 @@ async def test_without_collect_body_checks_read_every_events_data(sse: str) -> N
 
 
 async def test_a_get_stream_sends_the_event_stream_accept_header(serve_app: ServeApp) -> None:
-    from aiohttp import web
 
     seen: list[str] = []
 
@@ -365,8 +366,6 @@ async def test_the_sample_is_at_most_2_kib_of_the_newest_events(sse: str) -> Non
 async def test_a_deadline_before_the_head_says_so(serve_app: ServeApp) -> None:
     import asyncio
 
-    from aiohttp import web
-
     async def never(request: web.Request) -> web.Response:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
@@ -453,3 +452,206 @@ async def test_a_stream_without_what_it_extracts_is_extraction_failed(sse: str) 
 
     assert result.reason == "extraction_failed", result
     assert "extract missing: query no_such_key found nothing in 9 events" in result.message
+
+
+# --- the request's machinery: encoding, judging, redaction, secrets' origins -------------
+
+
+def _event_app(
+    *events: bytes, encoding: str | None = None, cut: bool = False, path: str = "/events"
+) -> web.Application:
+    """An app answering POST `path` with these events, gzip-compressed with a flush after
+    each when `encoding` is set (and labelled with it); `cut` ends the body before the gzip
+    stream's end."""
+    import zlib
+
+    seen: list[Any] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers)
+        headers = {"Content-Type": "text/event-stream"}
+        if encoding:
+            headers["Content-Encoding"] = encoding
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+        for event in events:
+            if encoding:
+                await response.write(
+                    compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                )
+            else:
+                await response.write(event)
+        if encoding and not cut:
+            await response.write(compressor.flush())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post(path, handler)
+    app[SEEN] = seen
+    return app
+
+
+def _openai_events(*tokens: str) -> list[bytes]:
+    import json
+
+    return [
+        b"data: " + json.dumps({"choices": [{"delta": {"content": token}}]}).encode() + b"\n\n"
+        for token in tokens
+    ] + [b"data: [DONE]\n\n"]
+
+
+async def test_a_gzip_stream_is_decoded_as_it_arrives(serve_app: ServeApp) -> None:
+    app = _event_app(*_openai_events(*TOKENS), encoding="gzip")
+    url = await serve_app(app)
+
+    result = await run(plan_of(stream_step(f"{url}/events")))
+
+    assert result.status is Status.UP, result
+    assert figures(result).answer_chars == len(ANSWER)
+    assert figures(result).events == len(TOKENS) + 1
+    # What it decodes, said as a request step says it (probe/decoding.py).
+    assert "gzip" in app[SEEN][0]["Accept-Encoding"]
+
+
+async def test_a_compressed_stream_cut_short_is_invalid_encoding(serve_app: ServeApp) -> None:
+    """Without a done event the end of the body ends the stream: a gzip stream that stops
+    before its own end is a broken body, not a whole answer."""
+    app = _event_app(*_openai_events(*TOKENS)[:-1], encoding="gzip", cut=True)
+    url = await serve_app(app)
+    step = stream_step(f"{url}/events", style={"collect": "choices[0].delta.content"})
+
+    result = await run(plan_of(step))
+
+    assert result.reason == "invalid_encoding", result
+    assert "gzip body ends before its compressed stream does" in result.message
+    assert figures(result).answer_chars == len(ANSWER)
+
+
+async def test_an_encoding_we_did_not_offer_is_invalid_encoding(serve_app: ServeApp) -> None:
+    url = await serve_app(_event_app(*_openai_events("hi"), encoding="compress"))
+
+    result = await run(plan_of(stream_step(f"{url}/events")))
+
+    assert result.reason == "invalid_encoding", result
+    assert "unsupported Content-Encoding 'compress'" in result.message
+
+
+async def test_a_large_answer_is_judged_off_the_loop(serve_app: ServeApp) -> None:
+    """body_* on the answer go through the step's StepJudge, as a request's body does:
+    an answer over the loop's budget (256 KiB of text) is judged in a worker."""
+    from uptime_probe.probe.judging import JudgingPool
+
+    tokens = ["word " * 1000] * 60 + ["the end"]  # about 300 KB of answer
+    url = await serve_app(_event_app(*_openai_events(*tokens)))
+    async with JudgingPool(max_workers=1) as pool:
+        passing = stream_step(f"{url}/events", max_body="2MiB", expect={"body_contains": "the end"})
+        failing = stream_step(
+            f"{url}/events", max_body="2MiB", expect={"body_not_contains": "the end"}
+        )
+
+        passed = await run(plan_of(passing, judging=pool))
+        failed = await run(plan_of(failing, judging=pool))
+
+        assert pool.started >= 1  # a worker judged them
+    assert passed.status is Status.UP, passed
+    assert failed.reason == "assertion_failed", failed
+    assert "not to contain 'the end'" in failed.message
+    assert figures(failed).answer_chars == sum(map(len, tokens))
+
+
+async def test_a_deadline_while_the_answer_waits_for_judging_says_so(
+    serve_app: ServeApp,
+) -> None:
+    """Cut while its answer waits for the judging worker (busy with another check's slow
+    query): `timeout` naming the judging, as for a request step, the figures kept."""
+    import asyncio
+
+    from uptime_probe.probe.judging import JudgingPool
+
+    from ..journeys import step
+    from ..test_judging import SLOW_QUERY, hostile_app
+
+    hostile = await serve_app(hostile_app())
+    url = await serve_app(_event_app(*_openai_events(*["word " * 1000] * 60)))
+    async with JudgingPool(max_workers=1) as pool:
+        slow = step(hostile + "/big", expect={"json": [{"query": SLOW_QUERY, "gt": 0}]})
+        busy = asyncio.create_task(run(plan_of(slow, timeout="20s", judging=pool)))
+        for _ in range(2000):  # until the slow check holds the only worker's slot (bounded)
+            if pool.workers == 1:
+                break
+            await asyncio.sleep(0.005)
+        answer = stream_step(f"{url}/events", max_body="2MiB", expect={"body_contains": "x"})
+
+        result = await run(plan_of(answer, judging=pool, timeout="500ms"))
+        busy.cancel()
+        await asyncio.gather(busy, return_exceptions=True)
+
+    assert result.reason == "timeout", result
+    assert result.message == (
+        "answer: judging the response (waiting for a free judging worker) did not finish "
+        "before the deadline (journey deadline 0.5s)"
+    ), result
+    assert figures(result).events == 61
+    assert figures(result).answer_chars == 60 * 5000
+
+
+async def test_a_secret_straddling_a_cut_is_redacted_whole(serve_app: ServeApp) -> None:
+    """The service's error is quoted cut at 200 characters, and the sample at 2 KiB: a
+    secret lying across either cut is redacted before the cut, never half kept."""
+    import json
+
+    secret = "s3cr3t-t0ken-0123456789"
+    # The message's cut (200 characters) falls inside the secret.
+    message = "m" * 190 + secret + "!" * 10
+    error = b'data: {"error": {"message": ' + json.dumps(message).encode() + b"}}\n\n"
+    # One event longer than the sample, the secret across its 2,048th byte.
+    prefix = b'data: {"error": {"message": "'
+    long_error = prefix + b"q" * (2048 - len(prefix) - 10) + secret.encode() + b'"}}\n\n'
+    url = await serve_app(_event_app(*_openai_events("Hi")[:1], error, path="/error"))
+    url2 = await serve_app(_event_app(long_error, path="/long"))
+    headers = {"Authorization": "Bearer {{ token }}"}
+
+    quoted = await run(
+        plan_of(stream_step(f"{url}/error", headers=headers), secrets={"token": secret})
+    )
+    sampled = await run(
+        plan_of(stream_step(f"{url2}/long", headers=headers), secrets={"token": secret})
+    )
+
+    assert (quoted.reason, sampled.reason) == ("stream_error", "stream_error")
+    assert "mmmm" in quoted.message
+    for result in (quoted, sampled):
+        sample = result.steps[0].response_sample
+        assert sample is not None
+        for text in (result.message, sample):
+            for size in range(6, len(secret) + 1):
+                assert secret[:size] not in text, (size, text[-80:])
+    sample = sampled.steps[0].response_sample
+    assert sample is not None
+    assert sample.startswith(prefix.decode() + "qqq")
+    assert sample.endswith("[REDACTED]"), sample[-40:]
+
+
+async def test_a_secret_header_does_not_follow_the_stream_to_another_origin(
+    serve_app: ServeApp,
+) -> None:
+    """The stream's request is a request's (prepare_request): a header carrying a secret
+    is withheld from a redirect to another origin, and the message says so."""
+    other = _event_app(*_openai_events(*TOKENS))
+    elsewhere = await serve_app(other)
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(f"{elsewhere}/events")
+
+    home = web.Application()
+    home.router.add_post("/events", moved)
+    url = await serve_app(home)
+    step = stream_step(f"{url}/events", headers={"X-Api-Key": "{{ token }}"})
+
+    result = await run(plan_of(step, secrets={"token": "s3cr3t-t0ken"}))
+
+    assert result.status is Status.UP, result
+    assert "X-Api-Key" not in other[SEEN][0]
+    assert "withheld X-Api-Key from http://127.0.0.1:" in result.steps[0].message, result

@@ -14,8 +14,10 @@ from pydantic import Discriminator, Tag
 
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADER_SIZE,
     JSON_OPERATORS,
     MAX_REDIRECTS,
+    MAX_RESPONSE_HEADERS,
     Expect,
     HttpStepBase,
     JsonAssertion,
@@ -63,8 +65,10 @@ else:
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_HEADER_SIZE",
     "JSON_OPERATORS",
     "MAX_REDIRECTS",
+    "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
     "Expect",
     "HttpStepBase",

@@ -17,7 +17,10 @@ from uptime_probe.config.template import Template
 from uptime_probe.config.types import (
     SLUG_PATTERN,
     Duration,
+    HeaderName,
+    HeaderTemplate,
     JmesPath,
+    OriginString,
     Regex,
     Size,
     Slug,
@@ -30,6 +33,12 @@ from uptime_probe.config.types import (
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_REDIRECTS = 10
+# A DNS name (labels of letters, digits and hyphens) or an IP literal.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*\.?$|^\[?[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]?$"
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+# Response header lines a step accepts; a flood beyond it is not HTTP we can judge.
+MAX_RESPONSE_HEADERS = 1000
 
 JSON_OPERATORS = (
     "equals",
@@ -131,7 +140,7 @@ class JsonAssertion(Model):
 class Expect(Model):
     status: StatusExpectation = Field(default="2xx", validate_default=True)
     max_latency: Duration | None = None
-    headers: dict[str, Regex] = {}
+    headers: dict[HeaderName, Regex] = {}
     body_contains: StringList = []
     body_not_contains: StringList = []
     body_matches: Regex | None = None
@@ -152,7 +161,7 @@ class Expect(Model):
 class RequestSpec(Model):
     method: HttpMethod = "GET"
     url: TemplateString
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     body: TemplateString | None = None
     json_body: Any = Field(default=None, alias="json")
 
@@ -183,6 +192,9 @@ class PollConfig(Model):
 class TlsConfig(Model):
     verify: bool = True
     ca_file: str | None = None
+    # The name sent as SNI and verified against the certificate; by default the `Host`
+    # header when the step sets one, else the URL's host (as blackbox_exporter does).
+    server_name: str | None = Field(default=None, max_length=253, pattern=HOSTNAME_PATTERN)
 
 
 class StepBase(Model):
@@ -231,11 +243,17 @@ class HttpStepBase(StepBase):
 
     # Headers the kind sends unless the check or the step sets them (User-Agent aside).
     default_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # Whether `extract` runs on the one JSON body once it is in (False: the kind extracts
+    # as it reads, a stream from its events).
+    extract_from_body: ClassVar[bool] = True
 
     expect: Expect = Expect()
     follow_redirects: bool = True
     max_body: Size = DEFAULT_MAX_BODY
+    max_header_size: Size = Field(default=DEFAULT_MAX_HEADER_SIZE, ge=1024, le=16 * 1024 * 1024)
     tls: TlsConfig = TlsConfig()
+    # Origins besides the URL's own that may receive the headers and body carrying a secret.
+    send_secrets_to: list[OriginString] = []
 
     @property
     def http_request(self) -> RequestSpec:

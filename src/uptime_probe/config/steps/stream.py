@@ -74,6 +74,7 @@ class StreamStep(HttpStepBase):
         ("Accept", "text/event-stream"),
         ("Cache-Control", "no-cache"),
     )
+    extract_from_body: ClassVar[bool] = False
 
     stream: StreamSpec
     expect: StreamExpect = StreamExpect()

@@ -1,8 +1,9 @@
 """What every HTTP-based kind (`request`, `stream`) does the same way around its exchange.
 
-Building the request from the step and the run's values, opening it on the run's shared
-session, judging the status line, and turning a transport exception into an attempt.
-Each kind then reads and judges the body its own way.
+Building the request (`prepare_request`: the URL as written, extracted values encoded by
+their position, secrets kept to their origin), opening it on the run's shared session,
+and turning a transport exception into an attempt. Each kind then reads and judges the
+body its own way, with its step's StepJudge (probe/judging.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import aiohttp
 from cryptography import x509
 from yarl import URL
 
-from uptime_probe.config.steps import MAX_REDIRECTS, Expect, HttpStepBase
+from uptime_probe.config.steps import MAX_REDIRECTS, MAX_RESPONSE_HEADERS, HttpStepBase
 from uptime_probe.config.template import render_json
-from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.secret_origins import OriginGuard, SecretWithheld
 from uptime_probe.probe.tracing import TimedConnector
 
 
@@ -37,7 +39,9 @@ def certificate_not_after(der: bytes | None) -> float | None:
         return None
 
 
-async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
+async def fetch_certificate_not_after(
+    url: URL, timeout: float, server_name: str | None = None
+) -> float | None:
     """The expiry of the certificate a host presents, without verifying it.
 
     Used after verification failed, so an expired or wrong-host certificate still
@@ -51,7 +55,7 @@ async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(
-                url.host, url.port or 443, ssl=context, server_hostname=url.host
+                url.host, url.port or 443, ssl=context, server_hostname=server_name or url.host
             )
             try:
                 ssl_object = writer.get_extra_info("ssl_object")
@@ -73,36 +77,95 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
-    """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
+def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
+    if config.tls.server_name:
+        return config.tls.server_name
+    host = next((value for name, value in headers.items() if name.lower() == "host"), None)
+    if not host:
+        return None
+    # A Host header may carry a port (`chat.example.com:8443`); SNI never does.
+    name = URL.build(scheme="https", authority=host).host if ":" in host else host
+    return name or None
+
+
+@dataclass(slots=True)
+class OutgoingRequest:
+    """A step's request, ready for `session.request(method, url, **arguments)`."""
+
+    url: URL
+    arguments: dict[str, Any]
+    # Set when the request carries a secret: say what it withheld (`guard.note`).
+    guard: OriginGuard | None = None
+
+    def noted(self, attempt: Attempt) -> Attempt:
+        """The attempt, its message saying which headers were withheld from another origin."""
+        note = self.guard.note if self.guard is not None else ""
+        if note:
+            attempt.message = f"{attempt.message}; {note}" if attempt.message else note
+        return attempt
+
+
+def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingRequest:
+    """The request's URL and arguments.
+
+    ValueError (or UnicodeError) when values (extracted ones) make it unsendable;
+    SecretWithheld when they send it, carrying a secret that cannot be left out, to
+    another origin.
+    """
     config = plan.config
     assert isinstance(config, HttpStepBase)
+    assert plan.url is not None, "HTTP-based steps compile their URL"
     request = config.http_request
+    url = plan.url.render(values)
+    headers = {
+        name: _header_value(name, template.render(values)) for name, template in plan.headers
+    }
+    guard = None
+    if plan.secret_policy is not None:
+        guard = OriginGuard(plan.secret_policy, headers)
+        if plan.url.origin_varies:
+            url, headers = guard.check_first(url, headers)
     arguments: dict[str, Any] = {
-        "headers": {
-            name: _header_value(name, template.render(values)) for name, template in plan.headers
-        },
+        "headers": headers,
         "allow_redirects": config.follow_redirects,
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
         "ssl": plan.ssl,
+        # aiohttp's 8,190-byte default fails answers that Go, curl and browsers read
+        # (a 12 KB Content-Security-Policy); the limit is the step's, per line.
+        "max_line_size": config.max_header_size,
+        "max_field_size": config.max_header_size,
+        "max_headers": MAX_RESPONSE_HEADERS,
     }
+    if guard is not None and config.follow_redirects:
+        arguments["middlewares"] = (guard,)
+    if url.scheme == "https":
+        server_name = _server_name(config, headers)
+        if server_name is not None:
+            arguments["server_hostname"] = server_name
     if request.body is not None:
         arguments["data"] = request.body.render(values).encode()
     elif request.json_body is not None:
         arguments["json"] = render_json(request.json_body, values)
-    return arguments
+    return OutgoingRequest(url, arguments, guard)
 
 
 @dataclass(slots=True)
 class Exchange:
-    """One HTTP exchange made ready: the run's session, the rendered URL and arguments."""
+    """One HTTP exchange made ready: the run's session, and the request to send on it."""
 
     session: aiohttp.ClientSession
     connector: TimedConnector
     method: str
-    url: str
+    outgoing: OutgoingRequest
+    # outgoing.arguments, plus the phase recorder and our own decoding (probe/decoding.py,
+    # which knows when a compressed body was cut short; aiohttp's does not).
     arguments: dict[str, Any]
+
+    @property
+    def url(self) -> URL:
+        return self.outgoing.url
 
 
 def prepare_exchange(
@@ -114,50 +177,52 @@ def prepare_exchange(
     try:
         session, connector = run.http()
     except Exception as exc:  # building a session cannot fail on the target's account
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     connector.recorder = run.recorder
     connector.peer_certificate = None
-    request = config.http_request
-    url = request.url.render(values)
     try:
-        arguments = request_arguments(plan, values)
+        outgoing = prepare_request(plan, values)
+    except SecretWithheld as exc:
+        return Attempt(Status.DOWN, exc.reason, exc.message, duration=time.perf_counter() - started)
     except (ValueError, UnicodeError) as exc:
-        # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
-        return Attempt(
-            Status.DOWN,
-            FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
-            duration=time.perf_counter() - started,
-        )
-    arguments["trace_request_ctx"] = run.recorder
-    return Exchange(session, connector, request.method, url, arguments)
+        # Values a target sent back (a line break, a lone surrogate) cannot be sent on;
+        # a host name no resolver could look up is `dns`, as when aiohttp meets one.
+        reason, message = classify_exception(exc, redact=plan.redact)
+        if reason is not FailureReason.DNS:
+            reason = FailureReason.EXTRACTION_FAILED
+            message = f"cannot build the request: {plan.redact.cut(str(exc), 200)}"
+        return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
+    arguments = {
+        **outgoing.arguments,
+        "trace_request_ctx": run.recorder,
+        "auto_decompress": False,
+    }
+    return Exchange(session, connector, config.http_request.method, outgoing, arguments)
 
 
 async def transport_failure(
-    exc: BaseException, run: RunContext, url: str, started: float
+    exc: BaseException, plan: StepPlan, run: RunContext, exchange: Exchange, started: float
 ) -> Attempt:
     """The down attempt for an exception raised by the exchange (never CancelledError)."""
-    reason, message = classify_exception(exc, run.recorder.state)
+    if isinstance(exc, SecretWithheld):
+        reason, message = exc.reason, exc.message
+    else:
+        reason, message = classify_exception(exc, run.recorder.state, redact=plan.redact)
     not_after = None
     if reason is FailureReason.TLS:
-        not_after = await fetch_certificate_not_after(URL(url), timeout=2.0)
-    return Attempt(
-        Status.DOWN,
-        reason,
-        message,
-        tls_not_after=not_after,
-        duration=time.perf_counter() - started,
+        not_after = await fetch_certificate_not_after(
+            exchange.url,
+            timeout=2.0,
+            server_name=exchange.outgoing.arguments.get("server_hostname"),
+        )
+    return exchange.outgoing.noted(
+        Attempt(
+            Status.DOWN,
+            reason,
+            message,
+            http_status=exc.status if isinstance(exc, SecretWithheld) else None,
+            tls_not_after=not_after,
+            duration=time.perf_counter() - started,
+        )
     )
-
-
-def status_failure(
-    expect: Expect, status: int, headers: Mapping[str, str]
-) -> tuple[FailureReason, str] | None:
-    """The reason and message when the status is not one the step expects, else None."""
-    if status in expect.status:
-        return None
-    reason = classify_status(status)
-    retry = headers.get("Retry-After")
-    hint = f" (Retry-After: {retry[:20]})" if reason is FailureReason.RATE_LIMITED and retry else ""
-    return reason, f"HTTP {status}, expected {expect.status}{hint}"

@@ -7,10 +7,12 @@ the moment the step starts its request, and the two limits that end a stream ear
 (`first_event_within`, `max_gap`) are enforced while reading, not after: a stalled
 stream fails at the limit, not at the journey's deadline.
 
-Bounded: `max_body` caps the bytes read (comments included), so a 1 GB event or a flood
-of tiny ones stops there; the answer is kept only when an expectation reads it; the
-sample holds the last events, at most SAMPLE_BYTES; after each slice of bytes parsed the
-loop gets a turn, so a flood cannot starve the other checks.
+Bounded: `max_body` caps the bytes read (comments included), on the wire and decoded, so
+a 1 GB event or a flood of tiny ones stops there; the answer is kept only when an
+expectation reads it, and is judged as a request's body is (probe/judging.py: off the loop
+when it is large); the sample holds the last events, about SAMPLE_BYTES of them; after
+each slice of bytes parsed the loop gets a turn, so a flood cannot starve the other checks.
+Every piece of the target's text in a message is redacted before it is cut.
 """
 
 from __future__ import annotations
@@ -24,22 +26,29 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import StreamStep
-from uptime_probe.probe.assertions import ResponseView
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.assertions import judge_head
+from uptime_probe.probe.classify import classify_deadline, classify_exception
+from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import SAMPLE_BYTES, Attempt, RunContext
 from uptime_probe.probe.kinds.event_stream import EventStreamParser, ServerSentEvent
 from uptime_probe.probe.kinds.http_exchange import (
     Exchange,
     certificate_not_after,
     prepare_exchange,
-    status_failure,
     transport_failure,
 )
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
-from uptime_probe.probe.tracing import CONNECTING, RESOLVING, PhaseRecorder
+from uptime_probe.probe.tracing import (
+    CONNECTING,
+    HANDSHAKING,
+    RESOLVING,
+    PhaseRecorder,
+)
 
 EVENT_STREAM = "text/event-stream"
 # Bytes parsed between two turns of the event loop: ~2,000 tiny events at most.
@@ -48,7 +57,10 @@ _READ_SLICE = 16 * 1024
 _RECENT_EVENTS = 64
 # How long a failed answer's body is read for its sample, at most.
 _SAMPLE_WAIT = 1.0
+_TIMER_SLACK = 0.002
 _MESSAGE_TEXT = 200
+# The recorder's states before a connection is up: a cut there is the transport's reason.
+_CONNECTING = (RESOLVING, CONNECTING, HANDSHAKING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +121,11 @@ class _Reading:
     config: StreamStep
     recorder: PhaseRecorder
     started: float
+    redact: Redactor  # the check's: the target's text is redacted before any cut
     parser: EventStreamParser = field(default_factory=EventStreamParser)
+    decoder: BodyDecoder | None = None  # the head's Content-Encoding, undone as bytes come
     http_status: int | None = None
+    headers: CIMultiDictProxy[str] | None = None
     tls_not_after: float | None = None
     head_at: float | None = None
     first_event_at: float | None = None
@@ -119,7 +134,8 @@ class _Reading:
     ended_at: float | None = None
     longest_gap: float | None = None
     events: int = 0
-    bytes_read: int = 0
+    bytes_read: int = 0  # decoded: what the parser was given
+    wire_bytes: int = 0
     answer_chars: int = 0
     # The answer (or every event's data, without collect), kept only for body_* checks.
     texts: list[str] | None = None
@@ -127,9 +143,14 @@ class _Reading:
     recent: deque[ServerSentEvent] = field(default_factory=lambda: deque(maxlen=_RECENT_EVENTS))
     first_bytes: bytearray = field(default_factory=bytearray)
     done_seen: bool = False
-    head_outcomes: tuple[AssertionOutcome, ...] = ()
     # A failure already decided, while its sample is read: what a deadline cut reports.
     decided: Attempt | None = None
+
+    @property
+    def sample_room(self) -> int:
+        """Bytes kept for the sample: SAMPLE_BYTES, and room for the engine to redact a
+        secret that straddles its cut whole (Redactor.cut_bytes reads that far)."""
+        return SAMPLE_BYTES + 4 * self.redact.reach
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -190,7 +211,7 @@ class _Reading:
             return self.fail(
                 FailureReason.STREAM_ERROR,
                 f"the service sent an error in the stream (event {self.events}): "
-                f"{_service_error(event, document)}",
+                f"{self.quote(_service_error(event, document), _MESSAGE_TEXT) or '(no message)'}",
             )
         if spec.collect is not None:
             if data.strip():
@@ -200,7 +221,7 @@ class _Reading:
                     return self.fail(
                         FailureReason.INVALID_EVENT,
                         f"event {self.events} is not JSON, which collect needs: "
-                        f"data {_flat(data, 80)!r}",
+                        f"data {self.quote(data, 80)!r}",
                     )
                 self.collect(_strings(spec.collect, document), at)
         elif self.texts is not None:
@@ -231,6 +252,10 @@ class _Reading:
             if value is not None:
                 self.extracted[name] = value if isinstance(value, str) else json.dumps(value)
 
+    def quote(self, text: str, limit: int) -> str:
+        """The target's text for a message: redacted, cut, on one line."""
+        return _one_line(self.redact.cut(text, limit))
+
     # --- outcomes -------------------------------------------------------------------------
 
     def figures(self, cut_at: float | None = None) -> StreamFigures:
@@ -249,17 +274,20 @@ class _Reading:
         )
 
     def sample(self) -> bytes:
-        """The newest events as the stream wrote them, at most SAMPLE_BYTES; before any
-        event, the stream's first bytes (comments, or the start of an unfinished event)."""
+        """The newest events as the stream wrote them, whole, about SAMPLE_BYTES of them;
+        before any event, the stream's first bytes (comments, or an unfinished event).
+
+        Never cut at SAMPLE_BYTES here: the engine redacts, then cuts (`sample_room`)."""
+        room = self.sample_room
         if not self.recent:
-            return bytes(self.first_bytes[:SAMPLE_BYTES])
+            return bytes(self.first_bytes[:room])
         kept: list[bytes] = []
         size = 0
         for event in reversed(self.recent):
             text = _as_written(event)
             if size + len(text) > SAMPLE_BYTES:
                 if not kept:  # the newest alone is too long: its beginning
-                    kept.append(text[:SAMPLE_BYTES])
+                    kept.append(text[:room])
                 break
             kept.append(text)
             size += len(text)
@@ -310,10 +338,9 @@ class _Reading:
             return self.stalled(now - self.last_event_at, cut_at=now)
         within = self.config.expect.first_event_within
         if self.head_at is None:
-            state = self.recorder.state
-            if state in (RESOLVING, CONNECTING):
+            if self.recorder.state in _CONNECTING:
                 # Not even connected: the transport's reason, as a deadline would say.
-                reason, detail = classify_exception(TimeoutError(), state)
+                reason, detail = classify_deadline(self.recorder)
                 return self.fail(reason, f"{detail} (first_event_within {within:g}s)", now)
             return self.fail(
                 FailureReason.FIRST_EVENT_TIMEOUT,
@@ -336,15 +363,15 @@ class _Reading:
         return ", ".join(parts) or "nothing"
 
     def deadline_note(self) -> Attempt:
-        """What the journey's deadline cut: the head, or an open stream and how it was going."""
+        """What the journey's deadline cut: the head, or an open stream and how it was going.
+
+        (A cut while its answer is judged off the loop the engine tells as for any kind.)"""
         if self.decided is not None:
             return self.decided
         now = time.perf_counter()
+        if self.head_at is None and self.recorder.state in _CONNECTING:
+            return self.fail(*classify_deadline(self.recorder), now)
         if self.head_at is None:
-            state = self.recorder.state
-            if state in (RESOLVING, CONNECTING):
-                reason, detail = classify_exception(TimeoutError(), state)
-                return self.fail(reason, detail, now)
             return self.fail(FailureReason.TIMEOUT, "no response head before the deadline", now)
         if self.last_event_at is None:
             return self.fail(
@@ -369,23 +396,27 @@ class StreamKind:
         config = plan.config
         assert isinstance(config, StreamStep)
         started = time.perf_counter()
-        reading = _Reading(config, run.recorder, started)
+        reading = _Reading(config, run.recorder, started, plan.redact)
         exchange = prepare_exchange(plan, values, run, started)
         if isinstance(exchange, Attempt):
             return exchange
         run.deadline_note = reading.deadline_note
         try:
-            return await _exchange(plan, exchange, reading)
+            attempt = await _exchange(plan, exchange, reading)
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return await _broken(exc, reading, run, exchange.url)
+            attempt = await _broken(exc, plan, reading, run, exchange)
+        if attempt is None:  # the stream ended as it should: judge what it delivered
+            attempt = await _judge_end(plan, reading)
+        return exchange.outgoing.noted(attempt)
 
 
 KIND = StreamKind()
 
 
-async def _exchange(plan: StepPlan, exchange: Exchange, reading: _Reading) -> Attempt:
+async def _exchange(plan: StepPlan, exchange: Exchange, reading: _Reading) -> Attempt | None:
+    """Open the stream and read it: the failed attempt, or None when it ended as it should."""
     config = reading.config
     watchdog = reading.watchdog()
     timer = asyncio.timeout(_delay(watchdog))
@@ -401,13 +432,14 @@ async def _exchange(plan: StepPlan, exchange: Exchange, reading: _Reading) -> At
     try:
         reading.head_at = reading.arrival()
         reading.http_status = response.status
+        reading.headers = response.headers
         reading.tls_not_after = certificate_not_after(exchange.connector.peer_certificate)
         failed = _judge_head(plan, response, reading)
         if failed is not None:
             reading.decided = failed
-            failed.body = await _read_sample(response, min(SAMPLE_BYTES, config.max_body))
+            failed.body = await _read_sample(response, min(reading.sample_room, config.max_body))
             return failed
-        return await _read_events(plan, response, reading)
+        return await _read_events(response, reading)
     finally:
         reading.recorder.body_done()  # the transfer phase ends with the last bytes read
         # An unfinished stream's connection is closed, a finished one goes back to the pool.
@@ -419,39 +451,42 @@ def _judge_head(
 ) -> Attempt | None:
     """Status, then Content-Type, then the `headers` expectations: judged on the head."""
     config = reading.config
-    expect = config.expect
     status, headers = response.status, response.headers
-    wrong_status = status_failure(expect, status, headers)
-    if wrong_status is not None:
-        return reading.fail(*wrong_status)
+    assert plan.judge is not None, "a stream step always has its expect"
+    verdict = judge_head(plan.judge.rules, status, headers)
+    if verdict.status is Status.DOWN and status not in config.expect.status:
+        return reading.fail(verdict.reason or FailureReason.UNEXPECTED_STATUS, verdict.message)
     if response.content_type != EVENT_STREAM:
-        shown = _flat(headers.get("Content-Type", "(none)"), 100)
+        shown = reading.quote(headers.get("Content-Type", "(none)"), 100)
         return reading.fail(
             FailureReason.NOT_A_STREAM,
             f"HTTP {status} with Content-Type {shown!r}, not {EVENT_STREAM}",
         )
     declared = response.content_length
-    if declared is not None and declared > config.max_body and not headers.get("Content-Encoding"):
+    if declared is not None and declared > config.max_body:
         return reading.fail(
             FailureReason.BODY_TOO_LARGE,
             f"response declares {declared} bytes, above max_body {config.max_body}",
         )
-    # compile_expect puts the header expectations first, one per `expect.headers` entry.
-    view = ResponseView(status, headers, b"")
-    outcomes = tuple(check(view) for check in plan.assertions[: len(expect.headers)])
-    failed = next((o for o in outcomes if not o.passed), None)
-    if failed is not None:
-        return reading.attempt(Status.DOWN, failed.reason, failed.message, assertions=outcomes)
-    reading.head_outcomes = outcomes
-    if plan.assertions[len(expect.headers) :]:
+    try:
+        reading.decoder = BodyDecoder(headers.get("Content-Encoding"))
+    except ContentDecodingError as exc:
+        return reading.fail(FailureReason.INVALID_ENCODING, str(exc))
+    if verdict.status is Status.DOWN:
+        return reading.attempt(
+            Status.DOWN, verdict.reason, verdict.message, assertions=verdict.assertions
+        )
+    if plan.judge.rules.judges_body:
         reading.texts = []
     return None
 
 
-async def _read_events(
-    plan: StepPlan, response: aiohttp.ClientResponse, reading: _Reading
-) -> Attempt:
+async def _read_events(response: aiohttp.ClientResponse, reading: _Reading) -> Attempt | None:
+    """Read, decode and parse until the stream ends: a failed attempt, or None when it
+    ended (its done event, or the body) with `ended_at` set."""
     config = reading.config
+    decoder = reading.decoder
+    assert decoder is not None
     content = response.content
     while True:
         watchdog = reading.watchdog()
@@ -471,30 +506,46 @@ async def _read_events(
                 return reading.waited_too_long(expired, time.perf_counter())
         if not chunk:  # the body ended
             reading.ended_at = max(reading.arrival(), reading.last_event_at or 0.0)
-            return _judge_end(plan, response, reading)
+            if reading.wire_bytes and not decoder.identity:
+                try:
+                    decoder.finish()
+                except ContentDecodingError as exc:
+                    return reading.fail(FailureReason.INVALID_ENCODING, str(exc))
+            return None
+        at = reading.arrival()
+        reading.wire_bytes += len(chunk)
         # Bytes past max_body are never parsed: a stream that ends within it is whole.
         allowed = config.max_body - reading.bytes_read
-        over = len(chunk) > allowed
-        chunk = chunk[:allowed] if over else chunk
-        reading.bytes_read += len(chunk)
-        if len(reading.first_bytes) < SAMPLE_BYTES:
-            reading.first_bytes += chunk[: SAMPLE_BYTES - len(reading.first_bytes)]
-        at = reading.arrival()
-        events = reading.parser.feed(chunk)
-        if expired is not None and not events:
+        try:
+            data = decoder.feed(chunk, allowed)
+        except ContentDecodingError as exc:
+            return reading.fail(FailureReason.INVALID_ENCODING, str(exc))
+        over = "(decoded)" if len(data) > allowed else ""
+        if not over and reading.wire_bytes > config.max_body:
+            over = "on the wire"
+        data = data[:allowed]
+        reading.bytes_read += len(data)
+        if len(reading.first_bytes) < reading.sample_room:
+            reading.first_bytes += data[: reading.sample_room - len(reading.first_bytes)]
+        seen = reading.events
+        # A compressed slice may decode to much more: parsed a slice at a time, as read.
+        for start in range(0, len(data), _READ_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for event in reading.parser.feed(data[start : start + _READ_SLICE]):
+                outcome = reading.take(event, at)
+                if outcome is None:
+                    continue
+                if isinstance(outcome, Attempt):
+                    return outcome
+                reading.ended_at = at
+                return None
+        if expired is not None and reading.events == seen:
             return reading.waited_too_long(expired, time.perf_counter())
-        for event in events:
-            outcome = reading.take(event, at)
-            if outcome is None:
-                continue
-            if isinstance(outcome, Attempt):
-                return outcome
-            reading.ended_at = at
-            return _judge_end(plan, response, reading)
         if over:
             return reading.fail(
                 FailureReason.BODY_TOO_LARGE,
-                f"stream exceeds max_body {config.max_body} bytes (decoded) "
+                f"stream exceeds max_body {config.max_body} bytes {over} "
                 f"after {_events(reading.events)}",
                 time.perf_counter(),
             )
@@ -505,7 +556,7 @@ async def _read_events(
         await asyncio.sleep(0)
 
 
-def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Reading) -> Attempt:
+async def _judge_end(plan: StepPlan, reading: _Reading) -> Attempt:
     """The stream ended (its done event, or the body): what it delivered, in order."""
     config = reading.config
     spec, expect = config.stream, config.expect
@@ -536,19 +587,34 @@ def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Readi
                 FailureReason.EXTRACTION_FAILED,
                 f"extract {name}: query {query} found nothing in {_events(reading.events)}",
             )
-    # body_* read the answer, or without collect every event's data, one per line.
+    # The whole response judged as a request's is (probe/judging.py): the head again, and
+    # body_* on the answer, or without collect on every event's data, one per line.
     text = ("" if spec.collect is not None else "\n").join(reading.texts or ())
-    view = ResponseView(response.status, response.headers, text.encode())
-    outcomes = reading.head_outcomes + tuple(
-        check(view) for check in plan.assertions[len(expect.headers) :]
+    assert plan.judge is not None, "a stream step always has its expect"
+    assert reading.http_status is not None
+    assert reading.headers is not None
+    judged = await plan.judge.judge(
+        reading.http_status, reading.headers, text.encode(), reading.recorder
     )
-    failed = next((o for o in outcomes if not o.passed), None)
-    if failed is not None:
-        return reading.attempt(Status.DOWN, failed.reason, failed.message, assertions=outcomes)
-    summary = f"HTTP {response.status}, {_events(reading.events)}"
-    if spec.collect is not None:
-        summary += f", {reading.answer_chars} characters"
-    late = expect.max_first_event
+    verdict = judged.verdict
+    if verdict.status is Status.DOWN:
+        attempt = reading.attempt(
+            Status.DOWN, verdict.reason, verdict.message, assertions=verdict.assertions
+        )
+    elif verdict.status is Status.DEGRADED:
+        attempt = reading.attempt(
+            Status.DEGRADED, None, verdict.message, assertions=verdict.assertions
+        )
+    else:
+        attempt = _on_time(reading, verdict.assertions)
+    # Judging in a worker is the run's time, not the stream's: the step ends after it.
+    attempt.ended += judged.off_loop_seconds
+    return attempt
+
+
+def _on_time(reading: _Reading, outcomes: tuple[AssertionOutcome, ...]) -> Attempt:
+    """A stream that delivered: degraded when its first event came after max_first_event."""
+    late = reading.config.expect.max_first_event
     first = reading.first_event_at
     if late is not None and first is not None and first - reading.started > late:
         return reading.attempt(
@@ -557,17 +623,22 @@ def _judge_end(plan: StepPlan, response: aiohttp.ClientResponse, reading: _Readi
             f"first event after {first - reading.started:.2f}s, above max_first_event {late:g}s",
             assertions=outcomes,
         )
+    summary = f"HTTP {reading.http_status}, {_events(reading.events)}"
+    if reading.config.stream.collect is not None:
+        summary += f", {reading.answer_chars} characters"
     return reading.attempt(Status.UP, None, summary, assertions=outcomes)
 
 
-async def _broken(exc: Exception, reading: _Reading, run: RunContext, url: str) -> Attempt:
+async def _broken(
+    exc: Exception, plan: StepPlan, reading: _Reading, run: RunContext, exchange: Exchange
+) -> Attempt:
     """The exchange raised: before the head a transport failure; after it, with a done
     event expected, the stream ended before it."""
     if reading.head_at is None:
-        attempt = await transport_failure(exc, run, url, reading.started)
+        attempt = await transport_failure(exc, plan, run, exchange, reading.started)
         attempt.figures = reading.figures()
         return attempt
-    reason, message = classify_exception(exc, reading.recorder.state)
+    reason, message = classify_exception(exc, reading.recorder.state, redact=plan.redact)
     spec = reading.config.stream
     if reason is FailureReason.CONNECTION_RESET and (spec.done or spec.done_event):
         return reading.fail(
@@ -596,7 +667,14 @@ async def _read_sample(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 def _delay(watchdog: tuple[float, str] | None) -> float | None:
-    return None if watchdog is None else max(0.0, watchdog[0] - time.perf_counter())
+    """How long to wait for bytes before the watchdog's limit, by the loop's timer.
+
+    The loop's clock is coarser than perf_counter (uvloop's ticks are 1 ms, and a timer
+    due within one tick fires early), so it waits a tick longer: a limit never fires
+    before the silence it measures has really lasted that long."""
+    if watchdog is None:
+        return None
+    return max(0.0, watchdog[0] - time.perf_counter()) + _TIMER_SLACK
 
 
 def _since(moment: float | None, started: float) -> float | None:
@@ -649,7 +727,7 @@ def _service_error(event: ServerSentEvent, document: Any) -> str:
         words = error
     else:
         words = json.dumps(error, ensure_ascii=False)
-    return _flat(words, _MESSAGE_TEXT) or "(no message)"
+    return words
 
 
 def _as_written(event: ServerSentEvent) -> bytes:
@@ -662,7 +740,6 @@ def _events(count: int) -> str:
     return "1 event" if count == 1 else f"{count} events"
 
 
-def _flat(text: str, limit: int) -> str:
-    """A target's text on one line, cut: messages are one line (docs/configuration.md)."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+def _one_line(text: str) -> str:
+    """Messages are one line (docs/configuration.md): a target's line breaks become spaces."""
+    return " ".join(text.split())
