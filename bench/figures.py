@@ -69,6 +69,7 @@ class Scale:
     detection_interval: float = 10.0
     profile_seconds: float = 30.0
     profile_checks: int = 1000
+    quiet_window: float = 120.0  # the quiet daemon's measured window
 
 
 FULL = Scale("full")
@@ -80,6 +81,7 @@ REDUCED = Scale(
     lag_window=10.0,
     detection_interval=5.0,
     profile_seconds=15.0,
+    quiet_window=30.0,
 )
 
 

@@ -1215,6 +1215,42 @@ def judging_section(results: dict[str, Any]) -> str:
     )
 
 
+def quiet_section(results: dict[str, Any]) -> str:
+    section = results.get("quiet")
+    if not isinstance(section, dict) or "error" in section:
+        return ""
+    runs = [run for run in section.get("ours", []) if "cpu_utilisation" in run]
+    if not runs:
+        return ""
+    first = runs[0]
+    return (
+        "## A quiet daemon\n\n"
+        f"What most deployments run: {first['checks']} healthy one-step checks (nginx `/json`) "
+        f"every {first['interval']:g} s, {num(med(pick(runs, 'runs_per_second')), 1)} runs/s, "
+        "measured after every check ran once and a settling pause "
+        f"({num(med(pick(runs, 'window')), 0)} s windows). The judging zygote "
+        "(`probe/judging.py`) is a separate process started with the daemon: its figures are "
+        "given apart.\n\n"
+        + table(
+            ("measure", "daemon", "judging zygote (children)", "target"),
+            [
+                (
+                    "CPU, % of one core",
+                    spread(pick(runs, "cpu_utilisation"), 2, 100),
+                    spread(pick(runs, "children_cpu_utilisation"), 2, 100),
+                    "<= 0.3%",
+                ),
+                (
+                    "RSS, MB",
+                    spread(pick(runs, "rss_bytes"), 1, 1e-6),
+                    spread(pick(runs, "children_rss_bytes"), 1, 1e-6),
+                    "<= 60 MB",
+                ),
+            ],
+        )
+    )
+
+
 SECTIONS: tuple[Callable[[dict[str, Any]], str], ...] = (
     header,
     summary,
@@ -1223,6 +1259,7 @@ SECTIONS: tuple[Callable[[dict[str, Any]], str], ...] = (
     fig_cpu,
     fig_latency,
     fig_scale,
+    quiet_section,
     fig_detection,
     gc_section,
     run_cost_section,
