@@ -824,7 +824,7 @@ def run_cost_section(results: dict[str, Any]) -> str:
         "in one process (`bench/micro.py`, the product's own functions, target core): "
         "`run_check` probing nginx's `/json` back to back (a fresh session and connection each time, "
         "the JSON assertion); the `Scheduler` firing 1,000 checks a second with a `run` that returns at "
-        "once and a sink that drops the outcome (APScheduler's fire, our task, the state machine); "
+        "once and a sink that drops the outcome (the check's loop timer, our task, the state machine); "
         "the result sinks on the loop; and the SQLite store writing one run's row, rollup and state, "
         "with runs arriving paced at 1,000/s (the small batches the daemon really writes) and all at "
         "once (500-row batches, the best case).\n"
@@ -846,7 +846,7 @@ def run_cost_section(results: dict[str, Any]) -> str:
             spread(pick(checks, "session_shared_trace_us"), 1),
         ],
         [
-            "`Scheduler` per run (APScheduler + our task + state machine)",
+            "`Scheduler` per run (loop timer + our task + state machine)",
             spread(pick(rc["scheduler"], "cpu_us_per_run"), 0),
         ],
         [
@@ -1044,7 +1044,7 @@ def runcost_split(results: dict[str, Any]) -> str:
     sinks = med(pick(rc["run_check"], "sinks_fanout_us"))
     return (
         f"Measured part by part: the probe itself (`run_check`: aiohttp's client, a new session "
-        f"and connection, the JSON assertion) {num(run, 0)} µs, the scheduler (mostly APScheduler) "
+        f"and connection, the JSON assertion) {num(run, 0)} µs, the scheduler (loop timer, task, state machine) "
         f"{num(sched, 0)} µs, the SQLite history {num(store, 0)} µs, the other sinks {num(sinks, 0)} µs. "
     ) + budget_clause(results, run)
 
