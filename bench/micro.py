@@ -341,7 +341,7 @@ def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]
 def scheduler_cost(
     checks: int = 1000, seconds: float = 10.0, loop: str = "uvloop"
 ) -> dict[str, Any]:
-    """CPU per run of the product's Scheduler alone: APScheduler's fire, our task, the state
+    """CPU per run of the product's Scheduler alone: the check's loop timer, our task, the state
     machine, with a `run` that returns at once and a sink that drops the outcome.
 
     What is left of a daemon run's CPU after this and `run_cost` is storage and metrics.

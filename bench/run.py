@@ -33,6 +33,7 @@ SECTIONS = (
     "cpu",
     "latency",
     "scale",
+    "quiet",
     "gc",
     "profile",
     "detection",
@@ -317,6 +318,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return out
 
             recorder.section("scale", scale_points)
+
+        if "quiet" in only:
+            recorder.section(
+                "quiet",
+                lambda: {
+                    "ours": [
+                        figures.quiet_daemon(
+                            one(f"quiet-{r}"), cores, nginx, window=scale.quiet_window
+                        )
+                        for r in range(scale.repeats)
+                    ]
+                },
+            )
 
         if "gc" in only:
 

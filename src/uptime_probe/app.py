@@ -27,6 +27,7 @@ from uptime_probe.descriptors import (
     raise_soft_limit,
     share_descriptors,
 )
+from uptime_probe.housekeeping import Housekeeping
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
@@ -138,7 +139,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self.housekeeping = Housekeeping()  # periodic upkeep; check runs are the scheduler's
         self._tasks: set[asyncio.Task[ReloadOutcome]] = set()
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
@@ -233,6 +234,7 @@ class Daemon:
             for result in RESULTS:
                 self.daemon_metrics.notifications.labels(notifier=name, result=result)
         self.config = config
+        self.housekeeping.every(config.server.watch_interval, "config-watch", self._watch_config)
         self.daemon_metrics.shard_checks.labels(shard=self.daemon_metrics.shard).set(len(plans))
         self.daemon_metrics.reload_successful.set(1)
         self.daemon_metrics.reload_timestamp.set(time.time())
@@ -370,7 +372,7 @@ class Daemon:
         )
         bound = self._server.sockets[0].getsockname()  # the real port when asked for port 0
         self.address = (str(bound[0]), int(bound[1]))
-        self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")
+        self.housekeeping.start()
         log.info(
             "daemon_started",
             listen=f"{self.address[0]}:{self.address[1]}",
@@ -379,16 +381,14 @@ class Daemon:
         )
 
     async def _watch_config(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.server.watch_interval)
-            digest = self._digest()
-            if digest and digest != self._config_digest:
-                self._config_digest = digest
-                try:
-                    await self.reload("file_changed")
-                except Exception:
-                    # A bug in applying a config must not end watching for the next one.
-                    log.exception("config_watch_failed")
+        digest = self._digest()
+        if digest and digest != self._config_digest:
+            self._config_digest = digest
+            try:
+                await self.reload("file_changed")
+            except Exception:
+                # A bug in applying a config must not end watching for the next one.
+                log.exception("config_watch_failed")
 
     def request_stop(self, why: str) -> None:
         if not self._stop.is_set():
@@ -404,9 +404,7 @@ class Daemon:
         await self._stop.wait()
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self.housekeeping.stop()
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
         await self.judging.close()
         await self.notifications.close(self.options.grace_seconds)

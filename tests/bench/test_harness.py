@@ -215,3 +215,21 @@ def test_report_renders_the_judging_section_when_measured() -> None:
     assert "| the benchmark's answer (192 bytes, one JSON assertion) judged on the loop" in text
     assert "12.0 (12.0..12.0) µs of CPU" in text
     assert report.judging_section({"micro": {"render": []}}) == ""
+
+
+def test_report_renders_the_quiet_daemon_with_the_zygote_apart() -> None:
+    quiet = {
+        "checks": 100,
+        "interval": 30.0,
+        "window": 120.0,
+        "runs_per_second": 3.3,
+        "cpu_utilisation": 0.0025,
+        "children_cpu_utilisation": 0.0,
+        "rss_bytes": 58_000_000,
+        "children_rss_bytes": 40_000_000,
+    }
+    text = report.quiet_section({"quiet": {"ours": [quiet] * 3}})
+    assert "## A quiet daemon" in text
+    assert "| CPU, % of one core | 0.25 (0.25..0.25) | 0.00 (0.00..0.00) | <= 0.3% |" in text
+    assert "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | <= 60 MB |" in text
+    assert report.quiet_section({}) == ""
