@@ -17,7 +17,9 @@ from uptime_probe.simulator.scenario import parse_scenario
 from .fakes import FakeClock
 
 FAULTS = "/_sim/faults"
-ALL_OK = {e: {"mode": "ok"} for e in ("chat", "conversations", "task_create", "task_status")}
+ALL_OK = {
+    e: {"mode": "ok"} for e in ("chat", "conversations", "task_create", "task_status", "answer")
+}
 TWO_PHASES = parse_scenario(
     """
 name: two
@@ -113,7 +115,7 @@ async def test_delete_sets_every_endpoint_ok(
         assert response.status == 200
         body = await _json(response)
     assert body["faults"] == ALL_OK
-    assert body["manual"] == ["chat", "conversations", "task_create", "task_status"]
+    assert body["manual"] == ["answer", "chat", "conversations", "task_create", "task_status"]
 
 
 async def test_a_manual_setting_holds_until_the_next_phase(

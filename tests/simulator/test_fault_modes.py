@@ -11,12 +11,14 @@ import aiohttp
 import pytest
 
 from uptime_probe.simulator import RunningSimulator
+from uptime_probe.simulator.answers import DONE, role_event, stop_event, whole_answer
 from uptime_probe.simulator.state import SIM_STATE
 
 from .fakes import AUTH, FakeClock, wait_until
 
-ENDPOINTS = ["chat", "conversations", "task_create", "task_status"]
+ENDPOINTS = ["chat", "conversations", "task_create", "task_status", "answer"]
 TASKS = "/backend-api/tasks"
+ANSWER_PATH = "/backend-api/conversation"
 SHORT = aiohttp.ClientTimeout(total=0.3)
 
 
@@ -44,6 +46,7 @@ async def _request(
         "conversations": ("GET", "/backend-api/conversations", None),
         "task_create": ("POST", TASKS, {"prompt": "hello"}),
         "task_status": ("GET", f"{TASKS}/{task_id}", None),
+        "answer": ("POST", ANSWER_PATH, {"messages": [{"role": "user", "content": "Hi"}]}),
     }[endpoint]
     headers = AUTH if auth else {}
     async with client.request(
@@ -74,6 +77,7 @@ HEALTHY = {
     "conversations": 200,
     "task_create": 202,
     "task_status": 200,
+    "answer": 200,
 }
 
 
@@ -81,6 +85,10 @@ def _assert_healthy(endpoint: str, answer: Answer) -> None:
     assert answer.status == HEALTHY[endpoint]
     if endpoint == "chat":
         assert b"<title>SimChat</title>" in answer.body
+        return
+    if endpoint == "answer":
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        assert answer.body == whole_answer()
         return
     body = answer.json()
     if endpoint == "conversations":
@@ -152,6 +160,7 @@ async def test_error_answers_the_status(
         ("conversations", 200, b'{"items": [], "total": 0, "offset": 0, "limit": 20}'),
         ("task_create", 202, b"{}"),
         ("task_status", 200, b"{}"),
+        ("answer", 200, role_event() + stop_event() + DONE),
     ],
 )
 async def test_empty_answers_success_with_nothing_in_it(
@@ -243,6 +252,9 @@ async def test_truncated_answers_success_with_a_cut_off_body(
     if endpoint == "chat":
         assert answer.body.startswith(b"<!doctype html>")
         assert b"<title>SimChat</title>" not in answer.body
+    elif endpoint == "answer":  # events cut off before the answer's end
+        assert whole_answer().startswith(answer.body)
+        assert DONE not in answer.body
     else:
         assert answer.headers["Content-Type"].startswith("application/json")
         with pytest.raises(json.JSONDecodeError):

@@ -80,7 +80,7 @@ def test_fault_map_returns_only_the_named_endpoints() -> None:
             {"database": "hang"},
             [
                 "faults: unknown endpoint 'database' (expected one of chat, conversations, "
-                "task_create, task_status)"
+                "task_create, task_status, answer)"
             ],
         ),
         ({"chat": "explode"}, ["faults.chat.mode: Input should be"]),
@@ -94,6 +94,10 @@ def test_fault_map_returns_only_the_named_endpoints() -> None:
             ["faults.chat: 'latency' does not apply", "unknown endpoint 'nope'"],
         ),
         (["chat"], ["faults: expected a mapping of endpoint to fault spec, got list"]),
+        ({"chat": "stall"}, ["faults.chat: mode 'stall' applies only to answer"]),
+        ({"task_create": "html_page"}, ["faults.task_create: mode 'html_page' applies only"]),
+        ({"answer": "stuck"}, ["faults.answer: mode 'stuck' applies only to task_create"]),
+        ({"answer": {"mode": "no_done", "latency": 1}}, ["'latency' does not apply"]),
     ],
 )
 def test_fault_map_errors_name_every_problem_with_its_path(
@@ -113,3 +117,19 @@ def test_stuck_is_accepted_on_task_endpoints(endpoint: str) -> None:
 def test_all_ok_covers_every_endpoint() -> None:
     assert set(all_ok()) == set(Endpoint)
     assert {spec.mode for spec in all_ok().values()} == {FaultMode.OK}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("slow_first_token", {"mode": "slow_first_token", "latency": 3.0}),
+        ({"mode": "stall", "latency": 8}, {"mode": "stall", "latency": 8.0}),
+        ("stall", {"mode": "stall", "latency": 10.0}),
+        ("no_done", {"mode": "no_done"}),
+        ("error_event", {"mode": "error_event"}),
+        ("html_page", {"mode": "html_page"}),
+        ("empty", {"mode": "empty"}),
+    ],
+)
+def test_the_stream_faults_apply_to_the_answer(raw: object, expected: dict[str, object]) -> None:
+    assert parse_fault_map({"answer": raw})[Endpoint.ANSWER].to_json() == expected

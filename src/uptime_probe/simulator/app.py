@@ -1,9 +1,11 @@
-"""The simulated chat product: page, history list, tasks, each behind a switchable fault.
+"""The simulated chat product: page, history list, tasks and the streamed answer to a
+message, each behind a switchable fault.
 
 Every product request first passes the *front door* of its endpoint, where the fault in force
 is applied before authentication or validation: `slow` waits then lets the request through;
-`hang`, `error`, `rate_limited`, `truncated` and `reset` answer (or don't) without looking at
-the request. `empty` and `stuck` change the normal answer, so auth and validation still apply.
+`hang`, `error`, `rate_limited`, `truncated`, `reset` and `html_page` answer (or don't)
+without looking at the request. `empty`, `stuck` and the other stream faults change the
+normal answer, so auth and validation still apply.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from uptime_probe.simulator import answers
 from uptime_probe.simulator.control import add_control_routes
 from uptime_probe.simulator.conversations import Conversation, seeded_conversations
 from uptime_probe.simulator.faults import Endpoint, FaultMode, FaultSpec
@@ -32,6 +35,9 @@ MAX_LIMIT = 100
 MAX_PROMPT_CHARS = 20_000
 _TICK_MAX = 1.0  # the phase-change logger re-reads at least this often (seconds)
 _DRAIN_POLLS = 100  # reset: at most this many 5 ms waits for the partial body to leave
+TOKEN_INTERVAL = 0.05  # seconds between two tokens of a streamed answer
+STALL_AFTER = 3  # tokens a `stall` sends before it goes silent
+ERROR_AFTER = 2  # tokens an `error_event` sends before the error
 
 CHAT_PAGE = """<!doctype html>
 <html lang="en">
@@ -57,6 +63,13 @@ CHAT_PAGE = """<!doctype html>
 # `truncated` on the page stops before the <title>, so a title check fails as it would on a
 # real cut-off page.
 _CHAT_PAGE_CUT = CHAT_PAGE[: CHAT_PAGE.index("<title>") + 3]
+# `html_page`: what a proxy or CDN serves, with a 200, where the answer should stream.
+ERROR_PAGE_200 = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Just a moment...</title></head>
+<body><h1>Something went wrong</h1><p>Please try again in a few minutes.</p></body>
+</html>
+"""
 
 
 def build_app(
@@ -98,6 +111,7 @@ def build_app(
     app.router.add_get("/backend-api/conversations", _conversations)
     app.router.add_post("/backend-api/tasks", _task_create)
     app.router.add_get("/backend-api/tasks/{task_id}", _task_status)
+    app.router.add_post("/backend-api/conversation", _answer)
     add_control_routes(app)
     app.cleanup_ctx.append(_play_scenario)
     app.on_shutdown.append(_release_hanging)
@@ -124,7 +138,8 @@ async def _play_scenario(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _release_hanging(app: web.Application) -> None:
-    """Cancel requests held by `hang`, so that the server stops without waiting on them."""
+    """Cancel requests held by `hang` (or a stream's silence), so that the server stops
+    without waiting on them."""
     for task in list(app[SIM_STATE].hanging):
         task.cancel()
 
@@ -144,6 +159,8 @@ def _sample_success(state: SimulatorState, endpoint: Endpoint) -> tuple[int, str
     if endpoint is Endpoint.CONVERSATIONS:
         page = _conversation_page(state.conversations, 0, DEFAULT_LIMIT)
         return 200, "application/json", json.dumps(page).encode()
+    if endpoint is Endpoint.ANSWER:
+        return 200, answers.EVENT_STREAM, answers.whole_answer()
     status = TaskStatus.QUEUED if endpoint is Endpoint.TASK_CREATE else TaskStatus.RUNNING
     body = json.dumps({"id": f"task_{'0' * 16}", "status": status.value}).encode()
     return (202 if endpoint is Endpoint.TASK_CREATE else 200), "application/json", body
@@ -179,17 +196,28 @@ async def _front_door(
         return web.Response(status=status, body=cut, content_type=content_type), spec
     elif mode is FaultMode.RESET:
         return await _reset(request, *_sample_success(state, endpoint)), spec
+    elif mode is FaultMode.HTML_PAGE:
+        return web.Response(text=ERROR_PAGE_200, content_type="text/html"), spec
     return None, spec
 
 
 async def _hang(state: SimulatorState) -> None:
     """Never answer. Cancelled when the client goes away (the runner is built with
     `handler_cancellation=True`) or the app shuts down."""
+    await _hold(state, None)
+
+
+async def _hold(state: SimulatorState, seconds: float | None) -> None:
+    """Say nothing for `seconds` (None: for ever), released like `hang` when the client
+    goes away or the app shuts down."""
     task = asyncio.current_task()
     assert task is not None
     state.hanging.add(task)
     try:
-        await asyncio.Event().wait()
+        if seconds is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(seconds)  # the fault's silence, not synchronisation
     finally:
         state.hanging.discard(task)
 
@@ -324,3 +352,46 @@ async def _task_status(request: web.Request) -> web.StreamResponse:
     if status is TaskStatus.COMPLETED:
         body["result"] = {"text": "Simulated task finished."}
     return web.json_response(body)
+
+
+async def _answer(request: web.Request) -> web.StreamResponse:
+    """The answer to a message, streamed token by token (simulator/answers.py)."""
+    faulted, spec = await _front_door(request, Endpoint.ANSWER)
+    if faulted is not None:
+        return faulted
+    state = request.app[SIM_STATE]
+    if not _authorised(request, state.token):
+        return _unauthorised()
+    try:
+        body: Any = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    problem = answers.message_problem(body, MAX_PROMPT_CHARS)
+    if problem is not None:
+        return _bad_request(problem)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"{answers.EVENT_STREAM}; charset=utf-8",
+            "Cache-Control": "no-cache",
+        }
+    )
+    await response.prepare(request)
+    mode = spec.mode
+    if mode is FaultMode.SLOW_FIRST_TOKEN:
+        await _hold(state, spec.latency)
+    await response.write(answers.role_event())
+    tokens = () if mode is FaultMode.EMPTY else answers.TOKENS
+    for index, token in enumerate(tokens):
+        if mode is FaultMode.ERROR_EVENT and index == ERROR_AFTER:
+            await response.write(answers.error_event())
+            await response.write_eof()
+            return response
+        if mode is FaultMode.STALL and index == STALL_AFTER:
+            await _hold(state, spec.latency)
+        await asyncio.sleep(TOKEN_INTERVAL)  # the model's pace, not synchronisation
+        await response.write(answers.token_event(token))
+    await response.write(answers.stop_event())
+    if mode is not FaultMode.NO_DONE:
+        await response.write(answers.DONE)
+    await response.write_eof()
+    return response

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 
 class Endpoint(StrEnum):
-    """The four faultable endpoints, named as in scenarios and the control API."""
+    """The five faultable endpoints, named as in scenarios and the control API."""
 
     CHAT = "chat"  # GET /
     CONVERSATIONS = "conversations"  # GET /backend-api/conversations
     TASK_CREATE = "task_create"  # POST /backend-api/tasks
     TASK_STATUS = "task_status"  # GET /backend-api/tasks/{id}
+    ANSWER = "answer"  # POST /backend-api/conversation: the streamed answer to a message
 
 
 class FaultMode(StrEnum):
@@ -36,9 +37,17 @@ class FaultMode(StrEnum):
     RESET = "reset"
     TRUNCATED = "truncated"
     RATE_LIMITED = "rate_limited"
+    # A streamed answer's own ways to go wrong (the `answer` endpoint only):
+    # The head at once, then silence before the first event (a token of speech, not a secret).
+    SLOW_FIRST_TOKEN = "slow_first_token"  # noqa: S105
+    STALL = "stall"  # a few tokens, then silence mid-answer, then the rest
+    NO_DONE = "no_done"  # the whole answer, but the stream ends without `data: [DONE]`
+    ERROR_EVENT = "error_event"  # a few tokens, then an error event, and the end
+    HTML_PAGE = "html_page"  # 200 with an HTML error page where the stream should be
 
 
 DEFAULT_LATENCY = 3.0
+DEFAULT_STALL = 10.0
 DEFAULT_ERROR_STATUS = 500
 DEFAULT_RETRY_AFTER = 5
 
@@ -47,6 +56,8 @@ DEFAULT_RETRY_AFTER = 5
 _FIELD_OF_MODE: Mapping[FaultMode, tuple[str, object]] = MappingProxyType(
     {
         FaultMode.SLOW: ("latency", DEFAULT_LATENCY),
+        FaultMode.SLOW_FIRST_TOKEN: ("latency", DEFAULT_LATENCY),
+        FaultMode.STALL: ("latency", DEFAULT_STALL),
         FaultMode.ERROR: ("status", DEFAULT_ERROR_STATUS),
         FaultMode.RATE_LIMITED: ("retry_after", DEFAULT_RETRY_AFTER),
     }
@@ -54,9 +65,22 @@ _FIELD_OF_MODE: Mapping[FaultMode, tuple[str, object]] = MappingProxyType(
 _OPTIONAL_FIELDS = ("latency", "status", "retry_after")
 
 # `stuck` is about tasks never completing; it means nothing on the page or the history list.
+# The stream faults mean something only where an answer streams.
 TASK_ENDPOINTS = frozenset({Endpoint.TASK_CREATE, Endpoint.TASK_STATUS})
+STREAM_MODES = frozenset(
+    {
+        FaultMode.SLOW_FIRST_TOKEN,
+        FaultMode.STALL,
+        FaultMode.NO_DONE,
+        FaultMode.ERROR_EVENT,
+        FaultMode.HTML_PAGE,
+    }
+)
 _ENDPOINTS_OF_MODE: Mapping[FaultMode, frozenset[Endpoint]] = MappingProxyType(
-    {FaultMode.STUCK: TASK_ENDPOINTS}
+    {
+        FaultMode.STUCK: TASK_ENDPOINTS,
+        **dict.fromkeys(STREAM_MODES, frozenset({Endpoint.ANSWER})),
+    }
 )
 
 
