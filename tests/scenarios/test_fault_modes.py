@@ -40,6 +40,22 @@ checks:
         request: {{url: "{{{{ base_url }}}}/backend-api/tasks/{{{{ task_id }}}}"}}
         poll: {{every: 100ms, within: 1s, reason: task_stuck}}
         expect: {{json: [{{query: status, equals: completed}}]}}
+  - name: chat_answer
+    steps:
+      - name: answer
+        stream:
+          method: POST
+          url: "{{{{ base_url }}}}/backend-api/conversation"
+          headers: {{Authorization: "Bearer {{{{ token }}}}"}}
+          json: {{messages: [{{role: user, content: "Say hello"}}]}}
+          collect: "choices[0].delta.content"
+          done: "[DONE]"
+        expect:
+          status: 200
+          first_event_within: 1s
+          max_first_event: 400ms
+          max_gap: 500ms
+          body_contains: "Hello"
 """
 
 # (endpoint, fault, check, expected status, expected reason, failing step)
@@ -58,6 +74,19 @@ CASES = [
     ("task_create", {"mode": "stuck"}, "task_creation", "down", "task_stuck", "wait_completed"),
     ("task_status", {"mode": "stuck"}, "task_creation", "down", "task_stuck", "wait_completed"),
     ("task_status", {"mode": "reset"}, "task_creation", "down", "connection_reset", "wait_completed"),
+    ("answer", {"mode": "ok"}, "chat_answer", "up", None, None),
+    ("answer", {"mode": "slow_first_token", "latency": 0.6}, "chat_answer", "degraded", None, "answer"),
+    ("answer", {"mode": "slow_first_token", "latency": 5}, "chat_answer", "down", "first_event_timeout", "answer"),
+    ("answer", {"mode": "stall", "latency": 5}, "chat_answer", "down", "stream_stalled", "answer"),
+    ("answer", {"mode": "no_done"}, "chat_answer", "down", "stream_incomplete", "answer"),
+    ("answer", {"mode": "error_event"}, "chat_answer", "down", "stream_error", "answer"),
+    ("answer", {"mode": "empty"}, "chat_answer", "down", "empty_answer", "answer"),
+    ("answer", {"mode": "html_page"}, "chat_answer", "down", "not_a_stream", "answer"),
+    ("answer", {"mode": "hang"}, "chat_answer", "down", "first_event_timeout", "answer"),
+    ("answer", {"mode": "truncated"}, "chat_answer", "down", "stream_incomplete", "answer"),
+    ("answer", {"mode": "reset"}, "chat_answer", "down", "stream_incomplete", "answer"),
+    ("answer", {"mode": "error", "status": 503}, "chat_answer", "down", "http_5xx", "answer"),
+    ("answer", {"mode": "rate_limited"}, "chat_answer", "down", "rate_limited", "answer"),
 ]  # fmt: skip
 
 
