@@ -2,9 +2,11 @@
 
 Asserts what a user must see: task creation down with `timeout` while creation
 hangs and `task_stuck` while tasks stick; the history down with `empty_history`
-while it is empty; the chat page degraded while slow; every check back up after
-the fix; and each failure detected within interval x failure_threshold plus one
-interval of its phase starting (measured to the start of the deciding run).
+while it is empty; the chat page degraded while slow; the streamed answer down with
+`first_event_timeout` while answers start late and `stream_stalled` while they stall;
+every check back up after the fix; and each failure detected within interval x
+failure_threshold plus one interval of its phase starting (measured to the start of
+the deciding run).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +60,22 @@ checks:
         request: {{url: "{{{{ base_url }}}}/backend-api/tasks/{{{{ task_id }}}}"}}
         poll: {{every: 100ms, within: 700ms, reason: task_stuck}}
         expect: {{json: [{{query: status, equals: completed}}]}}
+  - name: chat_answer
+    interval: 1s
+    timeout: 900ms
+    steps:
+      - name: answer
+        stream:
+          method: POST
+          url: "{{{{ base_url }}}}/backend-api/conversation"
+          headers: {{Authorization: "Bearer {{{{ token }}}}"}}
+          json: {{messages: [{{role: user, content: "Say hello"}}]}}
+          collect: "choices[0].delta.content"
+          done: "[DONE]"
+        expect: {{first_event_within: 500ms, max_gap: 400ms}}
 """
 
-INTERVALS = {"chat_load": 3.5, "history_sidebar": 0.5, "task_creation": 1.0}
+INTERVALS = {"chat_load": 3.5, "history_sidebar": 0.5, "task_creation": 1.0, "chat_answer": 1.0}
 THRESHOLD = 2
 
 
@@ -139,6 +155,28 @@ async def test_dec_3_2025_is_detected_and_classified(tmp_path: Path) -> None:
     assert degraded["run_started_at"] - stuck <= _bound("chat_load")
     assert not [e for e in chat if e["state"] == "down"], "a slow page is not an outage"
 
+    # Answers start late while tasks hang: down with `first_event_timeout`, in time.
+    answers = _changes(events, "chat_answer")
+    down = _first_after(answers, "down", hang)
+    assert (down["reason"], down["step"]) == ("first_event_timeout", "answer")
+    assert down["run_started_at"] - hang <= _bound("chat_answer")
+
+    # Then they stall mid-answer while tasks stick: the failures turn to `stream_stalled`.
+    history_empty = phase_started["history-empty"]
+    stalled = [
+        e
+        for e in events
+        if e.get("event") == "check_failed"
+        and e["check"] == "chat_answer"
+        and e["reason"] == "stream_stalled"
+    ]
+    assert stalled, "chat_answer never failed with stream_stalled"
+    # Every stall is the stuck phase's: logged after it began, and before it ended but for
+    # a run that started at its very end (a run takes at most its 900 ms timeout).
+    logged = [datetime.fromisoformat(e["timestamp"]).timestamp() for e in stalled]
+    assert all(stuck <= at < history_empty + 1.0 for at in logged), (stuck, logged)
+    assert all(e["step"] == "answer" for e in stalled)
+
     # Recovery: after the fix every check's latest state is up, reached after monitoring
     # began (the page is still 1.5 s slow then, under its 2 s max_latency).
     monitoring = phase_started["monitoring"]
@@ -147,6 +185,7 @@ async def test_dec_3_2025_is_detected_and_classified(tmp_path: Path) -> None:
         assert last["state"] == "up", f"{check} ended {last['state']}"
         assert last["run_started_at"] >= hang, f"{check} never recovered: {last}"
     assert _first_after(chat, "up", monitoring)
+    assert _first_after(answers, "up", monitoring)  # answers come back with the fix
 
     # Nothing in the whole replay was an internal error.
     assert not [e for e in events if e.get("reason") == "internal"]
