@@ -212,13 +212,17 @@ def _modes(player: ScenarioPlayer) -> dict[str, str]:
 # (phase, start in seconds at speed 1, faults other than ok)
 DEC_3_TIMELINE = [
     ("lead-in", 0, {}),
-    ("task-creation-hang", 300, {"task_create": "hang"}),
+    ("task-creation-hang", 300, {"task_create": "hang", "answer": "slow_first_token"}),
     (
         "tasks-stuck-history-empty",
         900,
-        {"task_create": "stuck", "conversations": "empty", "chat": "slow"},
+        {"task_create": "stuck", "conversations": "empty", "chat": "slow", "answer": "stall"},
     ),
-    ("history-empty", 1500, {"conversations": "empty", "chat": "slow"}),
+    (
+        "history-empty",
+        1500,
+        {"conversations": "empty", "chat": "slow", "answer": "slow_first_token"},
+    ),
     ("monitoring", 2100, {"chat": "slow"}),
     ("resolved", 3000, {}),
 ]
