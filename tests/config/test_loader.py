@@ -187,6 +187,7 @@ def test_repo_probes_yaml_loads_with_its_defaults() -> None:
         "chat_load",
         "history_sidebar",
         "task_creation",
+        "chat_answer",
     ]
     assert config.variables == {"base_url": "http://127.0.0.1:8765"}
     assert config.secrets == {"token": "demo-token"}
@@ -194,6 +195,8 @@ def test_repo_probes_yaml_loads_with_its_defaults() -> None:
     assert history.steps[0].reasons() == {"empty_history"}
     assert config.check("task_creation").reasons() == {"task_stuck"}
     assert str(history.headers["User-Agent"]) == "uptime-probe"
+    (answer,) = config.check("chat_answer").steps
+    assert answer.kind == "stream"
 
 
 def test_repo_probes_yaml_takes_the_environment() -> None:
