@@ -14,7 +14,8 @@ from typing import TextIO
 from uptime_probe.app import Daemon, DaemonOptions
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.logs import configure_logging
-from uptime_probe.probe.model import Status
+from uptime_probe.probe.kinds.stream import StreamFigures
+from uptime_probe.probe.model import CheckResult, FailureReason, Status
 from uptime_probe.simulator import RunningSimulator, load_scenario, start_simulator
 from uptime_probe.sinks import RunOutcome
 
@@ -32,6 +33,7 @@ class _Row:
     last: str = "-"
     reason: str = "-"
     step: str = "-"
+    answer: str = ""  # a streamed answer's figures, on a line of its own
 
 
 class LiveView:
@@ -52,6 +54,7 @@ class LiveView:
             row.reason, row.step = "slow", result.failed_step or "-"
         else:
             row.reason, row.step = "-", "-"
+        row.answer = answer_line(result)
         if outcome.state_changed and outcome.state is not None:
             self.changes.append(
                 f"{result.check} -> {outcome.state.value}"
@@ -65,9 +68,37 @@ class LiveView:
             state = row.state
             shown = f"{_COLOURS.get(state, '')}{state:<10}{_RESET}" if colour else f"{state:<10}"
             lines.append(f"  {name:<18}{shown}{row.last:<10}{row.reason:<16}{row.step}")
+            if row.answer:
+                answer = row.answer
+                if colour and row.last != "up":
+                    answer = f"{_COLOURS.get(row.last, '')}{answer}{_RESET}"
+                lines.append(f"  {'':<18}{answer}")
         if self.changes:
             lines += ["", "  recent changes:", *(f"    {c}" for c in self.changes[-5:])]
         return "\n".join(lines)
+
+
+def answer_line(result: CheckResult) -> str:
+    """A streamed answer as its user lived it: when the first word came, the longest
+    silence, how much came; a stall says so. Empty for a check without a stream step."""
+    for step in result.steps:
+        figures = step.figures
+        if not isinstance(figures, StreamFigures):
+            continue
+        first = figures.first_token_seconds
+        parts = [f"first token {first:.2f}s" if first is not None else "no token"]
+        if figures.longest_gap_seconds is not None:
+            parts.append(f"longest silence {figures.longest_gap_seconds:.2f}s")
+        parts.append(f"{figures.events} events")
+        if figures.answer_chars is not None:
+            parts.append(f"{figures.answer_chars} chars")
+        line = f"{step.name}: {', '.join(parts)}"
+        if step.reason == FailureReason.STREAM_STALLED:
+            line += "  <- stalled mid-answer"
+        elif step.reason == FailureReason.FIRST_EVENT_TIMEOUT:
+            line += "  <- never started"
+        return line
+    return ""
 
 
 async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO = sys.stdout) -> int:

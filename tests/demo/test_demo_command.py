@@ -41,13 +41,15 @@ def test_demo_starts_probes_serves_and_stops_cleanly(tmp_path: Path) -> None:
             found = re.search(r"status page\s+(http://127\.0\.0\.1:\d+/)", line)
             if found:
                 status_page = found.group(1)
-            if sum(1 for entry in lines[-6:] if re.search(r"\s(up|degraded|down)\s", entry)) >= 3:
+            if sum(1 for entry in lines[-8:] if re.search(r"\s(up|degraded|down)\s", entry)) >= 4:
                 break
         assert status_page is not None, "".join(lines)
         with urllib.request.urlopen(status_page + "healthz", timeout=10) as response:
             assert response.status == 200
         with urllib.request.urlopen(status_page, timeout=10) as response:
-            assert "SimChat status" in response.read().decode()
+            page = response.read().decode()
+        assert "SimChat status" in page
+        assert 'id="check-chat_answer"' in page  # the fourth journey, like the others
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=20)
     finally:
