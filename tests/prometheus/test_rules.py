@@ -66,6 +66,7 @@ EXPECTED_RECORDING_RULES = frozenset(
         "check:uptime_probe_check_failures:delta1m",
         "check:uptime_probe_check_errors:burn_rate_fast",
         "check:uptime_probe_check_alerts_held:max",
+        "check:uptime_probe_check_answer_failures:delta1m",
     }
 )
 EXPECTED_ALERTS = frozenset(
@@ -81,6 +82,7 @@ EXPECTED_ALERTS = frozenset(
         "UptimeProbeNotRunning",
         "UptimeProbeConfigReloadFailed",
         "UptimeProbeScheduleLagHigh",
+        "UptimeProbeAnswersStalling",
     }
 )
 SEVERITIES = frozenset({"page", "ticket", "warning"})
@@ -232,6 +234,24 @@ def test_semantic_failure_excludes_exactly_the_transport_reasons() -> None:
             assert not set(excluded) & BUILT_IN_CONTENT_REASONS
 
 
+def test_the_answer_alert_reads_the_stream_steps_own_reasons() -> None:
+    # The reasons UptimeProbeAnswersStalling counts are the daemon's, of stream steps only.
+    from uptime_probe.probe.model import KIND_REASONS
+
+    counted = {"stream_stalled", "empty_answer"}
+    assert counted <= set(KIND_REASONS["stream"])
+    rules = [
+        rule
+        for rule in _rules()
+        if rule.get("alert") == "UptimeProbeAnswersStalling"
+        or rule.get("record") == "check:uptime_probe_check_answer_failures:delta1m"
+    ]
+    assert len(rules) == 2
+    for rule in rules:
+        for listed in re.findall(r'reason\s*=~\s*"([^"]*)"', rule["expr"]):
+            assert set(listed.split("|")) == counted, rule
+
+
 def test_runbook_reason_table_matches_the_transport_reasons() -> None:
     # The runbook's "transport / HTTP" row is what on-call reads at 3 a.m.
     text = RUNBOOKS.read_text(encoding="utf-8")
@@ -251,15 +271,20 @@ HELD_ALERTS = frozenset(
         "UptimeProbeSemanticFailure",
         "UptimeProbeSemanticFailureMultiLocation",
         "UptimeProbeCheckDegraded",
+        "UptimeProbeAnswersStalling",
     }
 )
 HELD = "unless on (check, location) check:uptime_probe_check_alerts_held:max"
+# The budget ticket is not held: maintenance runs are taken out of its error ratios instead,
+# and a failing dependency still spends the budget.
+UNHELD_FORMS = frozenset({("UptimeProbeErrorBudgetBurn", "ticket")})
 
 
 @pytest.mark.parametrize("rule", ALERT_RULES, ids=_alert_id)
 def test_availability_alerts_wait_for_maintenance_and_dependencies(rule: dict[str, Any]) -> None:
     expr = " ".join(rule["expr"].split())
-    held = rule["alert"] in HELD_ALERTS and rule["labels"]["severity"] != "ticket"
+    form = (rule["alert"], rule["labels"]["severity"])
+    held = rule["alert"] in HELD_ALERTS and form not in UNHELD_FORMS
     assert (HELD in expr) is held, rule["alert"]
     # Every read of a down state is held, not only the first.
     if held:
@@ -280,17 +305,24 @@ def test_error_ratios_leave_maintenance_runs_out() -> None:
         assert "uptime_probe_check_maintenance_runs_total" in rule["expr"], rule["record"]
 
 
-def test_failure_count_offset_matches_its_group_interval() -> None:
-    # check:uptime_probe_check_failures:delta1m tiles time only if the offset
-    # it compares against equals the interval the group is evaluated at.
+@pytest.mark.parametrize(
+    "record",
+    [
+        "check:uptime_probe_check_failures:delta1m",
+        "check:uptime_probe_check_answer_failures:delta1m",
+    ],
+)
+def test_failure_count_offset_matches_its_group_interval(record: str) -> None:
+    # The delta1m counts tile time only if the offset they compare against
+    # equals the interval the group is evaluated at.
     for group in _load_yaml(RULES_FILE)["groups"]:
         for rule in group["rules"]:
-            if rule.get("record") != "check:uptime_probe_check_failures:delta1m":
+            if rule.get("record") != record:
                 continue
             offsets = set(re.findall(r"offset\s+(\w+)", rule["expr"]))
             assert offsets == {group.get("interval")}, (group.get("interval"), offsets)
             return
-    pytest.fail("check:uptime_probe_check_failures:delta1m not found")
+    pytest.fail(f"{record} not found")
 
 
 def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
@@ -379,6 +411,10 @@ def test_inhibition_equal_labels_are_carried_by_both_sides(rule: dict[str, Any])
         ('alertname="UptimeProbeCheckDown" severity="page" check="c" location="l"', "page"),
         (
             'alertname="UptimeProbeErrorBudgetBurn" severity="ticket" check="c" location="l"',
+            "ticket",
+        ),
+        (
+            'alertname="UptimeProbeAnswersStalling" severity="ticket" check="c" location="l"',
             "ticket",
         ),
     ],
