@@ -732,6 +732,14 @@ STATE_HELP: Final = (
     "DOWN: the journey failed (an error, a timeout, or a response that looked fine but had the "
     "wrong content, such as an empty history list)."
 )
+STREAM_HELP: Final = (
+    "Only checks with a stream step (a chat answer read as server-sent events, as a chat "
+    "user waits for it) have these series; other checks show no data here."
+)
+# The reasons of a streamed answer that went wrong behind a 200 text/event-stream.
+STREAM_REASONS: Final = (
+    "first_event_timeout|stream_stalled|empty_answer|stream_incomplete|stream_error"
+)
 REASON_HELP: Final = (
     "Each failed run has one reason. Transport reasons (timeout, connect_refused, http_5xx, "
     "...) mean the service could not be reached or answered with an error. Content reasons "
@@ -1051,6 +1059,64 @@ def overview() -> JSON:
             ),
         ],
     )
+    answers = Row(
+        "Streamed answers",
+        [
+            timeseries(
+                "Time to first token by check (p95)",
+                "How long a user waits, after sending a message, for the first word of the "
+                "answer (p95 of the stream steps' runs). Rising before anything fails is the "
+                "first sign of an overloaded back end. " + STREAM_HELP,
+                [
+                    Target(
+                        quantile(0.95, "uptime_probe_step_stream_first_token_seconds", loc, by),
+                        "{{check}} @ {{location}}",
+                    )
+                ],
+                unit="s",
+                w=8,
+                min_interval=LATENCY_MIN_INTERVAL,
+            ),
+            timeseries(
+                "Longest silence mid-answer by check (p95)",
+                "The longest pause between two events of an answer (p95 of the runs): how "
+                "close the answers come to stalling. A stream step fails with stream_stalled "
+                "when a pause passes its max_gap. " + STREAM_HELP,
+                [
+                    Target(
+                        quantile(0.95, "uptime_probe_step_stream_longest_gap_seconds", loc, by),
+                        "{{check}} @ {{location}}",
+                    )
+                ],
+                unit="s",
+                w=8,
+                min_interval=LATENCY_MIN_INTERVAL,
+            ),
+            timeseries(
+                "Answers that never started, stalled or ended empty",
+                "Failed runs of stream steps per interval, by check and reason: "
+                "first_event_timeout (no answer began), stream_stalled (stopped halfway), "
+                "empty_answer, stream_incomplete (ended before its done event), stream_error "
+                "(the service reported an error mid-answer). All behind a 200 "
+                "text/event-stream. " + STREAM_HELP,
+                [
+                    Target(
+                        increase(
+                            "uptime_probe_check_failures_total",
+                            f'{loc}, reason=~"{STREAM_REASONS}"',
+                            "check, reason",
+                        ),
+                        "{{check}}: {{reason}}",
+                    )
+                ],
+                unit="short",
+                w=8,
+                stacked=True,
+                bars=True,
+                defaults={"decimals": 0},
+            ),
+        ],
+    )
     per_location = Row(
         "Per location",
         [
@@ -1101,7 +1167,7 @@ def overview() -> JSON:
         description="Every scripted journey at a glance: state, service level, failures by "
         "reason, latency.",
         variables=[location_variable],
-        rows=[now, slo, failures, latency, per_location],
+        rows=[now, slo, failures, latency, answers, per_location],
         annotations=[alert_annotation("Firing uptime-probe alerts", FIRING_ALERTS)],
     )
 
@@ -1425,6 +1491,72 @@ def check_dashboard() -> JSON:
             ),
         ],
     )
+    stream = Row(
+        "Streamed answer",
+        [
+            timeseries(
+                "First event and first token (p95)",
+                "After the request: when the first event of the answer arrived, and when its "
+                "first non-empty piece of text did (p95). A gap between the two is a service "
+                "that opens the stream at once but thinks before it answers. " + STREAM_HELP,
+                [
+                    Target(
+                        quantile(
+                            0.95, "uptime_probe_step_stream_first_event_seconds", steps_flt, "step"
+                        ),
+                        "{{step}} first event",
+                    ),
+                    Target(
+                        quantile(
+                            0.95, "uptime_probe_step_stream_first_token_seconds", steps_flt, "step"
+                        ),
+                        "{{step}} first token",
+                    ),
+                ],
+                unit="s",
+                w=8,
+                min_interval=LATENCY_MIN_INTERVAL,
+            ),
+            timeseries(
+                "Longest silence between events (p50, p95)",
+                "The longest pause between two events of each run's answer. Pauses growing "
+                "towards the step's max_gap come before stream_stalled failures; one long "
+                "pause is an answer that stopped halfway. " + STREAM_HELP,
+                [
+                    Target(
+                        quantile(
+                            q, "uptime_probe_step_stream_longest_gap_seconds", steps_flt, "step"
+                        ),
+                        f"{{{{step}}}} p{int(q * 100)}",
+                    )
+                    for q in (0.5, 0.95)
+                ],
+                unit="s",
+                w=8,
+                min_interval=LATENCY_MIN_INTERVAL,
+                overrides=[by_regexp(".* p95$", line_style={"fill": "dash", "dash": [10, 10]})],
+            ),
+            timeseries(
+                "Events and answer length of the last run",
+                "How many events the last run of each stream step received, and how many "
+                "characters of answer it gathered. An answer that suddenly shrinks to zero "
+                "is an empty answer (empty_answer), whatever the status code. " + STREAM_HELP,
+                [
+                    Target(
+                        f"max by (step) (uptime_probe_step_stream_events{{{steps_flt}}})",
+                        "{{step}} events",
+                    ),
+                    Target(
+                        f"max by (step) (uptime_probe_step_stream_answer_chars{{{steps_flt}}})",
+                        "{{step}} characters",
+                    ),
+                ],
+                unit="short",
+                w=8,
+                defaults={"decimals": 0},
+            ),
+        ],
+    )
     tls = Row(
         "TLS certificates",
         [
@@ -1485,9 +1617,9 @@ def check_dashboard() -> JSON:
         uid=CHECK_UID,
         title="uptime-probe / Check",
         description="One journey in depth: state, service level, failures by reason and step, "
-        "step latency and phases, status codes, certificates.",
+        "step latency and phases, status codes, streamed answers, certificates.",
         variables=variables,
-        rows=[status, slo, failures, steps, tls],
+        rows=[status, slo, failures, steps, stream, tls],
         annotations=[
             alert_annotation(
                 "Firing alerts for this check",

@@ -61,7 +61,7 @@ ALERTMANAGER_CONFIG = REPO / "prometheus" / "alertmanager.yml"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 DASHBOARD_QUERIES = REPO / "tests" / "grafana" / "dashboard_queries.py"
 
-CHECKS = ("chat_load", "history_sidebar", "task_creation")
+CHECKS = ("chat_load", "history_sidebar", "task_creation", "chat_answer")
 LOCATION = "e2e"
 JOB = "uptime-probe"  # the shipped scrape job, which the rules and the self dashboard select
 
@@ -115,11 +115,12 @@ SIMULATOR_SPEED = "10"
 
 
 def daemon_config(simulator_url: str) -> dict[str, Any]:
-    """probes.yaml's three journeys, unchanged but for their timings and target.
+    """probes.yaml's four journeys, unchanged but for their timings and target.
 
     The daemon rejects a timeout longer than the interval, so the 1 s checks get a 1 s timeout;
     task_creation needs room for create + polling (every 250ms within 1.5s): 2 s timeout, 3 s
-    interval, so a hanging run ends before the next one is due (no skipped runs).
+    interval, so a hanging run ends before the next one is due (no skipped runs). chat_answer's
+    answer streams for about half a second: 2 s, with its stream limits within that.
     """
     config: dict[str, Any] = yaml.safe_load(PROBES_FILE.read_text(encoding="utf-8"))
     names = tuple(check["name"] for check in config["checks"])
@@ -142,6 +143,12 @@ def daemon_config(simulator_url: str) -> dict[str, Any]:
             polls = [step for step in check["steps"] if "poll" in step]
             assert len(polls) == 1, f"task_creation should poll in one step: {check['steps']}"
             polls[0]["poll"].update(every="250ms", within="1.5s")
+        if check["name"] == "chat_answer":
+            check.update(interval="2s", timeout="2s")
+            (answer,) = check["steps"]
+            answer["expect"].update(
+                first_event_within="1500ms", max_first_event="1s", max_gap="1s"
+            )
     return config
 
 

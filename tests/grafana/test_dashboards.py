@@ -66,6 +66,12 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "uptime_probe_step_phase_seconds": (*STEP, "phase"),
     "uptime_probe_step_http_status_code": STEP,
     "uptime_probe_step_tls_cert_expiry_timestamp_seconds": STEP,
+    # A stream step's figures (docs/metrics.md, "Stream steps").
+    "uptime_probe_step_stream_first_event_seconds": STEP,
+    "uptime_probe_step_stream_first_token_seconds": STEP,
+    "uptime_probe_step_stream_longest_gap_seconds": STEP,
+    "uptime_probe_step_stream_events": STEP,
+    "uptime_probe_step_stream_answer_chars": STEP,
     "uptime_probe_schedule_lag_seconds": (),
     "uptime_probe_runs_skipped_total": CHECK,
     "uptime_probe_runs_in_flight": (),
@@ -84,6 +90,9 @@ HISTOGRAMS = {
     "uptime_probe_check_duration_seconds",
     "uptime_probe_step_duration_seconds",
     "uptime_probe_schedule_lag_seconds",
+    "uptime_probe_step_stream_first_event_seconds",
+    "uptime_probe_step_stream_first_token_seconds",
+    "uptime_probe_step_stream_longest_gap_seconds",
 }
 RECORDING_RULE_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
 RECORDING_RULES = {
@@ -99,6 +108,7 @@ ALERT_NAMES = {
     "UptimeProbeNotRunning",
     "UptimeProbeConfigReloadFailed",
     "UptimeProbeScheduleLagHigh",
+    "UptimeProbeAnswersStalling",
 }
 # Labels whose values come from a closed set: an equality matcher must use one of them.
 CLOSED_VALUES = {
@@ -478,6 +488,12 @@ def test_links_point_at_existing_dashboards(uid: str, panel: dict[str, Any]) -> 
         ("uptime-probe-check", "HTTP status code"),
         ("uptime-probe-check", "Last failure"),
         ("uptime-probe-check", "Certificate"),
+        ("uptime-probe-overview", "Time to first token by check"),
+        ("uptime-probe-overview", "Longest silence mid-answer"),
+        ("uptime-probe-overview", "stalled or ended empty"),
+        ("uptime-probe-check", "First event and first token"),
+        ("uptime-probe-check", "Longest silence between events"),
+        ("uptime-probe-check", "Events and answer length"),
         ("uptime-probe-self", "Schedule lag"),
         ("uptime-probe-self", "Notifications by result"),
     ],
