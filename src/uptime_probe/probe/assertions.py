@@ -14,7 +14,13 @@ from typing import Any
 import jsonschema
 import referencing.exceptions
 
-from uptime_probe.config.steps import Expect, JsonAssertion
+from uptime_probe.config.steps import (
+    ContentExpect,
+    Expect,
+    ExpectBase,
+    JsonAssertion,
+    JsonExpect,
+)
 from uptime_probe.probe.model import AssertionOutcome, FailureReason
 
 _ACTUAL_LIMIT = 120
@@ -35,6 +41,13 @@ class ResponseView:
     _json: Any = field(default=None, repr=False)
     _json_error: str | None = field(default=None, repr=False)
     _json_done: bool = field(default=False, repr=False)
+
+    @classmethod
+    def of_document(cls, document: Any) -> ResponseView:
+        """A view of a JSON document a kind made of what it received (a DNS answer, a
+        certificate): JSON assertions and extraction read it; its text is the sample."""
+        body = json.dumps(document, ensure_ascii=False, indent=1).encode()
+        return cls(0, {}, body, _json=document, _json_done=True)
 
     @property
     def text(self) -> str:
@@ -72,20 +85,27 @@ def show(value: Any) -> str:
     return text if len(text) <= _ACTUAL_LIMIT else text[: _ACTUAL_LIMIT - 3] + "..."
 
 
-def compile_expect(expect: Expect) -> tuple[Assertion, ...]:
-    """Everything after the status line, in the order a person would check it."""
+def compile_expect(expect: ExpectBase) -> tuple[Assertion, ...]:
+    """Everything after the status line, in the order a person would check it.
+
+    Each kind's `expect` has the parts it can judge: headers (HTTP), body text (HTTP,
+    WebSocket messages), JSON assertions (any body or document).
+    """
     compiled: list[Assertion] = []
-    for name, pattern in expect.headers.items():
-        compiled.append(_header(name, pattern.pattern, pattern.search))
-    for needle in expect.body_contains:
-        compiled.append(_body_contains(needle, present=True))
-    for needle in expect.body_not_contains:
-        compiled.append(_body_contains(needle, present=False))
-    if expect.body_matches is not None:
-        compiled.append(_body_matches(expect.body_matches.pattern, expect.body_matches.search))
-    for assertion in expect.json_assertions:
-        compiled.append(_json(assertion))
-    if expect.schema_document is not None:
+    if isinstance(expect, Expect):
+        for name, pattern in expect.headers.items():
+            compiled.append(_header(name, pattern.pattern, pattern.search))
+    if isinstance(expect, ContentExpect):
+        for needle in expect.body_contains:
+            compiled.append(_body_contains(needle, present=True))
+        for needle in expect.body_not_contains:
+            compiled.append(_body_contains(needle, present=False))
+        if expect.body_matches is not None:
+            compiled.append(_body_matches(expect.body_matches.pattern, expect.body_matches.search))
+    if isinstance(expect, JsonExpect):
+        for assertion in expect.json_assertions:
+            compiled.append(_json(assertion))
+    if isinstance(expect, ContentExpect) and expect.schema_document is not None:
         compiled.append(_schema(expect.schema_document))
     return tuple(compiled)
 

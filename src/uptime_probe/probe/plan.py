@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect, HttpStepBase, StepBase, TlsConfig
+from uptime_probe.config.steps import ExpectBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
 from uptime_probe.probe.assertions import Assertion, compile_expect
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
@@ -22,7 +22,7 @@ USER_AGENT = f"uptime-probe/{__version__}"
 class StepPlan:
     config: StepBase
     kind: StepKind
-    # The check's and the step's headers, merged (HTTP-based kinds; empty for others).
+    # The check's and the step's headers, merged (kinds that send HTTP; empty for others).
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
@@ -84,11 +84,10 @@ def compile_check(
 def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
-    if isinstance(step, HttpStepBase):
+    own = step.http_headers()
+    if own is not None:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
-        headers.update(
-            {name.lower(): (name, value) for name, value in step.http_request.headers.items()}
-        )
+        headers.update({name.lower(): (name, value) for name, value in own.items()})
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
@@ -97,7 +96,7 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         config=step,
         kind=kind_of(step),
         headers=tuple(headers.values()),
-        assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
+        assertions=compile_expect(expect) if isinstance(expect, ExpectBase) else (),
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
     )
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -21,11 +20,12 @@ from uptime_probe.config.steps import (
     RequestStep,
 )
 from uptime_probe.config.template import render_json
-from uptime_probe.probe.assertions import InvalidJson, ResponseView
+from uptime_probe.probe.assertions import ResponseView
 from uptime_probe.probe.classify import classify_exception, classify_status
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
+from uptime_probe.probe.kinds.judging import judge_certificate, judge_view
+from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
 _CHUNK = 64 * 1024
@@ -107,15 +107,18 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
+def render_headers(plan: StepPlan, values: Mapping[str, str]) -> dict[str, str]:
+    """The step's merged headers, rendered; ValueError for one values made unsendable."""
+    return {name: _header_value(name, template.render(values)) for name, template in plan.headers}
+
+
 def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
     """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
     config = plan.config
     assert isinstance(config, HttpStepBase)
     request = config.http_request
     arguments: dict[str, Any] = {
-        "headers": {
-            name: _header_value(name, template.render(values)) for name, template in plan.headers
-        },
+        "headers": render_headers(plan, values),
         "allow_redirects": config.follow_redirects,
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
@@ -196,6 +199,7 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
             recorder.body_done()
             attempt = judge(plan, response.status, response.headers, body)
             attempt.tls_not_after = not_after
+            judge_certificate(attempt, config.expect.cert_min_days)
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
@@ -221,25 +225,6 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
     config = plan.config
     assert isinstance(config, HttpStepBase)
     expect = config.expect
-
-    def attempt(
-        outcome: Status,
-        reason: str | None,
-        message: str,
-        outcomes: Sequence[AssertionOutcome] = (),
-        extracted: dict[str, str] | None = None,
-    ) -> Attempt:
-        return Attempt(
-            outcome,
-            reason,
-            message,
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-            extracted=extracted or {},
-        )
-
     if status not in expect.status:
         reason = classify_status(status)
         retry = headers.get("Retry-After")
@@ -248,37 +233,11 @@ def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) 
             if reason is FailureReason.RATE_LIMITED and retry
             else ""
         )
-        return attempt(Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}")
-    view = ResponseView(status, headers, body)
-    outcomes: list[AssertionOutcome] = []
-    try:
-        for assertion in plan.assertions:
-            outcomes.append(assertion(view))
-        extracted = _extract(plan, view)
-    except InvalidJson as exc:
-        return attempt(Status.DOWN, FailureReason.INVALID_JSON, str(exc), outcomes)
-    failed = [o for o in outcomes if not o.passed]
-    critical = next((o for o in failed if o.severity == "critical"), None)
-    if critical is not None:
-        return attempt(Status.DOWN, critical.reason, critical.message, outcomes)
-    if isinstance(extracted, str):
-        return attempt(Status.DOWN, FailureReason.EXTRACTION_FAILED, extracted, outcomes)
-    if failed:
-        message = "; ".join(o.message for o in failed)
-        return attempt(Status.DEGRADED, None, message, outcomes, extracted)
-    return attempt(Status.UP, None, f"HTTP {status}", outcomes, extracted)
-
-
-def _extract(plan: StepPlan, view: ResponseView) -> dict[str, str] | str:
-    """Extracted values, or a message saying which one could not be found."""
-    values: dict[str, str] = {}
-    for name, query in plan.config.extract.items():
-        document = view.json()
-        try:
-            value = query.search(document)
-        except Exception as exc:  # JMESPath raises several types for runtime type errors
-            return f"extract {name}: query {query} failed ({str(exc)[:100]})"
-        if value is None:
-            return f"extract {name}: query {query} found nothing"
-        values[name] = value if isinstance(value, str) else json.dumps(value)
-    return values
+        attempt = Attempt(
+            Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}", body=body
+        )
+        attempt.body_bytes = len(body)
+    else:
+        attempt = judge_view(plan, ResponseView(status, headers, body), f"HTTP {status}")
+    attempt.http_status = status
+    return attempt
