@@ -30,8 +30,9 @@ from uptime_probe.config.steps.parts import (
     TlsConfig,
 )
 from uptime_probe.config.steps.request import RequestStep
+from uptime_probe.config.steps.tcp import TcpStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep,)}
+STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep, TcpStep)}
 
 
 def handler_key(data: Any) -> str | None:
@@ -83,6 +84,7 @@ __all__ = [
     "RequestStep",
     "StepBase",
     "StepConfig",
+    "TcpStep",
     "TlsConfig",
     "handler_key",
 ]
