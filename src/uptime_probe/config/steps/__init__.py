@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from uptime_probe.config.steps.dns import DnsStep
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADER_SIZE,
@@ -32,7 +33,9 @@ from uptime_probe.config.steps.parts import (
 from uptime_probe.config.steps.request import RequestStep
 from uptime_probe.config.steps.tcp import TcpStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep, TcpStep)}
+STEP_KINDS: dict[str, type[StepBase]] = {
+    kind.handler: kind for kind in (RequestStep, DnsStep, TcpStep)
+}
 
 
 def handler_key(data: Any) -> str | None:
@@ -74,6 +77,7 @@ __all__ = [
     "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
     "ContentExpect",
+    "DnsStep",
     "Expect",
     "ExpectBase",
     "HttpStepBase",
