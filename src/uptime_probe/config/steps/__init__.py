@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from uptime_probe.config.steps.certificate import CertificateStep
 from uptime_probe.config.steps.dns import DnsStep
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
@@ -34,7 +35,7 @@ from uptime_probe.config.steps.request import RequestStep
 from uptime_probe.config.steps.tcp import TcpStep
 
 STEP_KINDS: dict[str, type[StepBase]] = {
-    kind.handler: kind for kind in (RequestStep, DnsStep, TcpStep)
+    kind.handler: kind for kind in (RequestStep, DnsStep, TcpStep, CertificateStep)
 }
 
 
@@ -76,6 +77,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
+    "CertificateStep",
     "ContentExpect",
     "DnsStep",
     "Expect",
