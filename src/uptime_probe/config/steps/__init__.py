@@ -33,9 +33,10 @@ from uptime_probe.config.steps.parts import (
 )
 from uptime_probe.config.steps.request import RequestStep
 from uptime_probe.config.steps.tcp import TcpStep
+from uptime_probe.config.steps.websocket import WebsocketStep
 
 STEP_KINDS: dict[str, type[StepBase]] = {
-    kind.handler: kind for kind in (RequestStep, DnsStep, TcpStep, CertificateStep)
+    kind.handler: kind for kind in (RequestStep, DnsStep, TcpStep, CertificateStep, WebsocketStep)
 }
 
 
@@ -92,5 +93,6 @@ __all__ = [
     "StepConfig",
     "TcpStep",
     "TlsConfig",
+    "WebsocketStep",
     "handler_key",
 ]
