@@ -8,11 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import dns.exception
+import dns.message
+import dns.query
+import dns.resolver
 import pytest
 
 from tests.hostile.dns_server import NXDOMAIN, SERVFAIL, LoopbackDns, Query, Reply, answer
 from tests.hostile.server import refused_port
-from uptime_probe.probe.kinds.dns import DNS_ERRORS, DnsFigures
+from uptime_probe.probe.kinds.dns import DNS_ERRORS, DnsFigures, _Query, classify_dns_error
+from uptime_probe.probe.kinds.sockets import EXCHANGING
 
 from ..journeys import plan_of, run
 
@@ -201,3 +205,26 @@ def test_every_dnspython_error_of_the_modules_called_has_a_row() -> None:
     missing = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in raised - set(DNS_ERRORS))
     assert not missing, f"add a row to dns.DNS_ERRORS for: {', '.join(missing)}"
     assert len(raised) >= 35
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "message"),
+    [
+        (dns.exception.Timeout(), "timeout",
+         "no DNS answer to A chat.test from 127.0.0.1:5353 over udp"),
+        (dns.query.BadResponse(), "unexpected_status",
+         "an answer to another question from 127.0.0.1:5353: A DNS query response does not "
+         "respond to the question asked."),
+        (dns.message.ShortHeader(), "unexpected_status",
+         "invalid DNS response from 127.0.0.1:5353: The DNS packet passed to from_wire() is "
+         "too short."),
+        (dns.resolver.NoResolverConfiguration(), "dns",
+         "no DNS server to ask: set server, or configure /etc/resolv.conf"),
+        (ConnectionRefusedError(111, "Connection refused"), "connect_refused",
+         "connection refused by 127.0.0.1:5353: [Errno 111] Connection refused"),
+    ],
+)  # fmt: skip
+def test_error_reason(exc: BaseException, reason: str, message: str) -> None:
+    query = _Query("chat.test", "A", "udp", [("127.0.0.1", 5353)])
+    query.progress.stage = EXCHANGING
+    assert classify_dns_error(exc, query) == (reason, message)
