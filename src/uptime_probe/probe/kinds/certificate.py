@@ -110,6 +110,9 @@ def _iso(at: float) -> str:
 
 
 class CertificateKind:
+    # The class of the figures its attempts carry: metrics declare its series from it.
+    figures = CertificateFigures
+
     async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
         config = plan.config
         assert isinstance(config, CertificateStep)

@@ -144,6 +144,9 @@ async def _server_address(host: str, port: int) -> tuple[str, int]:
 
 
 class DnsKind:
+    # The class of the figures its attempts carry: metrics declare its series from it.
+    figures = DnsFigures
+
     async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
         config = plan.config
         assert isinstance(config, DnsStep)

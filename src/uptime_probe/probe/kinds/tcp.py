@@ -150,6 +150,9 @@ class _Conversation:
 
 
 class TcpKind:
+    # The class of the figures its attempts carry: metrics declare its series from it.
+    figures = TcpFigures
+
     async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
         config = plan.config
         assert isinstance(config, TcpStep)

@@ -109,6 +109,9 @@ class _Socket:
 
 
 class WebsocketKind:
+    # The class of the figures its attempts carry: metrics declare its series from it.
+    figures = WebsocketFigures
+
     async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
         config = plan.config
         assert isinstance(config, WebsocketStep)
