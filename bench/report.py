@@ -1168,6 +1168,53 @@ def misses(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def judging_section(results: dict[str, Any]) -> str:
+    """Where a response is judged, and what each place costs (micro.judging_cost)."""
+    micro = results.get("micro")
+    if not micro or failed(micro) or not micro.get("judging"):
+        return ""
+    runs = micro["judging"]
+    gil = [r["thread_gil"] for r in runs]
+    rows = [
+        [
+            f"the benchmark's answer ({runs[0]['body_bytes']} bytes, one JSON assertion) "
+            "judged on the loop, under its budget",
+            spread(pick(runs, "inline_us"), 1) + " µs of CPU",
+        ],
+        [
+            "the same answer judged in a worker process, round trip",
+            spread((r["worker_round_trip_ms"]["median"] for r in runs), 2) + " ms (wall)",
+        ],
+        [
+            "a 1 MiB `[1,1,...]` answer parsed and judged in a worker",
+            spread(pick(runs, "worker_1mib_ms"), 0) + " ms (wall)",
+        ],
+        [
+            "the loop's 1 ms ticks per second, idle",
+            spread((g["idle"]["ticks_per_second"] for g in gil), 0),
+        ],
+        [
+            "... while a 1 s pure-Python query runs in a thread (GIL)",
+            spread((g["query_in_a_thread"]["ticks_per_second"] for g in gil), 0)
+            + " (lag p50 "
+            + spread((g["query_in_a_thread"]["lag_p50_ms"] for g in gil), 1)
+            + " ms, max "
+            + spread((g["query_in_a_thread"]["lag_max_ms"] for g in gil), 1)
+            + " ms)",
+        ],
+    ]
+    return (
+        "## Judging off the loop\n\n"
+        "Where a response is judged (`src/uptime_probe/probe/judging.py`, "
+        'docs/configuration.md, "How long judging may take"), measured by '
+        "`bench/micro.py`'s `judging_cost`: a small answer is judged on the event loop under "
+        "a budget (256 KiB of text, 16 KiB of JSON, 2 ms of JMESPath), anything else in a "
+        "worker process the deadline can kill. The last two rows are why a process and not "
+        "a thread: a pure-Python query in a thread takes the interpreter lock from the loop "
+        "in 5 ms slices, and cannot be stopped.\n\n" + table(["measure", "value"], rows)
+    )
+
+
 SECTIONS: tuple[Callable[[dict[str, Any]], str], ...] = (
     header,
     summary,
@@ -1179,6 +1226,7 @@ SECTIONS: tuple[Callable[[dict[str, Any]], str], ...] = (
     fig_detection,
     gc_section,
     run_cost_section,
+    judging_section,
     profile_section,
     choices,
 )

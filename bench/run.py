@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 lambda: {
                     "render": [micro.render_comparison(n) for n in scale.lag_checks],
                     "json": micro.json_comparison(),
+                    "judging": [micro.judging_cost() for _ in range(scale.repeats)],
                 },
             )
 

@@ -182,6 +182,44 @@ async def test_config_error_exits_2_with_the_located_message(cli: Cli, tmp_path:
         _assert_no_secret(err)
 
 
+# Issue 13, item 9: tags PyYAML's safe constructor cannot read raised KeyError and
+# AttributeError tracebacks (exit 1) from every command that loads a config.
+UNREADABLE_TAGS = [
+    ("location: !!bool maybe", "cannot read 'maybe' as !!bool"),
+    ("location: !!timestamp x", "cannot read 'x' as !!timestamp"),
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "check", "run"])
+async def test_a_yaml_tag_it_cannot_read_exits_2_with_a_located_message(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    daemon_args = ["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]
+    for line, message in UNREADABLE_TAGS:
+        broken.write_text(f"{line}\n{CONFIG}")
+        args = [command, "-c", str(broken), *(daemon_args if command == "run" else [])]
+        code, out, err = await cli(*args)
+        assert code == 2, err
+        assert "Traceback" not in out + err
+        assert f"broken.yaml:1 (top level): invalid YAML: {message}" in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+async def test_an_auth_token_from_a_set_but_empty_variable_exits_2(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    """Issue 13, item 8: it loaded, and `Authorization: Bearer ` then opened the API."""
+    config = tmp_path / "probes.yaml"
+    config.write_text(f'server:\n  auth: {{bearer_token: "${{STATUS_TOKEN}}"}}\n{CONFIG}')
+    cli.env["STATUS_TOKEN"] = ""
+    daemon_args = ["--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]
+    args = [command, "-c", str(config), *(daemon_args if command == "run" else [])]
+    code, _out, err = await cli(*args)
+    assert code == 2, err
+    assert "probes.yaml:2 server.auth.bearer_token: credential is empty" in err
+
+
 async def test_missing_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     code, _out, err = await cli("validate", "-c", str(tmp_path / "absent.yaml"))
     assert code == 2

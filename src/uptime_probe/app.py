@@ -22,7 +22,9 @@ from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import Config
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
-from uptime_probe.probe import CheckPlan, compile_checks
+from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
+from uptime_probe.probe.judging import JudgingPool
+from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
@@ -76,6 +78,9 @@ class Daemon:
             rollup_retention=config.store.rollup_retention,
         )
         self.latest = LatestOutcomes()
+        # Judges heavy responses in worker processes, started when first needed; shared by
+        # every config's plans, so a reload keeps the workers (probe/judging.py).
+        self.judging = JudgingPool()
         self.notifications = NotificationDispatcher(config, on_result=self._count_notification)
         self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
         # scheduler -> check states -> every sink. Each sink reads only the outcome it is
@@ -98,6 +103,7 @@ class Daemon:
             max_concurrency=config.max_concurrency,
             observe_lag=self.daemon_metrics.schedule_lag.observe,
             on_skip=self.check_metrics.record_skip,
+            run=self._run_check,
         )
         self.daemon_metrics.runs_in_flight.set_function(lambda: self.scheduler.runs_probing)
         self.daemon_metrics.runs_waiting.set_function(lambda: self.scheduler.runs_waiting)
@@ -108,6 +114,11 @@ class Daemon:
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[ReloadOutcome]] = set()
         self.address: tuple[str, int] | None = None
+        # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
+        self._resolver: ProbeResolver | None = None
+
+    async def _run_check(self, plan: CheckPlan) -> CheckResult:
+        return await run_check(plan, resolver=self._resolver)
 
     def _digest(self) -> str:
         try:
@@ -122,7 +133,7 @@ class Daemon:
         """This shard's checks, compiled: CPU work on immutable input, fine in a thread."""
         mine = select(config.checks, self.options.shard, config.location)
         config = config.model_copy(update={"checks": mine})
-        return config, compile_checks(config)
+        return config, compile_checks(config, judging=self.judging)
 
     def _apply(
         self, config: Config, prepared: tuple[Config, dict[str, CheckPlan]] | None = None
@@ -176,6 +187,10 @@ class Daemon:
             if config.location != self.config.location:
                 log.warning("config_location_ignored", why="location changes need a restart")
                 config = config.model_copy(update={"location": self.config.location})
+            if config.dns != self.config.dns:
+                # Runs in flight hold the resolver; swapping it under them is not worth it.
+                log.warning("config_dns_ignored", why="dns changes need a restart")
+                config = config.model_copy(update={"dns": self.config.dns})
             # Compiling 1,000 checks takes 60-150 ms: in the thread too.
             prepared = await asyncio.to_thread(self._prepare, config)
             if self._stop.is_set():  # stopping began while it was read: keep what runs
@@ -211,6 +226,10 @@ class Daemon:
             log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
 
     async def start(self) -> None:
+        self._resolver = ProbeResolver(self.config.dns)
+        # The judging zygote imports for about a second in its own process: started now,
+        # the first heavy answer finds it ready.
+        await self.judging.start()
         await self.store.open()
         self._apply(self.config)
         await self._restore()
@@ -235,6 +254,7 @@ class Daemon:
             "daemon_started",
             listen=f"{self.address[0]}:{self.address[1]}",
             checks=len(self.config.checks),
+            event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     async def _watch_config(self) -> None:
@@ -254,6 +274,11 @@ class Daemon:
             log.info("stop_requested", why=why)
         self._stop.set()
 
+    async def close_resolver(self) -> None:
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
+
     async def wait_for_stop(self) -> None:
         await self._stop.wait()
 
@@ -262,9 +287,11 @@ class Daemon:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
+        await self.judging.close()
         await self.notifications.close(self.options.grace_seconds)
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.close_resolver()
         await self.store.close()
         log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
 
@@ -330,7 +357,9 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     except (OSError, sqlite3.Error) as exc:
         log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
+        await daemon.judging.close()
         await daemon.notifications.close(0)
+        await daemon.close_resolver()
         await daemon.store.close()
         return 1
     await daemon.wait_for_stop()

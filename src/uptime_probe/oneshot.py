@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 
 from uptime_probe.config.model import Config
 from uptime_probe.probe import CheckResult, Status, compile_checks, run_check
+from uptime_probe.probe.judging import JudgingPool
+from uptime_probe.probe.resolve import ProbeResolver
 
 
 class UnknownCheck(ValueError):
@@ -15,14 +17,20 @@ class UnknownCheck(ValueError):
 
 
 async def run_checks_once(config: Config, names: Sequence[str] = ()) -> list[CheckResult]:
-    plans = compile_checks(config)
-    unknown = [name for name in names if name not in plans]
+    unknown = [name for name in names if name not in {check.name for check in config.checks}]
     if unknown:
-        raise UnknownCheck(
-            f"unknown check {', '.join(map(repr, unknown))}; known: {', '.join(plans)}"
-        )
-    selected = [plans[name] for name in names] if names else list(plans.values())
-    return list(await asyncio.gather(*(run_check(plan) for plan in selected)))
+        known = ", ".join(check.name for check in config.checks)
+        raise UnknownCheck(f"unknown check {', '.join(map(repr, unknown))}; known: {known}")
+    resolver = ProbeResolver(config.dns)
+    try:
+        async with JudgingPool() as judging:
+            plans = compile_checks(config, judging=judging)
+            selected = [plans[name] for name in names] if names else list(plans.values())
+            return list(
+                await asyncio.gather(*(run_check(plan, resolver=resolver) for plan in selected))
+            )
+    finally:
+        await resolver.close()
 
 
 def exit_code(results: Iterable[CheckResult]) -> int:

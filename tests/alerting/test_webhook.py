@@ -14,7 +14,7 @@ from uptime_probe.config.model import WebhookNotifier
 
 from .factories import MESSAGE, STATUS_PAGE, incident, notice
 
-SECRET = "s3cret-hmac-key"
+SECRET = "s3cret-hmac-key-0123"
 
 
 def notifier(**changes: Any) -> WebhookNotifier:

@@ -20,9 +20,9 @@ TEXT = DOC.read_text()
 BLOCKS = re.findall(r"```yaml\n(.*?)```", TEXT, flags=re.DOTALL)
 ENV = {
     "CHAT_API_TOKEN": "t",
-    "HOOK_SECRET": "s",
+    "HOOK_SECRET": "hook-secret-0123456789",
     "SLACK_WEBHOOK_URL": "https://hooks.example.com/slack",
-    "STATUS_PASSWORD": "p",
+    "STATUS_PASSWORD": "correct-horse-battery-staple",
 }
 STEP = {"name": "s", "request": {"url": "http://127.0.0.1:1/"}}
 # Names the fragments use, as a full file would define them.

@@ -7,6 +7,7 @@ come out as a traceback.
 from __future__ import annotations
 
 import copy
+import random
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,108 @@ def test_mutations_of_probes_yaml_load_or_raise_located_config_errors(
 
 def test_the_unmutated_document_loads() -> None:
     parse_config(yaml.safe_dump(REAL), env={})
+
+
+# YAML tags of every kind (issue 13, item 9): the core schema's, the ones PyYAML's safe
+# constructor refuses (Python objects, unknown local and global tags, an undeclared
+# handle), and values each of them cannot read, inserted into probes.yaml at random nodes.
+TAGS = [
+    "!!bool", "!!int", "!!float", "!!timestamp", "!!binary", "!!null", "!!str", "!!seq",
+    "!!map", "!!set", "!!omap", "!!pairs", "!!merge", "!!value", "!!yaml",
+    "!!python/object/apply:os.system", "!!python/name:os.system", "!!python/tuple",
+    "!!python/bytes", "!custom", "!", "!<tag:yaml.org,2002:bool>", "!<tag:example.com,2026:x>",
+    "!e!undeclared",
+]  # fmt: skip
+ODD_VALUES = [
+    "maybe", "x", "abc", "z", "'###'", "''", "2025-02-30", "2025-01-01", "2025-01-01 25:00:00",
+    "2025-01-01 12:00:00 +99:00", "0x", "0b2", "0o9", "1:99", "1e999", ".nan", "-.inf", "~",
+    "aGVsbG8", "é", "9" * 5000, "[a, b]", "{a: b}", "{? [a]: b}", "<<", "=", "*undefined",
+]  # fmt: skip
+TAG_SEED = 20260913
+TAG_CASES = 2000
+
+
+def _one_check_sources() -> list[str]:
+    """probes.yaml once per check, with that check alone under `checks:`.
+
+    Comment lines dropped, and one check at a time: the same keys and values in a third
+    of the text, so thousands of cases parse in seconds (PyYAML's scanner is the cost).
+    """
+    lines = [
+        line
+        for line in PROBES_YAML.read_text().splitlines(keepends=True)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    head_end = lines.index("checks:\n") + 1
+    starts = [i for i in range(head_end, len(lines)) if lines[i].startswith("  - name:")]
+    ends = [*starts[1:], len(lines)]
+    head = "".join(lines[:head_end])
+    return [head + "".join(lines[start:end]) for start, end in zip(starts, ends, strict=True)]
+
+
+def _node_spans(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, is_scalar) of every node, keys included, by character index."""
+    spans: list[tuple[int, int, bool]] = []
+    stack = [yaml.compose(text, Loader=yaml.SafeLoader)]
+    while stack:
+        node = stack.pop()
+        spans.append(
+            (node.start_mark.index, node.end_mark.index, isinstance(node, yaml.ScalarNode))
+        )
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return spans
+
+
+TAGGED_SOURCES = [(text, _node_spans(text)) for text in _one_check_sources()]
+
+
+def tagged_mutation(rng: random.Random) -> str:
+    """probes.yaml with one to three nodes tagged, or replaced by a (tagged) odd value."""
+    text, spans = rng.choice(TAGGED_SOURCES)
+    chosen = rng.sample(spans, rng.randint(1, 3))
+    # From the end backwards, so an edit never moves the spans still to apply.
+    for start, end, is_scalar in sorted(chosen, reverse=True):
+        tag = rng.choice(TAGS)
+        if is_scalar and rng.random() < 0.6:
+            value = rng.choice(ODD_VALUES)
+            replacement = f"{tag} {value}" if rng.random() < 0.7 else value
+            text = text[:start] + replacement + text[end:]
+        else:
+            text = f"{text[:start]}{tag} {text[start:]}"
+    return text
+
+
+def test_every_check_of_probes_yaml_loads_alone() -> None:
+    assert len(TAGGED_SOURCES) == len(REAL["checks"])
+    for text, _spans in TAGGED_SOURCES:
+        assert issues_of(text) is None
+
+
+def test_tags_of_every_kind_in_probes_yaml_load_or_raise_located_config_errors() -> None:
+    rng = random.Random(TAG_SEED)
+    loaded = refused = 0
+    for case in range(TAG_CASES):
+        text = tagged_mutation(rng)
+        try:
+            issues = issues_of(text)
+        except Exception as exc:
+            raise AssertionError(f"case {case}: {type(exc).__name__}: {exc}\n{text}") from exc
+        if issues is None:
+            loaded += 1
+            continue
+        refused += 1
+        line_count = text.count("\n") + 1
+        for issue in issues:
+            shown = str(issue)
+            assert issue.message, (case, shown)
+            assert "\n" not in shown, (case, shown)
+            # Located: every issue names the line a user must edit.
+            assert issue.line is not None, (case, shown)
+            assert 1 <= issue.line <= line_count, (case, shown)
+            assert shown.startswith(f"probes.yaml:{issue.line} "), (case, shown)
+    # The mutations reach both outcomes: neither all refused nor all ignored.
+    assert loaded > TAG_CASES // 50, (loaded, refused)
+    assert refused > TAG_CASES // 2, (loaded, refused)

@@ -110,6 +110,8 @@ class DaemonProcess:
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self.url = ""
+        # Set before start(): the daemon's own variables (UPTIME_PROBE_EVENT_LOOP, ...).
+        self.env: dict[str, str] = {}
 
     # --- the process --------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class DaemonProcess:
             key: value for key, value in os.environ.items() if not key.startswith("UPTIME_PROBE_")
         }
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
         self._process = subprocess.Popen(
             self.args,
             stdin=subprocess.DEVNULL,

@@ -128,3 +128,42 @@ async def test_file_watcher_reloads_a_changed_file(
     await daemon.wait_for_log("config_reloaded", after=mark, trigger="file_changed")
     scrape = await daemon.wait_for_scrape(lambda s: s.value(RELOAD_OK) == 1, "the gauge at 1")
     assert scrape.checks() == {"history"}
+
+
+async def test_a_yaml_tag_it_cannot_read_fails_the_reload_in_json_and_zeroes_the_gauge(
+    simulator: RunningSimulator, start_daemon: StartDaemon, config_path: Path
+) -> None:
+    """Issue 13, item 9: `!!bool maybe` raised a KeyError through the reload: `POST /-/reload`
+    answered a 500 traceback, SIGHUP printed a plain-text traceback, the gauge stayed 1."""
+    server = {"enable_lifecycle": True, "watch_interval": "1h"}
+    check = http_check("chat_load", f"{simulator.url}/", step="page")
+    daemon = start_daemon([check], server=server)
+    await daemon.started()
+    valid_text = config_path.read_text()
+
+    write_text(config_path, f"location: !!bool maybe\n{valid_text}")
+    mark = daemon.log_count
+    daemon.send(signal.SIGHUP)
+    failed = await daemon.wait_for_log("config_reload_failed", after=mark, trigger="SIGHUP")
+    assert failed["level"] == "error"
+    assert failed["error"].startswith(
+        "probes.yaml:1 (top level): invalid YAML: cannot read 'maybe' as !!bool"
+    ), failed
+    await daemon.wait_for_scrape(lambda s: s.value(RELOAD_OK) == 0, "the gauge at 0")
+
+    write_text(config_path, valid_text)
+    status, text, _ = await daemon.request("POST", "/-/reload")
+    assert (status, text) == (200, "config reloaded\n")
+    await daemon.wait_for_scrape(lambda s: s.value(RELOAD_OK) == 1, "the gauge back at 1")
+
+    write_text(config_path, f"location: !!timestamp x\n{valid_text}")
+    status, text, _ = await daemon.request("POST", "/-/reload")
+    assert status == 500
+    assert text.startswith(
+        "config error:\nprobes.yaml:1 (top level): invalid YAML: cannot read 'x' as !!timestamp"
+    ), text
+    assert "Traceback" not in text
+    await daemon.wait_for_log("config_reload_failed", after=mark, trigger="http")
+    assert (await daemon.scrape()).value(RELOAD_OK) == 0
+    # Every line the daemon wrote is a JSON log record: no traceback in between.
+    assert len(daemon.raw_lines) == len(daemon.records), daemon.log_text()

@@ -13,6 +13,9 @@ says::
 The session closes the connector and the connector closes the resolver.  The
 connector caches answers for ``ttl_dns_cache`` seconds (10 by default); pass
 ``use_dns_cache=False`` if a test changes ``mapping`` between requests.
+
+To test the real resolver (c-ares, `uptime_probe.probe.resolve`) or a daemon
+subprocess, use the real DNS server on loopback in ``dns_server.py`` instead.
 """
 
 from __future__ import annotations

@@ -8,17 +8,26 @@ import importlib
 import pkgutil
 import socket
 import ssl
+from typing import Any
 
 import aiohttp
 import aiohttp.client_exceptions
 import pytest
+from aiohttp import http_exceptions
 from aiohttp.client_reqrep import ConnectionKey, RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe import run_check
-from uptime_probe.probe.classify import MAPPED_CLIENT_ERRORS, classify_exception, classify_status
+from uptime_probe.probe.classify import (
+    MAPPED_CLIENT_ERRORS,
+    MESSAGE_LIMIT,
+    classify_exception,
+    classify_status,
+)
 from uptime_probe.probe.model import BUILTIN_REASONS
+from uptime_probe.probe.resolve import LookupTimedOut
 from uptime_probe.probe.tracing import CONNECTING, IDLE, RESOLVING, TRANSFERRING, WAITING
 
 from .conftest import Target
@@ -106,6 +115,12 @@ EXCEPTIONS = [
         "dns",
         "cannot resolve host 'example.test'",
         id="dns",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorDNSError(KEY, LookupTimedOut("example.test", 2.0)),
+        "dns",
+        "DNS lookup of 'example.test' timed out (no answer in 2.0s)",
+        id="dns-lookup-timed-out",
     ),
     pytest.param(
         aiohttp.ClientConnectorCertificateError(KEY, _verify_error()),
@@ -291,3 +306,24 @@ async def test_run_cancelled_while_polling_propagates_cancelled_error(target: Ta
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(ssl.SSLError, id="ssl"),
+        pytest.param(lambda text: OSError(errno.EIO, text), id="oserror"),
+        pytest.param(
+            lambda text: http_exceptions.BadHttpMessage(text), id="invalid-http-after-the-head"
+        ),
+    ],
+)
+def test_an_exception_quoting_the_target_is_redacted_before_it_is_cut(make: Any) -> None:
+    """An exception can quote the target (the line the parser rejected): the message is
+    cut after redaction, so not even the start of a secret across the cut is kept."""
+    secret = "tok-Zq9xVal42AbCdEf"
+    redact = Redactor([secret])
+    for padding in range(MESSAGE_LIMIT - 60, MESSAGE_LIMIT + 2):
+        _, text = classify_exception(make("." * padding + secret + "," * 50), redact=redact)
+        assert not any(secret[i : i + 5] in text for i in range(len(secret) - 4)), text
+        assert len(text) <= MESSAGE_LIMIT + len("[REDACTED]")

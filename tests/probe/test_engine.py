@@ -294,8 +294,10 @@ async def test_resolution_cut_by_the_deadline_is_dns() -> None:
     result = await run(
         plan_of(step("http://slow.test/"), timeout="200ms"), resolver=HangingResolver({})
     )
-    assert result.reason == "dns"
-    assert "name resolution did not finish" in result.message
+    assert (result.reason, result.message) == (
+        "dns",
+        "fetch: DNS lookup of 'slow.test' timed out at the deadline (journey deadline 0.2s)",
+    )
 
 
 # --- TLS -----------------------------------------------------------------------------------

@@ -116,3 +116,24 @@ def control_for(source: Any) -> DaemonControl:
 
 def now() -> float:
     return time.time()
+
+
+FLAPS = 10_000
+
+
+async def flapping(make_harness: Any, at: float) -> Harness:
+    """`flappy` down twice (opens), then up and down in turn for FLAPS more runs, 10 s apart,
+    under success_threshold 2: one incident that never resolves, its status changing on
+    every run."""
+    config = make_config(
+        {"name": "flappy"}, defaults={"failure_threshold": 2, "success_threshold": 2}
+    )
+    harness: Harness = await make_harness(config)
+    for i in range(FLAPS + 2):
+        status = Status.DOWN if i < 2 or i % 2 else Status.UP
+        reason = "http_5xx" if status is Status.DOWN else None
+        harness.run("flappy", status, at=at + 10 * i, reason=reason, http_status=503)
+        if i % 1000 == 0:
+            await harness.flush()  # the store's writer keeps up in the daemon
+    await harness.flush()
+    return harness

@@ -7,8 +7,9 @@ import base64
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from uptime_probe.config.model import AuthConfig
+from uptime_probe.config.model import AuthConfig, BasicAuth
 from uptime_probe.probe.model import Status
 from uptime_probe.web.auth import authorized, needs_auth
 
@@ -162,10 +163,49 @@ async def test_basic_and_bearer_together(
 
 def test_non_ascii_credentials_compare_as_bytes() -> None:
     """hmac.compare_digest refuses non-ASCII str: a non-ASCII guess must be a plain no."""
-    auth = AuthConfig.model_validate({"bearer_token": "caf\u00e9"})
-    assert authorized(auth, "Bearer caf\u00e9")
-    assert not authorized(auth, "Bearer cafe")
+    auth = AuthConfig.model_validate({"bearer_token": "caf\u00e9" * 4})
+    assert authorized(auth, "Bearer " + "caf\u00e9" * 4)
+    assert not authorized(auth, "Bearer " + "cafe" * 4)
     assert not authorized(auth, "Bearer \u2603")
+
+
+# Issue 13, item 8: `bearer_token: "${STATUS_TOKEN}"` with the variable set but empty
+# loaded, and `Authorization: Bearer ` with nothing after it was let in.
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"bearer_token": ""},
+        {"bearer_token": "x" * 15},
+        {"bearer_token": TOKEN + "\n"},
+        {"bearer_token": "tok " + "x" * 20},
+        {"basic": {"username": "ops", "password": ""}},
+        {"basic": {"username": "ops", "password": "p" * 15}},
+        {"basic": {"username": "", "password": PASSWORD}},
+        {"basic": {"username": "ops:admin", "password": PASSWORD}},
+    ],
+)
+def test_an_empty_or_short_credential_is_refused_at_load(auth: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        AuthConfig.model_validate(auth)
+
+
+EMPTY_BASIC = "Basic " + base64.b64encode(b":").decode()
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer ", "Bearer", "Bearer \t ", "bearer  ", "Basic ", "Basic", EMPTY_BASIC]
+)
+def test_an_empty_credential_never_authorizes(header: str) -> None:
+    configured = AuthConfig.model_validate({**BASIC, "bearer_token": TOKEN})
+    # Empty credentials no config can hold (the loader refuses them), built past it: the
+    # comparison refuses an empty one on its own.
+    empty = AuthConfig.model_construct(
+        basic=BasicAuth.model_construct(username="", password=""),
+        bearer_token="",
+        protect_metrics=False,
+    )
+    assert not authorized(configured, header)
+    assert not authorized(empty, header)
 
 
 @pytest.mark.parametrize(

@@ -19,14 +19,16 @@ from uptime_probe.web.status import (
     UPTIME_DAYS,
     PageView,
     StatusPage,
+    clock,
     day_bars,
+    iso,
     percent,
     span,
     sparkline,
 )
 
 from .conftest import MakeClient, MakeHarness
-from .harness import HOSTILE, Harness, make_config, now
+from .harness import FLAPS, HOSTILE, Harness, flapping, make_config, now
 
 DAY = 86400.0
 
@@ -420,3 +422,27 @@ async def test_concurrent_requests_share_one_build(make_harness: MakeHarness) ->
     assert all(p is pages[0] for p in pages)
     await page.current()  # a later request builds afresh
     assert len(builds) == 2
+
+
+async def test_a_flapping_incident_reads_as_one_counted_entry(
+    make_harness: MakeHarness, make_client: MakeClient
+) -> None:
+    start = now() - 2 * DAY
+    harness = await flapping(make_harness, start)
+    client = await make_client(harness)
+    response = await client.get("/")
+    assert response.status == 200
+    page = Page(await response.text())
+    (incident,) = [e for e in page.tags("article") if e.attrs.get("data-check") == "flappy"]
+    entries = [e for e in page.tags("li") if "timeline-" in e.attrs.get("class", "")]
+    assert len(entries) == 2  # newest first: the counted entry, then the opening
+    counted = " ".join("".join(entries[0].text).split())
+    assert counted.startswith(
+        f"Investigating {clock(start + 20)} to {clock(start + 10 * (FLAPS + 1))}"
+    )
+    assert f"Flapped {FLAPS:,} times between investigating and monitoring" in counted
+    times = [
+        e for e in page.tags("time") if e.attrs.get("datetime") == iso(start + 10 * (FLAPS + 1))
+    ]
+    assert times, "the counted entry's end is a machine-readable time"
+    assert incident.attrs["data-status"] == "investigating"

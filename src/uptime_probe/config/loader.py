@@ -106,18 +106,58 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path, int]]:
         raise ConfigError([ConfigIssue((), "invalid YAML: nested too deeply", source)]) from None
     lines: dict[Path, int] = {}
     issues: list[ConfigIssue] = []
-    if node is not None:
-        _index_lines(node, (), lines, issues, source)
+    if node is None:
+        return None, lines
+    _index_lines(node, (), lines, issues, source)
     if issues:
         raise ConfigError(issues)
     try:
-        # safe_load only: no Python object tags, ever.
-        document = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        if isinstance(exc, yaml.YAMLError):
-            raise ConfigError([_yaml_issue(exc, source)]) from None
-        raise ConfigError([ConfigIssue((), f"invalid YAML: {exc}", source)]) from None
+        # The nodes already composed, built by the safe constructor: no Python object
+        # tags, ever, and the text is parsed once.
+        document = _LocatingConstructor().construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_issue(exc, source)]) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue((), "invalid YAML: nested too deeply", source)]) from None
     return document, lines
+
+
+class _LocatingConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's safe constructor, whose every failure is a ConstructorError with a line.
+
+    Its scalar constructors let Python's own exceptions out on a value their tag cannot
+    read: KeyError for `!!bool maybe`, AttributeError for `!!timestamp x`, IndexError for
+    `!!int ''`, ValueError for `2025-02-30` (a date by YAML's rules). Whatever a
+    constructor raises is a property of the document, never a bug to crash on.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # see the class docstring
+            raise yaml.constructor.ConstructorError(
+                None, None, _unreadable(node, exc), node.start_mark
+            ) from None
+
+
+_SHORT_TAG = "tag:yaml.org,2002:"
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    tag = node.tag.replace(_SHORT_TAG, "!!", 1) if node.tag.startswith(_SHORT_TAG) else node.tag
+    value = node.value if isinstance(node, yaml.ScalarNode) else ""
+    shown = repr(value if len(value) <= 40 else value[:40] + "...")
+    # Some ValueErrors say why (day out of range, too many digits); the rest only repeat
+    # the value (`invalid literal for int()`), and the other types say nothing useful.
+    why = str(exc).splitlines()[0] if isinstance(exc, ValueError) and str(exc) else ""
+    detail = (
+        "" if not why or why.startswith(("invalid literal", "could not convert")) else f": {why}"
+    )
+    return (
+        f"cannot read {shown} as {tag}{detail} (quote a value, without a tag, to keep it as text)"
+    )
 
 
 def _yaml_issue(exc: yaml.YAMLError, source: str) -> ConfigIssue:
@@ -222,6 +262,8 @@ def _clean_loc(loc: tuple[Any, ...], document: Any) -> Path:
         ):
             path.append(part)
             current = current[part]
+        elif part == "[key]":
+            continue  # pydantic's mark for "the key itself", already in the path
         elif (
             last
             and isinstance(part, str)

@@ -12,9 +12,21 @@ from pydantic import Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.steps import StepConfig
-from uptime_probe.config.types import Duration, Slug, TemplateString, VariableName
+from uptime_probe.config.types import (
+    BasicUsername,
+    BearerToken,
+    Credential,
+    Duration,
+    HeaderName,
+    HeaderTemplate,
+    HeaderValue,
+    Nameserver,
+    Slug,
+    VariableName,
+)
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
+MAX_DNS_TIMEOUT = 60.0
 
 
 class CheckConfig(Model):
@@ -24,7 +36,7 @@ class CheckConfig(Model):
     # None means "take it from defaults"; Config resolves every one of these.
     interval: Duration | None = None
     timeout: Duration | None = None
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float | None = Field(default=None, gt=0, lt=1)
     failure_threshold: int | None = Field(default=None, ge=1, le=100)
     success_threshold: int | None = Field(default=None, ge=1, le=100)
@@ -66,7 +78,7 @@ class CheckConfig(Model):
 class DefaultsConfig(Model):
     interval: Duration = 30.0
     timeout: Duration = 10.0
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     slo: float = Field(default=0.999, gt=0, lt=1)
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
@@ -74,13 +86,13 @@ class DefaultsConfig(Model):
 
 
 class BasicAuth(Model):
-    username: str
-    password: str
+    username: BasicUsername
+    password: Credential
 
 
 class AuthConfig(Model):
     basic: BasicAuth | None = None
-    bearer_token: str | None = None
+    bearer_token: BearerToken | None = None
     protect_metrics: bool = False
 
     @model_validator(mode="after")
@@ -109,8 +121,8 @@ class ServerConfig(Model):
 class WebhookNotifier(Model):
     kind: Literal["webhook"]
     url: str
-    hmac_secret: str | None = None
-    headers: dict[str, str] = {}
+    hmac_secret: Credential | None = None
+    headers: dict[HeaderName, HeaderValue] = {}
     timeout: Duration = 5.0
     reminder_interval: Duration | None = None
 
@@ -144,6 +156,20 @@ class StatusPageConfig(Model):
     title: str = "Service status"
 
 
+class DnsConfig(Model):
+    """How probes resolve names (probe/resolve.py): servers, and a bound per lookup."""
+
+    servers: list[Nameserver] = []  # empty: the system's, from /etc/resolv.conf
+    timeout: Duration = 5.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _bounded(cls, value: float) -> float:
+        if value > MAX_DNS_TIMEOUT:
+            raise ValueError(f"a lookup may wait at most {MAX_DNS_TIMEOUT:g}s, got {value:g}s")
+        return value
+
+
 class Config(Model):
     location: str = Field(default="local", pattern=LOCATION_PATTERN)
     max_concurrency: int = Field(default=512, ge=1, le=100_000)
@@ -155,6 +181,7 @@ class Config(Model):
     notifiers: dict[Slug, NotifierConfig] = {}
     store: StoreConfig = StoreConfig()
     status_page: StatusPageConfig = StatusPageConfig()
+    dns: DnsConfig = DnsConfig()
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:

@@ -6,11 +6,20 @@ document, so they are written out here, each with the path of the value at fault
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime
+import ipaddress
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from yarl import URL
 
 from uptime_probe.config.errors import ConfigIssue, Path
 from uptime_probe.config.model import CheckConfig, Config
+from uptime_probe.config.steps import HttpStepBase
 from uptime_probe.config.template import Template, TemplateError, template_names_in
+from uptime_probe.config.types import HEADER_VALUE_CONTROL, has_header_control
 from uptime_probe.config.units import format_duration
 
 
@@ -22,8 +31,10 @@ def _issues(config: Config) -> Iterator[ConfigIssue]:
     for name in sorted(set(config.variables) & set(config.secrets)):
         yield ConfigIssue(("secrets", name), f"'{name}' is defined both as a variable and a secret")
     global_names = frozenset(config.variables) | frozenset(config.secrets)
+    known = {**config.variables, **config.secrets}
     for name, value in config.defaults.headers.items():
         yield from _undefined(("defaults", "headers", name), value, global_names)
+        yield from _header_from_values(("defaults", "headers", name), value, known)
     seen_checks: dict[str, int] = {}
     for index, check in enumerate(config.checks):
         path: Path = ("checks", index)
@@ -48,8 +59,11 @@ def _check_issues(
     for position, notifier in enumerate(check.notifiers or ()):
         if notifier not in config.notifiers:
             yield ConfigIssue((*path, "notifiers", position), f"unknown notifier '{notifier}'")
+    values = {**config.variables, **config.secrets}
     for name, value in check.headers.items():
         yield from _undefined((*path, "headers", name), value, global_names)
+        if value is not config.defaults.headers.get(name):  # those are reported once, above
+            yield from _header_from_values((*path, "headers", name), value, values)
     known = set(global_names)
     seen_steps: set[str] = set()
     for index, step in enumerate(check.steps):
@@ -71,7 +85,9 @@ def _check_issues(
             for name in sorted(missing):
                 yield ConfigIssue((*step_path, *where), _undefined_message(name))
         for where, url, schemes in step.urls():
-            yield from _url_scheme((*step_path, *where), url, schemes, config)
+            yield from _url_issues((*step_path, *where), url, schemes, values)
+        if isinstance(step, HttpStepBase):
+            yield from _http_step_issues(step, step_path, values)
         if step.poll is not None and step.poll.within > check.timeout_seconds:
             yield ConfigIssue(
                 (*step_path, "poll", "within"),
@@ -99,20 +115,156 @@ def _undefined_message(name: str) -> str:
     )
 
 
-def _url_scheme(
-    path: Path, url: Template, schemes: tuple[str, ...], config: Config
+def _http_step_issues(
+    step: HttpStepBase, step_path: Path, values: Mapping[str, str]
 ) -> Iterator[ConfigIssue]:
-    """Checkable only when the scheme does not come from an extracted value."""
-    prefixes = tuple(f"{scheme}://" for scheme in schemes)
-    wanted = " or ".join(prefixes)
-    if url.source.startswith(prefixes):
+    """Header values from variables, and values in `json:` that JSON cannot hold."""
+    request, key = step.http_request, step.handler
+    for header, value in request.headers.items():
+        yield from _header_from_values((*step_path, key, "headers", header), value, values)
+    yield from _not_json((*step_path, key, "json"), request.json_body)
+    for position, assertion in enumerate(step.expect.json_assertions):
+        if assertion.operator in ("equals", "not_equals", "contains"):
+            where = (*step_path, "expect", "json", position, assertion.operator)
+            yield from _not_json(where, assertion.expected)
+
+
+# What a DNS name's labels hold once IDNA-encoded (letters, digits, hyphen), plus the
+# underscore that service names (`_dmarc`, Docker's) use and resolvers accept.
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+
+
+def _url_issues(
+    path: Path, url: Template, schemes: tuple[str, ...], values: Mapping[str, str]
+) -> Iterator[ConfigIssue]:
+    """Scheme, host and port of a URL, as far as they are known before any run.
+
+    Fully checked when every placeholder is a variable or a secret; when one is
+    extracted at run time, only the literal scheme and a literal authority. Schemes are
+    case-insensitive (RFC 3986 §3.1): `HTTP://` is `http://`.
+    """
+    source = url.source
+    wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+    if url.names <= set(values):
+        rendered = url.render(values)
+        if not _has_scheme(rendered, schemes):
+            if rendered == source:
+                message = f"url must start with {wanted}, got {source!r}"
+            else:
+                message = f"url renders to {rendered!r}: it must start with {wanted}"
+            yield ConfigIssue(path, message)
+            return
+        problem = _url_problem(rendered)
+        if problem is not None:
+            shown = repr(source) if rendered == source else f"{source!r} (renders to {rendered!r})"
+            yield ConfigIssue(path, f"url {shown} {problem}")
         return
-    if not url.source.startswith("{{"):
-        yield ConfigIssue(path, f"url must start with {wanted}, got {url.source!r}")
+    if source.startswith("{{"):
+        return  # scheme and host come from a value extracted at run time
+    if not _has_scheme(source, schemes):
+        yield ConfigIssue(path, f"url must start with {wanted}, got {source!r}")
         return
-    known = {**config.variables, **config.secrets}
-    if not url.names <= set(known):
-        return
-    rendered = url.render(known)
-    if not rendered.startswith(prefixes):
-        yield ConfigIssue(path, f"url renders to {rendered!r}: it must start with {wanted}")
+    scheme, _, rest = source.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "{{" not in authority:
+        problem = _url_problem(f"{scheme}://{authority}/")
+        if problem is not None:
+            yield ConfigIssue(path, f"url {source!r} {problem}")
+
+
+def _has_scheme(url: str, schemes: tuple[str, ...]) -> bool:
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in schemes
+
+
+def _url_problem(url: str) -> str | None:
+    """Why a URL with an http(s) scheme cannot be requested, or None."""
+    try:
+        parsed = URL(url)
+    except UnicodeError as exc:  # yarl's IDNA encoding of a non-ASCII host
+        return f"has a host that is not a valid DNS name ({_idna_reason(exc)})"
+    except ValueError as exc:
+        return f"is not a valid URL: {str(exc).splitlines()[0]}"
+    host = parsed.raw_host  # as resolved and sent: IDNA-encoded, lower case
+    if not host:
+        return "has no host"
+    return _host_problem(host)
+
+
+def _idna_reason(exc: UnicodeError) -> str:
+    text = str(exc)
+    inner = text[text.rfind("(") + 1 : text.rfind(")")] if "(" in text else text
+    return inner.removeprefix("UnicodeError: ")
+
+
+def _host_problem(host: str) -> str | None:
+    """Why a host can never be resolved (RFC 1035 §2.3.4 lengths), or None."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    name = host.removesuffix(".")  # a fully qualified name may end with the root's dot
+    if len(name) > 253:
+        return "has a host name longer than 253 characters"
+    for label in name.split("."):
+        if not label:
+            return f"has a host {host!r} with an empty label (two dots in a row?)"
+        if len(label) > 63:
+            return f"has a host {host!r} with a label longer than 63 characters"
+        if not _LABEL.fullmatch(label):
+            return f"has a host {host!r} with a character no host name has"
+    return None
+
+
+def _header_from_values(
+    path: Path, template: Template, values: Mapping[str, str]
+) -> Iterator[ConfigIssue]:
+    """A variable or secret that would put a line break into a header, on every run."""
+    for name in sorted(template.names & set(values)):
+        if has_header_control(values[name]):
+            # Never the value: it may be a secret (a token read with its trailing newline).
+            yield ConfigIssue(path, f"'{{{{ {name} }}}}' {HEADER_VALUE_CONTROL}")
+
+
+def _not_json(path: Path, value: Any) -> Iterator[ConfigIssue]:
+    """Values YAML builds that JSON has no form for, each at its own path.
+
+    Refused, not converted: an unquoted `2025-01-01` is a date to YAML, and sending it
+    as the ISO text would work for a date but rewrite a timestamp (`2025-01-01 10:00`
+    becomes `2025-01-01T10:00:00`, a zone becomes UTC): quoting says what is sent.
+    """
+    stack: list[tuple[Path, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    yield ConfigIssue(where, _not_a_string_key(key))
+                stack.append(((*where, str(key)), child))
+        elif isinstance(item, list):
+            stack.extend(((*where, index), child) for index, child in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            yield ConfigIssue(where, f"{item} is not a JSON number; quote it to send text")
+        elif not isinstance(item, str | int | float | bool) and item is not None:
+            yield ConfigIssue(where, _no_json_form(item))
+
+
+def _not_a_string_key(key: Any) -> str:
+    shown = "null" if key is None else str(key).lower() if isinstance(key, bool) else repr(key)
+    return (
+        f"key {shown} is not a string to YAML (unquoted yes/no/on/off, null and numbers are "
+        "not): quote it to send a JSON object key"
+    )
+
+
+def _no_json_form(item: Any) -> str:
+    if isinstance(item, datetime.date):  # datetime is a date too
+        kind = "a timestamp" if isinstance(item, datetime.datetime) else "a date"
+        return f"YAML reads {item} as {kind}, which JSON has no type for: quote it to send text"
+    if isinstance(item, bytes):
+        return "binary data (!!binary) has no JSON form: send it as a base64 string"
+    if isinstance(item, set | frozenset):
+        return "a set (!!set) has no JSON form: use a list"
+    return f"{type(item).__name__} has no JSON form"

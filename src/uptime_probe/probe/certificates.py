@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
+from uptime_probe.probe.model import FailureReason
+
 SECONDS_PER_DAY = 86400.0
 # SANs listed in a report; a certificate for thousands of names stays one readable line.
 MAX_NAMES = 100
@@ -71,3 +73,17 @@ def expiry_shortfall(not_after: float, min_days: float, now: float | None = None
     if left < 0:
         return f"certificate expired {-left:.1f} days ago ({when}), cert_min_days {min_days:g}"
     return f"certificate expires in {left:.1f} days ({when}), below cert_min_days {min_days:g}"
+
+
+def certificate_problem(not_after: float | None, min_days: float | None) -> tuple[str, str] | None:
+    """Why the certificate a step saw fails `cert_min_days` (a reason and a message), or
+    None when it holds or is not asked for."""
+    if min_days is None:
+        return None
+    if not_after is None:
+        return (
+            FailureReason.ASSERTION_FAILED,
+            "no TLS certificate was presented, so cert_min_days cannot hold",
+        )
+    shortfall = expiry_shortfall(not_after, min_days)
+    return None if shortfall is None else (FailureReason.CERT_EXPIRING, shortfall)

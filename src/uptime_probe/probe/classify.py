@@ -8,6 +8,7 @@ nearest mapped ancestor, and tests/probe/test_classify.py fails until it gets a 
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -16,10 +17,16 @@ import aiohttp
 import aiohttp.client_exceptions
 from aiohttp import http_exceptions
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.model import FailureReason
-from uptime_probe.probe.tracing import CONNECTING, RESOLVING
+from uptime_probe.probe.tracing import CONNECTING, HANDSHAKING, JUDGING, RESOLVING, PhaseRecorder
 
 Classified = tuple[FailureReason, str]
+
+# A message is cut here, after redaction: an exception can quote the target (a header line
+# the parser rejected, a URL built from extracted values), so its text is never cut first.
+MESSAGE_LIMIT = 360
+_NO_SECRETS = Redactor(())
 
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
@@ -35,9 +42,24 @@ def classify_status(status: int) -> FailureReason:
     return FailureReason.UNEXPECTED_STATUS
 
 
+# aiohttp names the SSL context it used by its repr (`ssl:<ssl.SSLContext object at 0x7f..>`),
+# which tells a person nothing; every such repr is dropped from our messages.
+_OBJECT_REPR = re.compile(r"\s*(?:ssl:)?<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    text = _OBJECT_REPR.sub("", str(exc)).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _connector_detail(exc: aiohttp.ClientError) -> str:
+    """What went wrong connecting, in the OS's or OpenSSL's words, without aiohttp's wrapper."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        reason = getattr(os_error, "reason", None)  # ssl.SSLError's short name
+        detail = reason or os_error.strerror or _first_line(os_error)
+        return f"{exc.host}:{exc.port}: {detail}"
+    return _first_line(exc)
 
 
 def _certificate(exc: aiohttp.ClientError) -> Classified:
@@ -49,11 +71,15 @@ def _certificate(exc: aiohttp.ClientError) -> Classified:
 
 
 def _ssl(exc: aiohttp.ClientError) -> Classified:
-    return FailureReason.TLS, f"TLS handshake failed: {_first_line(exc)}"
+    return FailureReason.TLS, f"TLS handshake failed with {_connector_detail(exc)}"
 
 
 def _dns(exc: aiohttp.ClientError) -> Classified:
     host = getattr(exc, "host", "")
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, OSError) and cause.errno == errno.ETIMEDOUT:
+        # The resolver's own bound (probe/resolve.py), shorter than the journey's deadline.
+        return FailureReason.DNS, f"DNS lookup of {host!r} timed out ({cause.strerror})"
     return FailureReason.DNS, f"cannot resolve host {host!r}"
 
 
@@ -90,7 +116,7 @@ def _response_error(exc: aiohttp.ClientError) -> Classified:
     # We never call raise_for_status, so a bare ClientResponseError comes from the
     # HTTP parser: the target answered something that is not valid HTTP.
     assert isinstance(exc, aiohttp.ClientResponseError)
-    return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {exc.message}"[:300]
+    return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {exc.message}"
 
 
 def _proxy_status(exc: aiohttp.ClientError) -> Classified:
@@ -167,27 +193,69 @@ _CLIENT_ERRORS: dict[object, Callable[[aiohttp.ClientError], Classified]] = {
 MAPPED_CLIENT_ERRORS = frozenset(_CLIENT_ERRORS)
 
 
-def classify_exception(exc: BaseException, phase: str = "") -> Classified:
+def _host_name_error(exc: BaseException) -> str | None:
+    """What is wrong with a host name no resolver can look up (`a..b`, a 64-byte label).
+
+    Configured hosts are checked at load, so this one came from a target: an extracted
+    value or a redirect. The IDNA codec refuses it wherever it is encoded, before any
+    packet: in getaddrinfo (the threaded resolver), in `ssl` (the TLS server name), or in
+    yarl (a non-ASCII host), which aiohttp wraps into InvalidURL. None for anything else.
+    """
+    seen: BaseException | None = exc
+    for _ in range(3):  # the error, the cause aiohttp wrapped, and that one's
+        if seen is None:
+            return None
+        if isinstance(seen, UnicodeError) and (
+            "idna" in str(seen).lower() or type(seen).__module__.startswith("idna")
+        ):
+            text = _first_line(seen)
+            # "encoding with 'idna' codec failed (UnicodeError: label empty or too long)"
+            inner = text[text.find("(") + 1 : text.rfind(")")] if "(" in text else text
+            return inner.removeprefix("UnicodeError: ") or "label empty or too long"
+        seen = seen.__cause__
+    return None
+
+
+def classify_exception(
+    exc: BaseException, phase: str = "", host: str = "", redact: Redactor | None = None
+) -> Classified:
     """The reason and a one-line message for an exception raised while running a step.
 
     `phase` is the recorder's state when the exception hit, so a deadline that expires
-    while connecting reads as `connect_timeout`, not `timeout`.
+    while connecting reads as `connect_timeout`, not `timeout`; `host` is the name being
+    resolved then, if any. The message is redacted with `redact` (the check's secrets),
+    then cut to MESSAGE_LIMIT.
     """
+    reason, message = _classify(exc, phase, host)
+    return reason, (redact or _NO_SECRETS).cut(message, MESSAGE_LIMIT)
+
+
+def _classify(exc: BaseException, phase: str, host: str) -> Classified:
+    bad_name = _host_name_error(exc)
+    if bad_name is not None:
+        return FailureReason.DNS, f"host name is not a valid DNS name ({bad_name})"
     if isinstance(exc, aiohttp.ClientError):
         for cls in type(exc).__mro__:
             handler = _CLIENT_ERRORS.get(cls)
             if handler is not None:
                 return handler(exc)
     if isinstance(exc, TimeoutError):
+        if phase == HANDSHAKING:
+            return (
+                FailureReason.TLS,
+                "TLS handshake stalled: TCP connected, no TLS before the deadline",
+            )
         if phase == CONNECTING:
             return FailureReason.CONNECT_TIMEOUT, "no connection before the deadline"
+        if phase == RESOLVING and host:
+            return FailureReason.DNS, f"DNS lookup of {host!r} timed out at the deadline"
         if phase == RESOLVING:
             return FailureReason.DNS, "name resolution did not finish before the deadline"
         return FailureReason.TIMEOUT, "no complete response before the deadline"
     if isinstance(exc, http_exceptions.HttpProcessingError):
         # aiohttp's pure-Python parser raises its own errors (not ClientErrors) for a body
         # it cannot parse after the head, e.g. a bad chunk size: as invalid as a bad head.
-        detail = " ".join(str(exc.message).split())[:300]
+        detail = " ".join(str(exc.message).split())
         return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {detail}"
     if isinstance(exc, ssl.SSLError):
         return FailureReason.TLS, f"TLS error: {_first_line(exc)}"
@@ -200,3 +268,11 @@ def classify_exception(exc: BaseException, phase: str = "") -> Classified:
     if isinstance(exc, OSError):
         return FailureReason.CONNECTION_RESET, f"network error: {_first_line(exc)}"
     return FailureReason.INTERNAL, f"internal error ({type(exc).__name__}): {_first_line(exc)}"
+
+
+def classify_deadline(recorder: PhaseRecorder) -> Classified:
+    """A journey deadline that cut a step, told by what the step was doing at that moment."""
+    if recorder.state == JUDGING:
+        # The answer was in: what ran out of time was judging it (probe/judging.py).
+        return FailureReason.TIMEOUT, f"{recorder.judging} did not finish before the deadline"
+    return classify_exception(TimeoutError(), recorder.state, recorder.resolving_host)

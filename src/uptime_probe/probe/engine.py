@@ -17,7 +17,7 @@ import aiohttp
 
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ExpectBase
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.model import (
     AssertionOutcome,
@@ -29,7 +29,7 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
-from uptime_probe.probe.tracing import PhaseRecorder
+from uptime_probe.probe.tracing import JUDGING, PhaseRecorder
 
 # A failed step keeps at most this much of the response, as a sample for a person to read.
 SAMPLE_BYTES = 2048
@@ -72,7 +72,7 @@ async def run_check(
                 results.append(_deadline_result(run, progress, plan, time.perf_counter()))
     except Exception as exc:
         ended = None
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         results.append(
             StepResult(
                 name=progress.step.name if progress.step else "(setup)",
@@ -142,7 +142,7 @@ def _step_result(
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
     sample = None
     if status is Status.DOWN and attempt.body:
-        sample = redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
+        sample = redact.cut_bytes(attempt.body, SAMPLE_BYTES)  # redacted, then cut
     return StepResult(
         name=step.name,
         status=status,
@@ -188,10 +188,11 @@ def _deadline_result(
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
     else:
-        if run.deadline_note is not None:
+        if run.deadline_note is not None and run.recorder.state != JUDGING:
             reason, detail = run.deadline_note()
         else:
-            reason, detail = classify_exception(TimeoutError(), run.recorder.state)
+            # Judging off the loop (any kind's, probe/judging.py) is told the same way.
+            reason, detail = classify_deadline(run.recorder)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(

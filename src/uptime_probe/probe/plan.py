@@ -11,8 +11,8 @@ from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ExpectBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
-from uptime_probe.probe.assertions import Assertion, compile_expect
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
+from uptime_probe.probe.judging import JudgingPool, StepJudge
 from uptime_probe.probe.kinds import StepKind, kind_of
 
 USER_AGENT = f"uptime-probe/{__version__}"
@@ -24,8 +24,10 @@ class StepPlan:
     kind: StepKind
     # The check's and the step's headers, merged (kinds that send HTTP; empty for others).
     headers: tuple[tuple[str, Template], ...]
-    assertions: tuple[Assertion, ...]
+    # Judges a response against the step's `expect` and `extract` (None: a kind without them).
+    judge: StepJudge | None
     ssl: ssl.SSLContext | bool
+    redact: Redactor  # the check's: every cut of a target's text redacts first
 
     @property
     def name(self) -> str:
@@ -71,17 +73,25 @@ def compile_check(
     variables: Mapping[str, str],
     secrets: Mapping[str, str],
     tls: TlsContexts,
+    judging: JudgingPool | None = None,
 ) -> CheckPlan:
-    steps = [_compile_step(step, check, tls) for step in check.steps]
+    redact = Redactor(secrets.values())
+    steps = [_compile_step(step, check, tls, redact, judging) for step in check.steps]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
         values={**variables, **secrets},
-        redact=Redactor(secrets.values()),
+        redact=redact,
     )
 
 
-def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
+def _compile_step(
+    step: StepBase,
+    check: CheckConfig,
+    tls: TlsContexts,
+    redact: Redactor,
+    judging: JudgingPool | None,
+) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
     own = step.http_headers()
@@ -96,16 +106,27 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         config=step,
         kind=kind_of(step),
         headers=tuple(headers.values()),
-        assertions=compile_expect(expect) if isinstance(expect, ExpectBase) else (),
+        judge=StepJudge(expect, step.extract, judging, redact)
+        if isinstance(expect, ExpectBase)
+        else None,
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
+        redact=redact,
     )
 
 
-def compile_checks(config: Config, tls: TlsContexts | None = None) -> dict[str, CheckPlan]:
+def compile_checks(
+    config: Config, tls: TlsContexts | None = None, judging: JudgingPool | None = None
+) -> dict[str, CheckPlan]:
+    """Every check's plan. `judging` judges heavy responses off the loop (probe/judging.py);
+    without it every response is judged on the loop, unbounded (tests, benchmarks)."""
     contexts = tls or TlsContexts()
     return {
         check.name: compile_check(
-            check, variables=config.variables, secrets=config.secrets, tls=contexts
+            check,
+            variables=config.variables,
+            secrets=config.secrets,
+            tls=contexts,
+            judging=judging,
         )
         for check in config.checks
     }

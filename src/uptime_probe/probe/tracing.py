@@ -25,8 +25,10 @@ from uptime_probe.probe.model import PhaseTimings
 IDLE = "idle"
 RESOLVING = "resolving"
 CONNECTING = "connecting"
+HANDSHAKING = "handshaking"  # TCP is up, the TLS handshake is not done
 WAITING = "waiting"
 TRANSFERRING = "transferring"
+JUDGING = "judging"
 
 
 class PhaseRecorder:
@@ -39,9 +41,11 @@ class PhaseRecorder:
         "_tcp_connected",
         "_transfer_start",
         "connect",
+        "judging",
         "last_data_at",
         "processing",
         "resolve",
+        "resolving_host",
         "state",
         "tls",
         "transfer",
@@ -50,18 +54,30 @@ class PhaseRecorder:
     def __init__(self) -> None:
         self.resolve = self.connect = self.tls = self.processing = self.transfer = 0.0
         self.state = IDLE
+        self.resolving_host = ""  # the name of the lookup in flight, for a deadline's message
         self._dns_start = self._conn_start = self._request_sent = 0.0
         self._tcp_connected: float | None = None
         self._transfer_start = 0.0
         # When the transport last handed the step's connection bytes: the end of the
         # response as the network delivered it, before our coroutine got the loop back.
         self.last_data_at = 0.0
+        # What is being judged while state is JUDGING, for a deadline's message.
+        self.judging = ""
+
+    def judging_now(self, what: str) -> None:
+        """The answer is in and is being judged off the loop: `what` says which part."""
+        self.state = JUDGING
+        self.judging = what
+
+    def judging_done(self) -> None:
+        self.state = IDLE
 
     def data_received(self) -> None:
         self.last_data_at = time.perf_counter()
 
-    def dns_start(self) -> None:
+    def dns_start(self, host: str = "") -> None:
         self.state = RESOLVING
+        self.resolving_host = host
         self._dns_start = time.perf_counter()
 
     def dns_end(self) -> None:
@@ -75,8 +91,10 @@ class PhaseRecorder:
         self._conn_start = time.perf_counter()
         self._tcp_connected = None
 
-    def tcp_connected(self) -> None:
+    def tcp_connected(self, tls: bool = False) -> None:
         self._tcp_connected = time.perf_counter()
+        if tls:
+            self.state = HANDSHAKING
 
     def connection_end(self, is_tls: bool) -> None:
         now = time.perf_counter()
@@ -117,9 +135,11 @@ def _recorder(context: SimpleNamespace) -> PhaseRecorder | None:
     return recorder if isinstance(recorder, PhaseRecorder) else None
 
 
-async def _on_dns_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+async def _on_dns_start(
+    _s: Any, ctx: SimpleNamespace, params: aiohttp.TraceDnsResolveHostStartParams
+) -> None:
     if (r := _recorder(ctx)) is not None:
-        r.dns_start()
+        r.dns_start(params.host)
 
 
 async def _on_dns_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
@@ -206,10 +226,12 @@ class TimedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self.recorder: PhaseRecorder | None = None
         self.peer_certificate: bytes | None = None
+        # Whether the connection being made is TLS: a stall after TCP is then the handshake's.
+        self._connecting_tls = False
 
         def timed_factory() -> ResponseHandler:
             if self.recorder is not None:
-                self.recorder.tcp_connected()
+                self.recorder.tcp_connected(self._connecting_tls)
             return _TimedResponseHandler(self._loop, self)
 
         self._factory = timed_factory  # type: ignore[assignment]
@@ -220,6 +242,7 @@ class TimedConnector(aiohttp.TCPConnector):
         traces: list[Trace],
         timeout: aiohttp.ClientTimeout,
     ) -> Connection:
+        self._connecting_tls = req.is_ssl()
         connection = await super().connect(req, traces, timeout)
         transport = connection.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None

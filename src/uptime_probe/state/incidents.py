@@ -3,6 +3,13 @@
 An incident opens when a check's state turns down and resolves when it turns back
 up (or degraded). It reads like a public status page: `investigating` while down,
 `monitoring` after the first good run, `resolved` once the success threshold is met.
+
+A timeline stays small whatever the check does (`add_entry`). A check that flaps (down,
+up, down... without ever meeting its success threshold) would add an entry every run:
+after FLAPS_SHOWN changes between investigating and monitoring in a row, they become one
+counted entry, "Flapped 4,321 times between investigating and monitoring", from the first
+to the latest. And a timeline keeps at most MAX_TIMELINE entries: the opening one, then
+one counted entry for those left out, then the latest.
 """
 
 from __future__ import annotations
@@ -21,6 +28,17 @@ class IncidentStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class EntryKind(StrEnum):
+    UPDATE = "update"  # one change
+    FLAPPING = "flapping"  # `count` changes between investigating and monitoring in a row
+    OMITTED = "omitted"  # `count` earlier entries left out to keep the timeline bounded
+
+
+FLAPS_SHOWN = 4  # changes of state in a row shown one by one before they are counted
+MAX_TIMELINE = 50  # entries kept: the first, one for those left out, the latest
+MAX_ENTRY_MESSAGE = 500  # characters of a message kept in the timeline
+
+
 class IncidentEventKind(StrEnum):
     OPENED = "opened"
     UPDATED = "updated"  # a timeline entry: investigating <-> monitoring, or a new reason
@@ -30,9 +48,78 @@ class IncidentEventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
+    """One update; or, for a counted kind, `count` of them from `at` to `until`."""
+
     at: float
-    status: IncidentStatus
+    status: IncidentStatus  # the incident's status after it (after the latest, if counted)
     message: str
+    kind: EntryKind = EntryKind.UPDATE
+    count: int = 1
+    until: float | None = None
+
+
+_FLAPPING_STATES = frozenset({IncidentStatus.INVESTIGATING, IncidentStatus.MONITORING})
+
+
+def _flips(before: TimelineEntry, entry: TimelineEntry) -> bool:
+    """A change between investigating and monitoring (a new reason is not one)."""
+    return (
+        entry.kind is not EntryKind.OMITTED
+        and before.status is not entry.status
+        and {before.status, entry.status} <= _FLAPPING_STATES
+    )
+
+
+def _flapping(at: float, latest: TimelineEntry, count: int) -> TimelineEntry:
+    return TimelineEntry(
+        at,
+        latest.status,
+        f"Flapped {count:,} times between investigating and monitoring; "
+        f"the latest: {latest.message}",
+        EntryKind.FLAPPING,
+        count,
+        latest.at,
+    )
+
+
+def add_entry(
+    timeline: tuple[TimelineEntry, ...], entry: TimelineEntry
+) -> tuple[TimelineEntry, ...]:
+    """`timeline` with `entry` at its end: flapping counted, the length capped."""
+    if len(entry.message) > MAX_ENTRY_MESSAGE:
+        # Messages were redacted before they got here: a cut cannot expose a secret.
+        entry = replace(entry, message=entry.message[: MAX_ENTRY_MESSAGE - 3] + "...")
+    if timeline and _flips(timeline[-1], entry):
+        last = timeline[-1]
+        if last.kind is EntryKind.FLAPPING:
+            return (*timeline[:-1], _flapping(last.at, entry, last.count + 1))
+        shown = 0  # changes of state in a row at the timeline's end, each shown alone
+        while shown < min(FLAPS_SHOWN, len(timeline) - 1) and _flips(
+            timeline[-shown - 2], timeline[-shown - 1]
+        ):
+            shown += 1
+        if shown >= FLAPS_SHOWN:
+            first = timeline[-shown]
+            return _capped((*timeline[:-shown], _flapping(first.at, entry, shown + 1)))
+    return _capped((*timeline, entry))
+
+
+def _capped(timeline: tuple[TimelineEntry, ...]) -> tuple[TimelineEntry, ...]:
+    if len(timeline) <= MAX_TIMELINE:
+        return timeline
+    latest = MAX_TIMELINE - 2
+    left_out = timeline[1:-latest]
+    count = sum(entry.count for entry in left_out)
+    end = left_out[-1].until or left_out[-1].at
+    omitted = TimelineEntry(
+        left_out[0].at,
+        left_out[-1].status,
+        f"{count:,} earlier updates not kept (a timeline keeps {MAX_TIMELINE} entries)",
+        EntryKind.OMITTED,
+        count,
+        end,
+    )
+    return (timeline[0], omitted, *timeline[-latest:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +284,14 @@ class IncidentTracker:
             entry = TimelineEntry(
                 result.started_at, IncidentStatus.INVESTIGATING, _reason_phrase(result)
             )
-            timeline, kind = (*timeline, entry), IncidentEventKind.UPDATED
+            timeline, kind = add_entry(timeline, entry), IncidentEventKind.UPDATED
         elif reason not in incident.reasons:
             entry = TimelineEntry(
                 result.started_at,
                 IncidentStatus.INVESTIGATING,
                 f"New failure: {_reason_phrase(result)}",
             )
-            timeline, kind = (*timeline, entry), IncidentEventKind.UPDATED
+            timeline, kind = add_entry(timeline, entry), IncidentEventKind.UPDATED
         updated = replace(
             incident,
             status=IncidentStatus.INVESTIGATING,
@@ -222,7 +309,7 @@ class IncidentTracker:
         updated = replace(
             incident,
             status=status,
-            timeline=(*incident.timeline, TimelineEntry(at, status, message)),
+            timeline=add_entry(incident.timeline, TimelineEntry(at, status, message)),
         )
         self._open[incident.check] = updated
         self._emit(IncidentEventKind.UPDATED, updated)
@@ -231,12 +318,11 @@ class IncidentTracker:
         now = result.started_at
         timeline = incident.timeline
         if incident.status is not IncidentStatus.MONITORING:
-            timeline = (
-                *timeline,
-                TimelineEntry(now, IncidentStatus.MONITORING, "A run succeeded."),
+            timeline = add_entry(
+                timeline, TimelineEntry(now, IncidentStatus.MONITORING, "A run succeeded.")
             )
-        timeline = (
-            *timeline,
+        timeline = add_entry(
+            timeline,
             TimelineEntry(now, IncidentStatus.RESOLVED, f"Check is {result.status.value} again."),
         )
         resolved = replace(

@@ -24,6 +24,7 @@ import structlog
 from uptime_probe.probe.model import Status
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import (
+    EntryKind,
     Incident,
     IncidentEvent,
     IncidentStatus,
@@ -130,6 +131,22 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+def _entry_row(entry: TimelineEntry) -> list[Any]:
+    """[at, status, message], and for a counted entry its kind, count and end as well."""
+    row: list[Any] = [entry.at, entry.status.value, _text(entry.message)]
+    if entry.kind is not EntryKind.UPDATE:
+        row += [entry.kind.value, entry.count, entry.until]
+    return row
+
+
+def _entry_from_row(row: Sequence[Any]) -> TimelineEntry:
+    at, status, message, *counted = row
+    if not counted:
+        return TimelineEntry(at, IncidentStatus(status), message)
+    kind, count, until = counted
+    return TimelineEntry(at, IncidentStatus(status), message, EntryKind(kind), count, until)
+
+
 def _incident_row(incident: Incident) -> tuple[Any, ...]:
     return (
         incident.id,
@@ -144,7 +161,7 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         _text(incident.response_sample) if incident.response_sample is not None else None,
         json.dumps(incident.reasons),
         json.dumps(list(incident.failing_steps)),
-        json.dumps([[e.at, e.status.value, _text(e.message)] for e in incident.timeline]),
+        json.dumps([_entry_row(entry) for entry in incident.timeline]),
         incident.last_reason,
         incident.last_http_status,
     )
@@ -164,7 +181,7 @@ def _incident_from_row(row: Sequence[Any]) -> Incident:
         response_sample=row[9],
         reasons=json.loads(row[10]),
         failing_steps=tuple(json.loads(row[11])),
-        timeline=tuple(TimelineEntry(at, IncidentStatus(s), m) for at, s, m in json.loads(row[12])),
+        timeline=tuple(_entry_from_row(entry) for entry in json.loads(row[12])),
         last_reason=row[13],
         last_http_status=row[14],
     )

@@ -11,7 +11,6 @@ parameter, 404 for an unknown check, 503 when the history store cannot be read.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -27,6 +26,7 @@ from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus
 from uptime_probe.state.store import RunRow
+from uptime_probe.web.offload import in_web_thread
 from uptime_probe.web.status import (
     HISTORY_ERRORS,
     StatusSource,
@@ -154,7 +154,7 @@ class StatusApi:
         incidents = open_incident_by_check(self.source)
         # Building and encoding every check's entry is O(checks) CPU work (60 ms for 1,000
         # on a loaded machine, tests/faults): off the event loop, as the status page does.
-        text = await asyncio.to_thread(self._checks_text, self.source.config.checks, incidents)
+        text = await in_web_thread(self._checks_text, self.source.config.checks, incidents)
         return web.Response(
             text=text, content_type="application/json", headers={"Cache-Control": "no-store"}
         )

@@ -5,9 +5,11 @@ Off unless `server.auth` is set. When on, every path needs credentials except
 unless `protect_metrics: true`. The exemption is by exact path, so anything not
 listed (the page, the API, `/-/reload`, unknown paths) is protected: fail closed.
 
-Credentials are compared in constant time, as bytes (`hmac.compare_digest` refuses
-non-ASCII `str`), and both halves of a basic pair are always compared, so the time
-taken says nothing about which half was wrong.
+An empty credential, presented or configured, is a plain no (the loader refuses empty
+or short ones; this holds whatever built the settings). Credentials are compared in
+constant time, as bytes (`hmac.compare_digest` refuses non-ASCII `str`), and both halves
+of a basic pair are always compared, so the time taken says nothing about which half
+was wrong.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _equal(given: bytes, expected: str) -> bool:
 
 
 def _basic_ok(auth: AuthConfig, credentials: str) -> bool:
-    if auth.basic is None:
+    if auth.basic is None or not auth.basic.username or not auth.basic.password:
         return False
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True)
@@ -47,9 +49,11 @@ def _basic_ok(auth: AuthConfig, credentials: str) -> bool:
 
 
 def _bearer_ok(auth: AuthConfig, token: str) -> bool:
-    if auth.bearer_token is None:
+    given = token.strip()
+    # `Authorization: Bearer ` with nothing after it is no credential, whatever is configured.
+    if not auth.bearer_token or not given:
         return False
-    return _equal(token.strip().encode("utf-8"), auth.bearer_token)
+    return _equal(given.encode("utf-8"), auth.bearer_token)
 
 
 def authorized(auth: AuthConfig, header: str | None) -> bool:

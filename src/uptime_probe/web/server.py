@@ -15,6 +15,7 @@ from uptime_probe.config.model import AuthConfig
 from uptime_probe.metrics import TEXT_CONTENT_TYPE, MetricsExposition, wants_openmetrics
 from uptime_probe.web.api import StatusApi
 from uptime_probe.web.auth import auth_middleware
+from uptime_probe.web.offload import in_web_thread
 from uptime_probe.web.status import StatusPage, StatusSource
 
 # OpenMetrics bodies smaller than this are sent as they are: compressing them costs more
@@ -64,8 +65,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
     if not wants_openmetrics(accept):
         return await _stream_text(request, control.exposition, gzip_ok)
-    # Through prometheus-client's generic exposition, in a worker thread.
-    body, content_type, compressed = await asyncio.to_thread(
+    # Through prometheus-client's generic exposition, in a web worker thread.
+    body, content_type, compressed = await in_web_thread(
         _render_openmetrics, control.exposition, accept, gzip_ok
     )
     response = web.Response(body=body, headers={"Content-Type": content_type})
@@ -91,7 +92,6 @@ async def _stream_text(
         response.headers["Content-Encoding"] = "gzip"
     # level 1: most of the saving at a fraction of the CPU; wbits=31: gzip framing.
     compressor = zlib.compressobj(level=1, wbits=31) if gzip_ok else None
-    loop = asyncio.get_running_loop()
     try:
         await response.prepare(request)
         if request.method == "HEAD":
@@ -100,12 +100,12 @@ async def _stream_text(
             if chunk and compressor is not None:
                 # zlib releases the GIL while it compresses, so in a thread the loop runs
                 # on; each call is for one chunk, in order, never two at once.
-                chunk = await loop.run_in_executor(None, compressor.compress, chunk)
+                chunk = await in_web_thread(compressor.compress, chunk)
             if chunk:
                 await response.write(chunk)  # waits while the scraper's socket is full
             await asyncio.sleep(0)  # a turn for the loop between steps
         if compressor is not None:
-            await response.write(await loop.run_in_executor(None, compressor.flush))
+            await response.write(await in_web_thread(compressor.flush))
         await response.write_eof()
     except ConnectionResetError:
         # The scraper hung up (a scrape timeout, say): nothing to send, nothing wrong here.

@@ -35,6 +35,7 @@ from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus
 from uptime_probe.state.store import DailyUptime, RunRow
+from uptime_probe.web.offload import in_web_thread
 
 log = structlog.get_logger("uptime_probe.web.status")
 
@@ -227,6 +228,8 @@ class TimelineView:
     at_iso: str
     status: str
     message: str
+    until: str | None = None  # a counted entry (flapping, or entries left out) ends here
+    until_iso: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +358,14 @@ def incident_view(incident: Incident, now: float) -> IncidentView:
         response_sample=incident.response_sample,
         time_to_detect=span(incident.time_to_detect),
         timeline=[
-            TimelineView(clock(entry.at), iso(entry.at), entry.status.value, entry.message)
+            TimelineView(
+                clock(entry.at),
+                iso(entry.at),
+                entry.status.value,
+                entry.message,
+                clock(entry.until) if entry.until not in (None, entry.at) else None,
+                iso(entry.until) if entry.until not in (None, entry.at) else None,
+            )
             for entry in reversed(incident.timeline)  # newest first, like a status page
         ],
     )
@@ -526,7 +536,7 @@ class StatusPage:
         nonce = secrets.token_urlsafe(16)
         gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "")
         # Rendering and compressing a large page is CPU work: keep it off the event loop.
-        body, compressed = await asyncio.to_thread(self.body, page, nonce, gzip_ok)
+        body, compressed = await in_web_thread(self.body, page, nonce, gzip_ok)
         response = web.Response(body=body, content_type="text/html", charset="utf-8")
         if compressed:
             response.headers["Content-Encoding"] = "gzip"

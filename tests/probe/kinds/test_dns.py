@@ -15,6 +15,7 @@ import pytest
 
 from tests.hostile.dns_server import NXDOMAIN, SERVFAIL, LoopbackDns, Query, Reply, answer
 from tests.hostile.server import refused_port
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.kinds.dns import DNS_ERRORS, DnsFigures, _Query, classify_dns_error
 from uptime_probe.probe.kinds.sockets import EXCHANGING
 
@@ -227,4 +228,4 @@ def test_every_dnspython_error_of_the_modules_called_has_a_row() -> None:
 def test_error_reason(exc: BaseException, reason: str, message: str) -> None:
     query = _Query("chat.test", "A", "udp", [("127.0.0.1", 5353)])
     query.progress.stage = EXCHANGING
-    assert classify_dns_error(exc, query) == (reason, message)
+    assert classify_dns_error(exc, query, Redactor(())) == (reason, message)

@@ -9,6 +9,8 @@ import ssl
 
 import pytest
 
+from uptime_probe.config.redaction import Redactor
+from uptime_probe.probe.classify import MESSAGE_LIMIT
 from uptime_probe.probe.kinds.sockets import (
     CONNECTING,
     EXCHANGING,
@@ -18,6 +20,8 @@ from uptime_probe.probe.kinds.sockets import (
     Progress,
     classify_socket_error,
 )
+
+NO_SECRETS = Redactor(())
 
 
 def _subclasses(root: type[BaseException]) -> set[type[BaseException]]:
@@ -77,6 +81,8 @@ def _verify_error() -> ssl.SSLCertVerificationError:
          "connection to h:1 reset"),
         (TimeoutError(errno.ETIMEDOUT, "timed out"), CONNECTING, "connect_timeout",
          "connect to h:1 timed out"),
+        (TimeoutError(errno.ETIMEDOUT, "timed out"), HANDSHAKING, "tls",
+         "TLS handshake with h:1 timed out"),
         (OSError(errno.EHOSTUNREACH, "No route to host"), CONNECTING, "connect_refused",
          "cannot connect to h:1: [Errno 113] No route to host"),
         (OSError(errno.EIO, "I/O error"), EXCHANGING, "connection_reset",
@@ -90,8 +96,23 @@ def _verify_error() -> ssl.SSLCertVerificationError:
 def test_error_reason(exc: BaseException, stage: str, reason: str, message: str) -> None:
     progress = Progress("h:1")
     progress.stage = stage
-    assert classify_socket_error(exc, progress) == (reason, message)
+    assert classify_socket_error(exc, progress, NO_SECRETS) == (reason, message)
 
 
 def test_anything_else_is_not_ours_to_classify() -> None:
-    assert classify_socket_error(ValueError("bug"), Progress("h:1")) is None
+    assert classify_socket_error(ValueError("bug"), Progress("h:1"), NO_SECRETS) is None
+
+
+def test_a_message_is_redacted_before_it_is_cut() -> None:
+    """An error can quote what the target sent; a secret straddling the cut goes whole."""
+    secret = "s3cr3t-t0ken-value"
+    detail = "x" * (MESSAGE_LIMIT - 40) + secret + "y" * 100  # the secret straddles the cut
+    progress = Progress("h:1")
+    progress.stage = HANDSHAKING
+    reason, message = classify_socket_error(
+        ssl.SSLError(1, detail), progress, Redactor([secret])
+    ) or ("", "")
+    assert reason == "tls"
+    assert "s3cr3t" not in message
+    assert "[REDACTED]" in message
+    assert len(message) <= MESSAGE_LIMIT + len("[REDACTED]")

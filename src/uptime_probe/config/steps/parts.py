@@ -17,6 +17,8 @@ from uptime_probe.config.template import Template
 from uptime_probe.config.types import (
     SLUG_PATTERN,
     Duration,
+    HeaderName,
+    HeaderTemplate,
     JmesPath,
     Regex,
     Size,
@@ -30,6 +32,9 @@ from uptime_probe.config.types import (
 
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_REDIRECTS = 10
+# A DNS name (labels of letters, digits and hyphens) or an IP literal.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*\.?$|^\[?[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]?$"
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 # Response header lines a step accepts; a flood beyond it is not HTTP we can judge.
 MAX_RESPONSE_HEADERS = 1000
@@ -167,7 +172,7 @@ class Expect(ContentExpect):
     """`expect` of the HTTP kinds: the status and headers, then the body."""
 
     status: StatusExpectation = Field(default="2xx", validate_default=True)
-    headers: dict[str, Regex] = {}
+    headers: dict[HeaderName, Regex] = {}
     # Fewer days than this left on the certificate the target presented: cert_expiring.
     cert_min_days: float | None = Field(default=None, gt=0)
 
@@ -175,7 +180,7 @@ class Expect(ContentExpect):
 class RequestSpec(Model):
     method: HttpMethod = "GET"
     url: TemplateString
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     body: TemplateString | None = None
     json_body: Any = Field(default=None, alias="json")
 
@@ -206,6 +211,9 @@ class PollConfig(Model):
 class TlsConfig(Model):
     verify: bool = True
     ca_file: str | None = None
+    # The name sent as SNI and verified against the certificate; by default the `Host`
+    # header when the step sets one, else the URL's host (as blackbox_exporter does).
+    server_name: str | None = Field(default=None, max_length=253, pattern=HOSTNAME_PATTERN)
 
 
 class StepBase(Model):

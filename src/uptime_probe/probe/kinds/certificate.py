@@ -3,7 +3,9 @@
 The handshake verifies as the step's `tls:` says. When verification rejects the
 certificate (expired, wrong host, unknown issuer), the step fails with `tls` and a
 second handshake that trusts nothing reads the certificate anyway, so the report
-(and the expiry metric) still says what was served and when it expires.
+(and the expiry metric) still says what was served and when it expires. A certificate
+that verified is judged on `expect.json` and `extract` (the step's StepJudge, over the
+document `_report` makes), then on `cert_min_days`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from uptime_probe.config.steps.certificate import CertificateStep
-from uptime_probe.probe.assertions import ResponseView
-from uptime_probe.probe.certificates import CertificateDetails, days_left
+from uptime_probe.probe.assertions import NO_HEADERS, document_body
+from uptime_probe.probe.certificates import CertificateDetails, certificate_problem, days_left
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.kinds.judging import judge_certificate, judge_view
 from uptime_probe.probe.kinds.sockets import (
     CONNECTING,
     HANDSHAKING,
@@ -128,9 +129,11 @@ class CertificateKind:
                 return rejected[0].reason or FailureReason.TLS, rejected[0].message
             if progress.stage == RESOLVING:
                 return FailureReason.DNS, f"resolving {progress.peer}"
-            if progress.stage in (CONNECTING, HANDSHAKING):
-                doing = "connecting to" if progress.stage == CONNECTING else "TLS handshake with"
-                return FailureReason.CONNECT_TIMEOUT, f"{doing} {progress.peer}"
+            if progress.stage == CONNECTING:
+                return FailureReason.CONNECT_TIMEOUT, f"connecting to {progress.peer}"
+            if progress.stage == HANDSHAKING:
+                # As an HTTP step's (probe/classify.py): TCP is up, the TLS layer stalled.
+                return FailureReason.TLS, f"TLS handshake with {progress.peer} stalled"
             return FailureReason.TIMEOUT, f"closing the connection to {progress.peer}"
 
         run.deadline_note = note
@@ -147,7 +150,9 @@ class CertificateKind:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             ended = time.perf_counter()
-            reason, message = classify_socket_error(exc, progress) or classify_exception(exc)
+            reason, message = classify_socket_error(
+                exc, progress, plan.redact
+            ) or classify_exception(exc, redact=plan.redact)
             failed = Attempt(Status.DOWN, reason, message, ended=ended, duration=ended - started)
             if reason == FailureReason.TLS:
                 rejected.append(failed)
@@ -159,11 +164,16 @@ class CertificateKind:
         finally:
             await close(connection.writer)
         passed = f"{figures.protocol}, certificate expires in {figures.days_left} days"
-        attempt = judge_view(plan, ResponseView.of_document(document), passed)
+        body = document_body(document)
+        assert plan.judge is not None, "a certificate step always has its expect"
+        judged = await plan.judge.judge(None, NO_HEADERS, body, run.recorder)
+        attempt = Attempt.of_verdict(judged.verdict, body, passed=passed)
         attempt.figures = figures
         attempt.tls_not_after = figures.not_after
-        judge_certificate(attempt, config.expect.cert_min_days)
-        attempt.ended = ended
+        # Judged last: a wrong answer is the more urgent news.
+        if attempt.status is not Status.DOWN:
+            attempt.fail(certificate_problem(figures.not_after, config.expect.cert_min_days))
+        attempt.ended = ended + judged.off_loop_seconds
         attempt.duration = ended - started
         return attempt
 

@@ -8,8 +8,8 @@ Without `server`, the system's resolvers are read by dnspython's asyncio resolve
 answers.
 
 The answer's records become the document `{"name", "type", "rcode", "answers", "ttl"}`
-that `expect.json` and `extract` read; `answers` is a sorted list of strings (see
-`answer_text`).
+that `expect.json` and `extract` read, judged by the step's StepJudge (probe/judging.py)
+as every kind's is; `answers` is a sorted list of strings (see `answer_text`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -34,19 +34,20 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps.dns import DnsStep
-from uptime_probe.probe.assertions import ResponseView
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.probe.assertions import NO_HEADERS, document_body
+from uptime_probe.probe.classify import MESSAGE_LIMIT, classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.kinds.judging import judge_view
 from uptime_probe.probe.kinds.sockets import EXCHANGING, RESOLVING, Progress, classify_socket_error
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
 # EDNS0 with the payload size of DNS flag day 2020: what today's resolvers offer.
 EDNS_PAYLOAD = 1232
-# Answers listed in a failure message.
+# Answers listed in a failure message, and the most of their text shown.
 _SHOWN = 5
+_SHOWN_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ class DnsKind:
             return Attempt(
                 Status.DOWN,
                 FailureReason.EXTRACTION_FAILED,
-                f"cannot ask about {rendered[:100]!r}: {_first_line(exc)}",
+                plan.redact.cut(f"cannot ask about {rendered!r}: {_first_line(exc)}", 300),
                 duration=time.perf_counter() - started,
             )
         configured = spec.server_address
@@ -178,12 +179,12 @@ class DnsKind:
             per_server_timeout: float | None = None
             if configured is None:
                 query.servers, per_server_timeout = _system_servers()
-            response = await _ask(request, query, spec.transport, per_server_timeout)
+            response = await _ask(run, request, query, spec.transport, per_server_timeout)
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             ended = time.perf_counter()
-            reason, message = classify_dns_error(exc, query)
+            reason, message = classify_dns_error(exc, query, plan.redact)
             return Attempt(
                 Status.DOWN,
                 reason,
@@ -194,14 +195,17 @@ class DnsKind:
             )
         ended = time.perf_counter()
         run.recorder.processing += ended - query.sent_at
-        attempt = _judge(plan, config, query, response, ended)
-        attempt.ended = ended
+        attempt = await _judge(plan, run, query, response, ended)
         attempt.duration = ended - started
         return attempt
 
 
 async def _ask(
-    request: dns.message.Message, query: _Query, transport: str, timeout: float | None
+    run: RunContext,
+    request: dns.message.Message,
+    query: _Query,
+    transport: str,
+    timeout: float | None,
 ) -> dns.message.Message:
     """Ask each server in turn until one answers (any rcode); the last error if none does."""
     if not query.servers:
@@ -228,10 +232,12 @@ async def _ask(
     raise last
 
 
-def _judge(
-    plan: StepPlan, config: DnsStep, query: _Query, response: dns.message.Message, ended: float
+async def _judge(
+    plan: StepPlan, run: RunContext, query: _Query, response: dns.message.Message, ended: float
 ) -> Attempt:
-    expect = config.expect
+    """The rcode and answers first, then `expect.json` and `extract` on the document."""
+    config = plan.config
+    assert isinstance(config, DnsStep)
     rcode = dns.rcode.to_text(response.rcode())
     answers: list[str] = []
     ttl: int | None = None
@@ -242,49 +248,62 @@ def _judge(
             answers = sorted(answer_text(rdata) for rdata in chain.answer)
             ttl = int(chain.minimum_ttl)
     figures = _figures(query, response, ended, len(answers), ttl)
-    document: dict[str, Any] = {
-        "name": query.name,
-        "type": query.rdtype,
-        "rcode": rcode,
-        "answers": answers,
-        "ttl": ttl,
-    }
-    view = ResponseView.of_document(document)
-    asked = f"{query.rdtype} {query.name}"
+    body = document_body(
+        {"name": query.name, "type": query.rdtype, "rcode": rcode, "answers": answers, "ttl": ttl}
+    )
+    problem = _answer_problem(config, query, rcode, answers, figures, plan.redact)
+    if problem is not None:
+        reason, message = problem
+        attempt = Attempt(Status.DOWN, reason, message, body=body, body_bytes=len(body))
+        attempt.ended = ended
+    else:
+        passed = f"{rcode}, {len(answers)} {query.rdtype} record{'s' if len(answers) != 1 else ''}"
+        assert plan.judge is not None, "a dns step always has its expect"
+        judged = await plan.judge.judge(None, NO_HEADERS, body, run.recorder)
+        attempt = Attempt.of_verdict(judged.verdict, body, passed=passed)
+        attempt.ended = ended + judged.off_loop_seconds
+    attempt.figures = figures
+    return attempt
 
-    def failed(reason: str, message: str) -> Attempt:
-        return Attempt(
-            Status.DOWN, reason, message, body=view.body, body_bytes=len(view.body), figures=figures
-        )
 
+def _answer_problem(
+    config: DnsStep,
+    query: _Query,
+    rcode: str,
+    answers: list[str],
+    figures: DnsFigures,
+    redact: Redactor,
+) -> tuple[str, str] | None:
+    """What is wrong with the rcode or the answers (a reason and a message), or None."""
+    expect = config.expect
     if rcode != expect.rcode:
-        return failed(
+        asked = f"{query.rdtype} {query.name}"
+        return (
             FailureReason.DNS_RCODE,
             f"{rcode} for {asked} from {figures.server}, expected {expect.rcode}",
         )
     wanted = expect.min_answers
     if wanted and not answers:
-        return failed(
+        return (
             FailureReason.DNS_NO_ANSWER,
             f"no {query.rdtype} record for {query.name} ({rcode}, empty answer from "
             f"{figures.server})",
         )
     if len(answers) < wanted:
-        return failed(
+        return (
             FailureReason.ASSERTION_FAILED,
             f"{len(answers)} {query.rdtype} records for {query.name}, expected at least {wanted}",
         )
     pattern = expect.answers.matches
-    if pattern is not None and not any(pattern.search(answer) for answer in answers):
+    if pattern is not None and not any(pattern.found_in(answer) for answer in answers):
+        # The records are the server's text (a TXT record can be 64 KiB): redacted, then cut.
         shown = ", ".join(answers[:_SHOWN]) + (", ..." if len(answers) > _SHOWN else "")
-        return failed(
+        return (
             FailureReason.ASSERTION_FAILED,
-            f"no {query.rdtype} record for {query.name} matches /{pattern.pattern}/: {shown}",
+            f"no {query.rdtype} record for {query.name} matches /{pattern.pattern}/: "
+            f"{redact.cut(shown, _SHOWN_CHARS)}",
         )
-    passed = f"{rcode}, {len(answers)} {query.rdtype} record{'s' if len(answers) != 1 else ''}"
-    attempt = judge_view(plan, view, passed)
-    attempt.figures = figures
-    return attempt
+    return None
 
 
 def _figures(
@@ -308,7 +327,7 @@ def _figures(
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__  # cut by the caller, redacted first
 
 
 _Handler = Callable[[BaseException, _Query], tuple[str, str]]
@@ -386,17 +405,19 @@ DNS_ERRORS: dict[type[BaseException], _Handler] = {
 }
 
 
-def classify_dns_error(exc: BaseException, query: _Query) -> tuple[str, str]:
-    """dnspython's errors by the nearest mapped class, then the network stack's."""
+def classify_dns_error(exc: BaseException, query: _Query, redact: Redactor) -> tuple[str, str]:
+    """dnspython's errors by the nearest mapped class, then the network stack's; the
+    message redacted with the check's `redact`, then cut."""
     if isinstance(exc, dns.exception.DNSException):
         for cls in type(exc).__mro__:
             handler = DNS_ERRORS.get(cls)
             if handler is not None:
-                return handler(exc, query)
-    found = classify_socket_error(exc, query.progress)
+                reason, message = handler(exc, query)
+                return reason, redact.cut(message, MESSAGE_LIMIT)
+    found = classify_socket_error(exc, query.progress, redact)
     if found is not None:
         return found
-    return classify_exception(exc)
+    return classify_exception(exc, redact=redact)
 
 
 KIND = DnsKind()

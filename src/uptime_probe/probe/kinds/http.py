@@ -20,11 +20,10 @@ from uptime_probe.config.steps import (
     RequestStep,
 )
 from uptime_probe.config.template import render_json
-from uptime_probe.probe.assertions import ResponseView
-from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.certificates import certificate_problem
+from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.kinds.judging import judge_certificate, judge_view
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
@@ -44,7 +43,9 @@ def certificate_not_after(der: bytes | None) -> float | None:
         return None
 
 
-async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
+async def fetch_certificate_not_after(
+    url: URL, timeout: float, server_name: str | None = None
+) -> float | None:
     """The expiry of the certificate a host presents, without verifying it.
 
     Used after verification failed, so an expired or wrong-host certificate still
@@ -58,7 +59,7 @@ async def fetch_certificate_not_after(url: URL, timeout: float) -> float | None:
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(
-                url.host, url.port or 443, ssl=context, server_hostname=url.host
+                url.host, url.port or 443, ssl=context, server_hostname=server_name or url.host
             )
             try:
                 ssl_object = writer.get_extra_info("ssl_object")
@@ -112,6 +113,18 @@ def render_headers(plan: StepPlan, values: Mapping[str, str]) -> dict[str, str]:
     return {name: _header_value(name, template.render(values)) for name, template in plan.headers}
 
 
+def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
+    if config.tls.server_name:
+        return config.tls.server_name
+    host = next((value for name, value in headers.items() if name.lower() == "host"), None)
+    if not host:
+        return None
+    # A Host header may carry a port (`chat.example.com:8443`); SNI never does.
+    name = URL.build(scheme="https", authority=host).host if ":" in host else host
+    return name or None
+
+
 def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
     """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
     config = plan.config
@@ -153,19 +166,23 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     try:
         session, connector = run.http()
     except Exception as exc:  # building a session cannot fail on the target's account
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     connector.recorder = recorder
     connector.peer_certificate = None
     url = config.request.url.render(values)
     try:
         arguments = _request_arguments(plan, values)
+        if url[:8].lower() == "https://":
+            server_name = _server_name(config, arguments["headers"])
+            if server_name is not None:
+                arguments["server_hostname"] = server_name
     except (ValueError, UnicodeError) as exc:
         # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
         return Attempt(
             Status.DOWN,
             FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
+            f"cannot build the request: {plan.redact.cut(str(exc), 200)}",
             duration=time.perf_counter() - started,
         )
     try:
@@ -197,16 +214,22 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
                     duration=time.perf_counter() - started,
                 )
             recorder.body_done()
-            attempt = judge(plan, response.status, response.headers, body)
+            assert plan.judge is not None, "a request step always has its expect"
+            judged = await plan.judge.judge(response.status, response.headers, body, recorder)
+            attempt = Attempt.of_verdict(judged.verdict, body, http_status=response.status)
             attempt.tls_not_after = not_after
-            judge_certificate(attempt, config.expect.cert_min_days)
+            # Judged last: a wrong answer is the more urgent news.
+            if attempt.status is not Status.DOWN:
+                attempt.fail(certificate_problem(not_after, config.expect.cert_min_days))
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
-        reason, message = classify_exception(exc, recorder.state)
+        reason, message = classify_exception(exc, recorder.state, redact=plan.redact)
         not_after = None
         if reason is FailureReason.TLS:
-            not_after = await fetch_certificate_not_after(URL(url), timeout=2.0)
+            not_after = await fetch_certificate_not_after(
+                URL(url), timeout=2.0, server_name=arguments.get("server_hostname")
+            )
         return Attempt(
             Status.DOWN,
             reason,
@@ -214,30 +237,9 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
             tls_not_after=not_after,
             duration=time.perf_counter() - started,
         )
-    # The answer's last bytes arrived at `last_data_at`; judging it is not the target's time.
-    attempt.ended = recorder.last_data_at or time.perf_counter()
-    attempt.duration = attempt.ended - started
-    return attempt
-
-
-def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:
-    """Status, then assertions in order, then extraction; the first critical failure decides."""
-    config = plan.config
-    assert isinstance(config, HttpStepBase)
-    expect = config.expect
-    if status not in expect.status:
-        reason = classify_status(status)
-        retry = headers.get("Retry-After")
-        hint = (
-            f" (Retry-After: {retry[:20]})"
-            if reason is FailureReason.RATE_LIMITED and retry
-            else ""
-        )
-        attempt = Attempt(
-            Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}", body=body
-        )
-        attempt.body_bytes = len(body)
-    else:
-        attempt = judge_view(plan, ResponseView(status, headers, body), f"HTTP {status}")
-    attempt.http_status = status
+    # The answer's last bytes arrived at `last_data_at`: waiting for the loop to come back
+    # to it is not the target's time. Judging it in a worker is the run's: it ends after.
+    answered = recorder.last_data_at or time.perf_counter()
+    attempt.duration = answered - started
+    attempt.ended = answered + judged.off_loop_seconds
     return attempt

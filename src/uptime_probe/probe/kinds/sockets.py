@@ -18,15 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from uptime_probe.config.redaction import Redactor
+from uptime_probe.probe.classify import MESSAGE_LIMIT
 from uptime_probe.probe.kinds.base import RunContext
 from uptime_probe.probe.model import FailureReason
+from uptime_probe.probe.tracing import CONNECTING as CONNECTING
+from uptime_probe.probe.tracing import HANDSHAKING as HANDSHAKING
+from uptime_probe.probe.tracing import RESOLVING as RESOLVING
 
 Classified = tuple[str, str]
 
-# What a connection is doing when an error (or the journey's deadline) meets it.
-RESOLVING = "resolving"
-CONNECTING = "connecting"
-HANDSHAKING = "handshaking"
+# What a connection is doing when an error (or the journey's deadline) meets it: the
+# recorder's words for the first three (probe/tracing.py), then the kind's exchange.
 EXCHANGING = "exchanging"
 
 # A polite close waits this long for the peer (a TLS close_notify) before aborting.
@@ -158,7 +161,7 @@ def _join(host: str, port: int) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__  # cut by the caller, redacted first
 
 
 def _verification(exc: BaseException, where: str, _stage: str) -> Classified:
@@ -190,7 +193,9 @@ def _fixed(reason: str, text: str) -> Callable[[BaseException, str, str], Classi
 def _timed_out(exc: BaseException, where: str, stage: str) -> Classified:
     if stage == RESOLVING:
         return FailureReason.DNS, f"resolving {where} timed out"
-    if stage in (CONNECTING, HANDSHAKING):
+    if stage == HANDSHAKING:
+        return FailureReason.TLS, f"TLS handshake with {where} timed out"
+    if stage == CONNECTING:
         return FailureReason.CONNECT_TIMEOUT, f"connect to {where} timed out"
     return FailureReason.TIMEOUT, f"{where} timed out: {_first_line(exc)}"
 
@@ -244,10 +249,14 @@ SOCKET_ERRORS: tuple[tuple[type[BaseException], _Handler], ...] = (
 )
 
 
-def classify_socket_error(exc: BaseException, progress: Progress) -> Classified | None:
+def classify_socket_error(
+    exc: BaseException, progress: Progress, redact: Redactor
+) -> Classified | None:
     """The reason for an error of the standard library's network stack, or None for
-    anything else (the caller's own errors, or a bug)."""
+    anything else (the caller's own errors, or a bug). The message is redacted with the
+    check's `redact`, then cut, as classify_exception's are."""
     for cls, handler in SOCKET_ERRORS:
         if isinstance(exc, cls):
-            return handler(exc, progress.peer, progress.stage)
+            reason, message = handler(exc, progress.peer, progress.stage)
+            return reason, redact.cut(message, MESSAGE_LIMIT)
     return None

@@ -1,27 +1,29 @@
 """The `tcp` kind: connect (optionally TLS), then send and read, exchange by exchange.
 
-Each `receive` regex is searched in each line the server sends (without its line
-ending), as blackbox_exporter's `query_response` does, so `^220 ` anchors at a
-line's start and the cost stays linear in what arrives. The read waits for a
-matching line until the connection closes or the journey's deadline; every byte
-read, all exchanges together, counts against `max_body`.
+Each `receive` regex (RE2, config/types.py: linear in the text it reads) is searched
+in each line the server sends (without its line ending), as blackbox_exporter's
+`query_response` does, so `^220 ` anchors at a line's start and the cost stays linear
+in what arrives. The read waits for a matching line until the connection closes or the
+journey's deadline; every byte read, all exchanges together, counts against `max_body`.
+Then `expect.json` and `extract` judge the document `{"lines", "groups"}` through the
+step's StepJudge (probe/judging.py), as every kind's are.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps.tcp import TcpStep
-from uptime_probe.probe.assertions import ResponseView
+from uptime_probe.config.types import LinearPattern
+from uptime_probe.probe.assertions import NO_HEADERS, document_body
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.kinds.judging import judge_view
 from uptime_probe.probe.kinds.sockets import (
     CONNECTING,
     EXCHANGING,
@@ -84,7 +86,7 @@ class _Conversation:
         self.total = total
         self.limit = limit
         self.done = 0
-        self.waiting_for: re.Pattern[str] | None = None
+        self.waiting_for: LinearPattern | None = None
         self.lines_this_exchange = 0
         self.lines: list[str] = []
         self.groups: dict[str, str] = {}
@@ -102,7 +104,8 @@ class _Conversation:
         if stage == CONNECTING:
             return FailureReason.CONNECT_TIMEOUT, f"connecting to {peer}"
         if stage == HANDSHAKING:
-            return FailureReason.CONNECT_TIMEOUT, f"TLS handshake with {peer}"
+            # As an HTTP step's (probe/classify.py): TCP is up, the TLS layer stalled.
+            return FailureReason.TLS, f"TLS handshake with {peer} stalled"
         after = f"after {self.done} of {self.total} exchanges"
         if self.waiting_for is None:
             return FailureReason.TIMEOUT, f"connected to {peer}, sending ({after})"
@@ -168,7 +171,7 @@ class TcpKind:
             return Attempt(
                 Status.DOWN,
                 FailureReason.EXTRACTION_FAILED,
-                f"cannot build what to send: {str(exc)[:200]}",
+                f"cannot build what to send: {plan.redact.cut(str(exc), 200)}",
                 duration=time.perf_counter() - started,
             )
         progress = Progress(f"{host}:{spec.port}")
@@ -183,7 +186,7 @@ class TcpKind:
             )
             figures = TcpFigures(connection.connect_seconds, connection.tls_seconds)
             try:
-                failed = await _converse(config, connection, sends, conversation)
+                failed = await _converse(config, connection, sends, conversation, plan.redact)
             finally:
                 ended = time.perf_counter()
                 await close(connection.writer)
@@ -191,37 +194,43 @@ class TcpKind:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             ended = ended or time.perf_counter()
-            reason, message = _classify(exc, progress)
+            reason, message = _classify(exc, progress, plan.redact)
             failed = Attempt(Status.DOWN, reason, message)
         figures = _figures(figures, conversation, progress)
         recorder = run.recorder
         if conversation.first_byte_at is not None:
             recorder.processing += conversation.first_byte_at - conversation.ready_at
             recorder.transfer += ended - conversation.first_byte_at
+        off_loop = 0.0
         if failed is not None:
             attempt = failed
-            attempt.body = bytes(conversation.raw)
-            attempt.body_bytes = conversation.received
         else:
             passed = f"connected to {progress.peer}" + (
                 f", {conversation.done} exchanges" if conversation.total else ""
             )
-            view = ResponseView.of_document(conversation.document())
-            attempt = judge_view(plan, view, passed)
-            if attempt.status is Status.DOWN:
-                attempt.body = bytes(conversation.raw) or attempt.body
-            attempt.body_bytes = conversation.received
+            judge = plan.judge
+            assert judge is not None, "a tcp step always has its expect"
+            if judge.rules.needs_body:
+                document = document_body(conversation.document())
+                judged = await judge.judge(None, NO_HEADERS, document, recorder)
+                attempt = Attempt.of_verdict(judged.verdict, document, passed=passed)
+                off_loop = judged.off_loop_seconds
+            else:  # nothing to judge or extract: the lines matched, so it passed
+                attempt = Attempt(Status.UP, None, passed)
+        # What arrived is the sample (the document repeats it, less readably).
+        attempt.body = bytes(conversation.raw) or attempt.body
+        attempt.body_bytes = conversation.received
         attempt.figures = figures
-        attempt.ended = ended
+        attempt.ended = ended + off_loop
         attempt.duration = ended - started
         return attempt
 
 
-def _classify(exc: Exception, progress: Progress) -> tuple[str, str]:
+def _classify(exc: Exception, progress: Progress, redact: Redactor) -> tuple[str, str]:
     """This kind's errors first, then the network stack's, then anything else (a bug)."""
     if isinstance(exc, _TooLarge):
         return FailureReason.BODY_TOO_LARGE, str(exc)
-    return classify_socket_error(exc, progress) or classify_exception(exc)
+    return classify_socket_error(exc, progress, redact) or classify_exception(exc, redact=redact)
 
 
 async def _converse(
@@ -229,6 +238,7 @@ async def _converse(
     connection: Connection,
     sends: list[bytes | None],
     conversation: _Conversation,
+    redact: Redactor,
 ) -> Attempt | None:
     """Every exchange in turn; an Attempt when one failed, None when all held."""
     reader, writer = connection.reader, connection.writer
@@ -247,22 +257,20 @@ async def _converse(
             while True:
                 line = await conversation.read_line(reader)
                 if line is None:
-                    return _closed_early(conversation, pattern)
-                match = pattern.search(line)
-                if match is not None:
-                    conversation.groups.update(
-                        {k: v for k, v in match.groupdict().items() if v is not None}
-                    )
+                    return _closed_early(conversation, pattern, redact)
+                groups = pattern.named_groups_in(line)
+                if groups is not None:
+                    conversation.groups.update(groups)
                     break
         conversation.done += 1
     conversation.waiting_for = None
     return None
 
 
-def _closed_early(conversation: _Conversation, pattern: re.Pattern[str]) -> Attempt:
+def _closed_early(conversation: _Conversation, pattern: LinearPattern, redact: Redactor) -> Attempt:
     count = conversation.lines_this_exchange
     seen = f"{count} line{'s' if count != 1 else ''}" if count else "nothing"
-    last = f"; last: {conversation.lines[-1][:100]!r}" if count else ""
+    last = f"; last: {redact.cut(repr(conversation.lines[-1]), 100)}" if count else ""
     return Attempt(
         Status.DOWN,
         FailureReason.ASSERTION_FAILED,

@@ -4,7 +4,8 @@ The upgrade goes through the run's shared aiohttp session, so cookies a login st
 set are sent, and the check's headers with it. A refused upgrade keeps the HTTP
 reasons (`http_4xx`, `http_5xx`, `unexpected_status`, with the status). Then the
 text frames are sent, and the first message (or, with `wait_for_match`, the first
-that passes) is judged with the body and JSON assertions of `request`. `max_body`
+that passes) is judged with the body and JSON assertions of `request`, by the step's
+StepJudge (probe/judging.py) as an HTTP body is, without a status. `max_body`
 is aiohttp's `max_msg_size`: a longer frame is refused from its header, before its
 payload is read.
 
@@ -16,20 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps.websocket import WebsocketStep
-from uptime_probe.probe.assertions import ResponseView
+from uptime_probe.probe.assertions import NO_HEADERS
 from uptime_probe.probe.certificates import CertificateDetails
-from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.classify import MESSAGE_LIMIT, classify_exception, classify_status
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.kinds.http import render_headers
-from uptime_probe.probe.kinds.judging import judge_view
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
@@ -80,6 +81,7 @@ class _Socket:
         self.first_at: float | None = None
         self.unmatched: Attempt | None = None  # the last message that did not pass
         self.close_code: int | None = None
+        self.off_loop = 0.0  # seconds spent judging messages off the loop
 
     def note(self) -> tuple[str, str]:
         if self.open_at is None:
@@ -125,7 +127,7 @@ class WebsocketKind:
                 Attempt(
                     Status.DOWN,
                     FailureReason.EXTRACTION_FAILED,
-                    f"cannot build the upgrade request: {str(exc)[:200]}",
+                    f"cannot build the upgrade request: {plan.redact.cut(str(exc), 200)}",
                 ),
             )
         run.deadline_note = state.note
@@ -143,7 +145,7 @@ class WebsocketKind:
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return _done(state, _refused(exc, run))
+            return _done(state, _refused(exc, run, plan.redact))
         state.open_at = time.perf_counter()
         der = connector.peer_certificate
         details = CertificateDetails.from_der(der) if der else None
@@ -152,11 +154,11 @@ class WebsocketKind:
                 await socket.send_str(frame)
                 state.sent += 1
             state.sent_at = time.perf_counter()
-            attempt = await _judge_messages(plan, socket, state)
+            attempt = await _judge_messages(plan, socket, state, run)
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            reason, message = classify_exception(exc, run.recorder.state)
+            reason, message = classify_exception(exc, run.recorder.state, redact=plan.redact)
             attempt = Attempt(Status.DOWN, reason, message, ended=time.perf_counter())
         finally:
             await socket.close()
@@ -166,19 +168,20 @@ class WebsocketKind:
 
 def _done(state: _Socket, attempt: Attempt) -> Attempt:
     attempt.ended = attempt.ended or time.perf_counter()
-    attempt.duration = attempt.ended - state.started
+    # The target's time ends with the message judged; judging it off the loop is the run's.
+    attempt.duration = attempt.ended - state.started - state.off_loop
     attempt.figures = state.figures()
     return attempt
 
 
-def _refused(exc: Exception, run: RunContext) -> Attempt:
+def _refused(exc: Exception, run: RunContext, redact: Redactor) -> Attempt:
     """The upgrade failed: an HTTP answer other than 101 keeps the HTTP reasons."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status == 101:  # a 101 with a wrong Upgrade, Connection or Accept header
             return Attempt(
                 Status.DOWN,
                 FailureReason.UNEXPECTED_STATUS,
-                f"invalid WebSocket upgrade: {exc.message}"[:300],
+                redact.cut(f"invalid WebSocket upgrade: {exc.message}", MESSAGE_LIMIT),
                 http_status=exc.status,
             )
         return Attempt(
@@ -187,12 +190,12 @@ def _refused(exc: Exception, run: RunContext) -> Attempt:
             f"WebSocket upgrade refused: HTTP {exc.status}, expected 101",
             http_status=exc.status,
         )
-    reason, message = classify_exception(exc, run.recorder.state)
+    reason, message = classify_exception(exc, run.recorder.state, redact=redact)
     return Attempt(Status.DOWN, reason, message)
 
 
 async def _judge_messages(
-    plan: StepPlan, socket: aiohttp.ClientWebSocketResponse, state: _Socket
+    plan: StepPlan, socket: aiohttp.ClientWebSocketResponse, state: _Socket, run: RunContext
 ) -> Attempt:
     """Messages in turn until one decides the step, the socket closes, or time runs out."""
     while True:
@@ -205,7 +208,7 @@ async def _judge_messages(
             message = await socket.receive(timeout=remaining)
         except TimeoutError:
             return _silent(state)
-        decided = _ON_MESSAGE[message.type](plan, message, state, socket)
+        decided = await _ON_MESSAGE[message.type](plan, message, state, socket, run)
         if decided is not None:
             return decided
 
@@ -216,25 +219,30 @@ def _silent(state: _Socket) -> Attempt:
 
 
 _OnMessage = Callable[
-    [StepPlan, aiohttp.WSMessage, _Socket, aiohttp.ClientWebSocketResponse], Attempt | None
+    [StepPlan, aiohttp.WSMessage, _Socket, aiohttp.ClientWebSocketResponse, RunContext],
+    Awaitable[Attempt | None],
 ]
 
 
-def _data(
+async def _data(
     plan: StepPlan,
     message: aiohttp.WSMessage,
     state: _Socket,
     _socket: aiohttp.ClientWebSocketResponse,
+    run: RunContext,
 ) -> Attempt | None:
     arrived = time.perf_counter()
     state.messages += 1
     if state.first_at is None:
         state.first_at = arrived
     body = message.data.encode() if isinstance(message.data, str) else bytes(message.data)
-    attempt = judge_view(
-        plan, ResponseView(101, {}, body), f"message after {arrived - state.sent_at:.3f}s"
+    assert plan.judge is not None, "a websocket step always has its expect"
+    judged = await plan.judge.judge(None, NO_HEADERS, body, run.recorder)
+    state.off_loop += judged.off_loop_seconds
+    attempt = Attempt.of_verdict(
+        judged.verdict, body, passed=f"message after {arrived - state.sent_at:.3f}s"
     )
-    attempt.ended = arrived
+    attempt.ended = arrived + judged.off_loop_seconds
     config = plan.config
     assert isinstance(config, WebsocketStep)
     if attempt.status is Status.DOWN and config.expect.wait_for_match:
@@ -243,51 +251,63 @@ def _data(
     return attempt
 
 
-def _closed(
-    _plan: StepPlan,
+async def _closed(
+    plan: StepPlan,
     message: aiohttp.WSMessage,
     state: _Socket,
     socket: aiohttp.ClientWebSocketResponse,
+    _run: RunContext,
 ) -> Attempt:
     code = socket.close_code if message.type is not WSMsgType.CLOSE else message.data
     state.close_code = code
-    why = f" {message.extra!r}" if message.type is WSMsgType.CLOSE and message.extra else ""
+    # The close frame's reason is the server's text: redacted, then cut.
+    why = f" {plan.redact.cut(repr(message.extra), 120)}" if _has_reason(message) else ""
     got = f"after {state.messages} message{'s' if state.messages != 1 else ''}"
     last = f"; last: {state.unmatched.message}" if state.unmatched is not None else ""
     attempt = Attempt(
         Status.DOWN,
         FailureReason.WS_CLOSED,
-        f"the server closed the WebSocket (code {code}{why}) {got}{last}"[:400],
+        f"the server closed the WebSocket (code {code}{why}) {got}{last}",
     )
     if state.unmatched is not None:
         attempt.body = state.unmatched.body
     return attempt
 
 
-def _error(
-    _plan: StepPlan,
+def _has_reason(message: aiohttp.WSMessage) -> bool:
+    return message.type is WSMsgType.CLOSE and bool(message.extra)
+
+
+async def _error(
+    plan: StepPlan,
     message: aiohttp.WSMessage,
     state: _Socket,
     socket: aiohttp.ClientWebSocketResponse,
+    run: RunContext,
 ) -> Attempt:
     error = message.data
     if isinstance(error, aiohttp.WebSocketError):
         if error.code == WSCloseCode.MESSAGE_TOO_BIG:
-            return Attempt(Status.DOWN, FailureReason.BODY_TOO_LARGE, f"{error}"[:300])
+            return Attempt(
+                Status.DOWN, FailureReason.BODY_TOO_LARGE, plan.redact.cut(f"{error}", 300)
+            )
         return Attempt(
-            Status.DOWN, FailureReason.UNEXPECTED_STATUS, f"invalid WebSocket frame: {error}"[:300]
+            Status.DOWN,
+            FailureReason.UNEXPECTED_STATUS,
+            plan.redact.cut(f"invalid WebSocket frame: {error}", 300),
         )
     if isinstance(error, BaseException):
-        reason, text = classify_exception(error)
+        reason, text = classify_exception(error, redact=plan.redact)
         return Attempt(Status.DOWN, reason, text)
-    return _closed(_plan, message, state, socket)
+    return await _closed(plan, message, state, socket, run)
 
 
-def _control(
+async def _control(
     _plan: StepPlan,
     _message: aiohttp.WSMessage,
     _state: _Socket,
     _socket: aiohttp.ClientWebSocketResponse,
+    _run: RunContext,
 ) -> None:
     """Pings and pongs (answered by aiohttp itself) are not messages to judge."""
     return None
