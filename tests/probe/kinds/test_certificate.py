@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import ServeApp
 from tests.hostile.server import refused_port
 from tests.hostile.tls import (
+    WRONG_HOST,
     TlsCase,
     expired_cert,
     expiring_cert,
@@ -222,3 +223,15 @@ async def test_cert_min_days_on_a_request_answered_wrongly_reports_the_answer_fi
     }
     result = await run(plan_of(step))
     assert result.reason == "http_5xx"
+
+
+async def test_tls_server_name_is_the_name_sent_and_verified(
+    serve_tcp: ServeTcp, tmp_path: Path
+) -> None:
+    case = wrong_host_cert(tmp_path)  # for other.example only
+    server = await serve_tcp(silent_after(), ssl=case.server_context)
+    tls = {"ca_file": str(case.ca_path), "server_name": WRONG_HOST}
+    result = await run(plan_of(certificate_step(server.port, case, tls=tls)))
+
+    assert result.status == "up", result
+    assert figures(result).names == WRONG_HOST

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from tests.hostile.server import refused_port
-from tests.hostile.tls import expired_cert, self_signed_cert, valid_cert
+from tests.hostile.tls import (
+    WRONG_HOST,
+    expired_cert,
+    self_signed_cert,
+    valid_cert,
+    wrong_host_cert,
+)
 from uptime_probe.probe.kinds.tcp import TcpFigures
 
 from ..journeys import plan_of, run
@@ -31,7 +37,7 @@ SMTP = [
 
 def tcp_step(port: int, name: str = "smtp", **fields: Any) -> dict[str, Any]:
     tcp = {"host": "127.0.0.1", "port": port}
-    for key in ("tls", "send", "exchanges", "server_name"):
+    for key in ("tls", "send", "exchanges"):
         if key in fields:
             tcp[key] = fields.pop(key)
     return {"name": name, "tcp": tcp, **fields}
@@ -226,3 +232,20 @@ async def test_verify_false_talks_to_a_self_signed_server(
     step = {**tcp_step(server.port, tls=True, exchanges=SMTP), "tls": {"verify": False}}
     result = await run(plan_of(step))
     assert result.status == "up", result
+
+
+async def test_tls_server_name_is_the_name_sent_and_verified(
+    serve_tcp: ServeTcp, tmp_path: Path
+) -> None:
+    """`tls.server_name`, as on an HTTP step: one backend, reached by IP, for its name."""
+    case = wrong_host_cert(tmp_path)  # for other.example only
+    server = await serve_tcp(banner, ssl=case.server_context)
+    tls = {"ca_file": str(case.ca_path)}
+    step = tcp_step(server.port, tls=True, exchanges=SMTP)
+
+    named = await run(plan_of({**step, "tls": {**tls, "server_name": WRONG_HOST}}))
+    unnamed = await run(plan_of({**step, "tls": tls}))
+
+    assert named.status == "up", named
+    assert unnamed.reason == "tls"
+    assert "127.0.0.1" in unnamed.message

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from tests.conftest import ServeApp
-from tests.hostile.tls import valid_cert
+from tests.hostile.tls import WRONG_HOST, valid_cert, wrong_host_cert
 from uptime_probe.probe.kinds.websocket import _ON_MESSAGE, WebsocketFigures
 
 from ..journeys import plan_of, run
@@ -234,6 +234,19 @@ async def test_wss_records_the_certificate(serve_app: ServeApp, tmp_path: Path) 
 
     assert result.status == "up", result
     assert result.steps[0].tls_not_after == case.not_after.timestamp()
+
+
+async def test_wss_sends_and_verifies_tls_server_name(serve_app: ServeApp, tmp_path: Path) -> None:
+    case = wrong_host_cert(tmp_path)  # for other.example only
+    url = await serve_app(build_ws_app(), ssl_context=case.server_context)
+    step = ws_step(url.replace("https://", "wss://") + "/echo", send="x")
+    tls = {"ca_file": str(case.ca_path)}
+
+    named = await run(plan_of({**step, "tls": {**tls, "server_name": WRONG_HOST}}))
+    unnamed = await run(plan_of({**step, "tls": tls}))
+
+    assert named.status == "up", named
+    assert unnamed.reason == "tls"
 
 
 # --- a 100 MB frame, bounded by max_body ----------------------------------------------------

@@ -21,8 +21,6 @@ from uptime_probe.config.types import TemplateString
 class CertificateSpec(Model):
     host: TemplateString
     port: int = Field(default=443, ge=1, le=65535)
-    # The name sent in SNI and verified on the certificate; default the host.
-    server_name: TemplateString | None = None
 
     @model_validator(mode="after")
     def _literal_host(self) -> CertificateSpec:
@@ -45,9 +43,8 @@ class CertificateStep(StepBase):
 
     certificate: CertificateSpec
     expect: CertificateExpect = CertificateExpect()
+    # How to verify, and `server_name`: the name sent in SNI and verified (default: the host).
     tls: TlsConfig = TlsConfig()
 
     def templates(self) -> Iterator[tuple[Path, Any]]:
         yield ("certificate", "host"), self.certificate.host
-        if self.certificate.server_name is not None:
-            yield ("certificate", "server_name"), self.certificate.server_name

@@ -37,10 +37,9 @@ class TcpExchange(Model):
 class TcpSpec(Model):
     host: TemplateString
     port: int = Field(ge=1, le=65535)
-    # TLS after connecting; the step's `tls:` says how to verify.
+    # TLS after connecting; the step's `tls:` says how to verify, and its `server_name`
+    # the name sent in SNI and verified (default: the host).
     tls: bool = False
-    # The name sent in SNI and verified on the certificate; default the host.
-    server_name: str | None = Field(default=None, min_length=1)
     send: TemplateString | None = None
     exchanges: list[TcpExchange] = Field(default=[], max_length=MAX_EXCHANGES)
 

@@ -120,7 +120,7 @@ class CertificateKind:
         started = time.perf_counter()
         spec = config.certificate
         host = spec.host.render(values)
-        server_name = spec.server_name.render(values) if spec.server_name is not None else host
+        server_name = config.tls.server_name or host
         progress = Progress(f"{host}:{spec.port}")
         rejected: list[Attempt] = []
 

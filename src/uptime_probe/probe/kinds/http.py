@@ -18,6 +18,7 @@ from uptime_probe.config.steps import (
     MAX_RESPONSE_HEADERS,
     HttpStepBase,
     RequestStep,
+    TlsConfig,
 )
 from uptime_probe.config.template import render_json
 from uptime_probe.probe.certificates import certificate_problem
@@ -113,10 +114,11 @@ def render_headers(plan: StepPlan, values: Mapping[str, str]) -> dict[str, str]:
     return {name: _header_value(name, template.render(values)) for name, template in plan.headers}
 
 
-def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
-    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
-    if config.tls.server_name:
-        return config.tls.server_name
+def server_name(tls: TlsConfig, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends
+    (the HTTP kinds and websocket); None: the URL's host."""
+    if tls.server_name:
+        return tls.server_name
     host = next((value for name, value in headers.items() if name.lower() == "host"), None)
     if not host:
         return None
@@ -174,9 +176,9 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     try:
         arguments = _request_arguments(plan, values)
         if url[:8].lower() == "https://":
-            server_name = _server_name(config, arguments["headers"])
-            if server_name is not None:
-                arguments["server_hostname"] = server_name
+            name = server_name(config.tls, arguments["headers"])
+            if name is not None:
+                arguments["server_hostname"] = name
     except (ValueError, UnicodeError) as exc:
         # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
         return Attempt(

@@ -182,7 +182,7 @@ class TcpKind:
         ended: float | None = None
         try:
             connection = await open_connection(
-                run, host, spec.port, progress, tls=tls, server_name=spec.server_name
+                run, host, spec.port, progress, tls=tls, server_name=config.tls.server_name
             )
             figures = TcpFigures(connection.connect_seconds, connection.tls_seconds)
             try:

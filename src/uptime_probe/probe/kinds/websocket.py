@@ -30,7 +30,7 @@ from uptime_probe.probe.assertions import NO_HEADERS
 from uptime_probe.probe.certificates import CertificateDetails
 from uptime_probe.probe.classify import MESSAGE_LIMIT, classify_exception, classify_status
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.kinds.http import render_headers
+from uptime_probe.probe.kinds.http import render_headers, server_name
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 
@@ -135,10 +135,12 @@ class WebsocketKind:
             session, connector = run.http()
             connector.recorder = run.recorder
             connector.peer_certificate = None
+            secure = state.url[:6].lower() == "wss://"
             socket = await session.ws_connect(
                 state.url,
                 headers=headers,
                 ssl=plan.ssl,
+                server_hostname=server_name(config.tls, headers) if secure else None,
                 max_msg_size=config.max_body,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_WAIT_SECONDS),
             )
