@@ -15,9 +15,11 @@ import pytest
 
 from tests.hostile.dns_server import NXDOMAIN, SERVFAIL, LoopbackDns, Query, Reply, answer
 from tests.hostile.server import refused_port
+from uptime_probe.config.model import DnsConfig
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.kinds.dns import DNS_ERRORS, DnsFigures, _Query, classify_dns_error
 from uptime_probe.probe.kinds.sockets import EXCHANGING
+from uptime_probe.probe.resolve import ProbeResolver
 
 from ..journeys import plan_of, run
 
@@ -134,6 +136,39 @@ async def test_a_slow_server_is_cut_by_the_deadline_with_what_it_asked(
         f"resolve: DNS server {server.nameserver} did not answer A slow.test over udp "
         "(journey deadline 0.5s)"
     )
+
+
+async def test_without_a_server_the_top_level_dns_servers_are_asked(
+    server: LoopbackDns,
+) -> None:
+    """The servers probes resolve names with (`dns.servers`), not /etc/resolv.conf's."""
+    before = len(asked(server, "chat.test"))
+    resolver = ProbeResolver(DnsConfig(servers=[server.nameserver], timeout=2.0))
+    try:
+        step = {"name": "resolve", "dns": {"name": "chat.test"}}
+        result = await run(plan_of(step), resolver=resolver)
+    finally:
+        await resolver.close()
+
+    assert result.status == "up", result
+    assert figures(result).server == server.nameserver
+    assert len(asked(server, "chat.test")) == before + 1
+
+
+async def test_without_a_server_a_silent_top_level_server_is_timeout_after_its_bound() -> None:
+    with LoopbackDns({"chat.test": Reply(silent=True)}) as silent:
+        resolver = ProbeResolver(DnsConfig(servers=[silent.nameserver], timeout=0.3))
+        try:
+            step = {"name": "resolve", "dns": {"name": "chat.test"}}
+            result = await run(plan_of(step, timeout="5s"), resolver=resolver)
+        finally:
+            await resolver.close()
+
+    assert result.reason == "timeout", result
+    assert result.message == (
+        f"resolve: no DNS answer to A chat.test from {silent.nameserver} over udp"
+    )
+    assert result.duration_seconds < 2.0, "bounded by dns.timeout, not the journey's 5s"
 
 
 async def test_a_refused_tcp_port_is_connect_refused() -> None:

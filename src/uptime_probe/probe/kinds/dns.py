@@ -3,9 +3,11 @@
 Queries go with `dns.asyncquery` straight to one server, so the step sees the
 server's own rcode (a resolver library would turn NXDOMAIN, SERVFAIL and REFUSED
 into exceptions and retries). Over UDP a truncated answer is asked again over TCP.
-Without `server`, the system's resolvers are read by dnspython's asyncio resolver
-(/etc/resolv.conf) and asked in turn, each for its configured timeout, until one
-answers.
+Without `server`, the servers probes resolve names with are asked in turn until one
+answers: the top-level `dns.servers` (probe/resolve.py), each for the top-level
+`dns.timeout`, else the system's (/etc/resolv.conf, read by dnspython), each for its
+configured timeout. A `server` given by name is resolved as any host is (the run's
+resolver, bounded).
 
 The answer's records become the document `{"name", "type", "rcode", "answers", "ttl"}`
 that `expect.json` and `extract` read, judged by the step's StepJudge (probe/judging.py)
@@ -15,7 +17,6 @@ as every kind's is; `answers` is a sorted list of strings (see `answer_text`).
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,13 +36,20 @@ import dns.rdatatype
 import dns.resolver
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps.dns import DnsStep
+from uptime_probe.config.steps.dns import DnsStep, parse_server
 from uptime_probe.probe.assertions import NO_HEADERS, document_body
 from uptime_probe.probe.classify import MESSAGE_LIMIT, classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.kinds.sockets import EXCHANGING, RESOLVING, Progress, classify_socket_error
+from uptime_probe.probe.kinds.sockets import (
+    EXCHANGING,
+    RESOLVING,
+    Progress,
+    classify_socket_error,
+    resolve,
+)
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.resolve import ProbeResolver
 
 # EDNS0 with the payload size of DNS flag day 2020: what today's resolvers offer.
 EDNS_PAYLOAD = 1232
@@ -124,6 +132,15 @@ def _where(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _default_servers(run: RunContext) -> tuple[list[tuple[str, int]], float]:
+    """The servers probes resolve names with, and the timeout of each: the top-level
+    `dns.servers` when the daemon has some, else the system's."""
+    resolver = run.resolver
+    if isinstance(resolver, ProbeResolver) and resolver.servers:
+        return [parse_server(server) for server in resolver.servers], resolver.timeout
+    return _system_servers()
+
+
 def _system_servers() -> tuple[list[tuple[str, int]], float]:
     """The system's resolvers (dnspython reads /etc/resolv.conf) and the timeout of each."""
     resolver = dns.asyncresolver.Resolver()
@@ -137,11 +154,10 @@ def _system_servers() -> tuple[list[tuple[str, int]], float]:
     return servers, float(resolver.timeout)
 
 
-async def _server_address(host: str, port: int) -> tuple[str, int]:
-    """`server` may name a host: its first address (asked once per run, like any name)."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    return str(infos[0][4][0]), port
+async def _server_address(run: RunContext, host: str, port: int) -> tuple[str, int]:
+    """`server` may name a host: its first address, resolved as any host is (an IP
+    literal is its own)."""
+    return (await resolve(run, host, port))[0], port
 
 
 class DnsKind:
@@ -178,7 +194,7 @@ class DnsKind:
         try:
             per_server_timeout: float | None = None
             if configured is None:
-                query.servers, per_server_timeout = _system_servers()
+                query.servers, per_server_timeout = _default_servers(run)
             response = await _ask(run, request, query, spec.transport, per_server_timeout)
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
@@ -215,7 +231,7 @@ async def _ask(
         query.progress.peer = _where(host, port)
         query.progress.stage = RESOLVING
         try:
-            address, port = await _server_address(host, port)
+            address, port = await _server_address(run, host, port)
             query.progress.stage = EXCHANGING
             query.sent_at = time.perf_counter()
             if transport == "tcp":
