@@ -16,14 +16,21 @@ from uptime_probe.config.base import Model
 from uptime_probe.config.errors import Path
 from uptime_probe.config.steps.parts import DEFAULT_MAX_BODY, ContentExpect, StepBase, TlsConfig
 from uptime_probe.config.template import Template
-from uptime_probe.config.types import Duration, Size, TemplateString, as_list
+from uptime_probe.config.types import (
+    Duration,
+    HeaderName,
+    HeaderTemplate,
+    Size,
+    TemplateString,
+    as_list,
+)
 
 MAX_FRAMES = 100
 
 
 class WebsocketSpec(Model):
     url: TemplateString
-    headers: dict[str, TemplateString] = {}
+    headers: dict[HeaderName, HeaderTemplate] = {}
     # Text frames sent in order once the socket is open; one string stands for a list of one.
     send: Annotated[
         list[TemplateString],
