@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real programs the end-to-end tests drive: Prometheus + promtool, Alertmanager, Chromium.
+# Real programs the end-to-end tests drive: Prometheus + promtool, Alertmanager, Chromium,
+# and mount/umount for real full and read-only filesystems.
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 { command -v alertmanager || command -v prometheus-alertmanager; } >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# tests/faults/test_data_dir.py mounts a full and a read-only tmpfs (needs root, as in CI).
+{ command -v mount && command -v umount; } >/dev/null 2>&1 || missing+=(mount)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -527,6 +527,33 @@ class DaemonMetrics:
             ["notifier", "result"],
             registry=registry,
         )
+        self.store_available = Gauge(
+            "uptime_probe_store_available",
+            "1 while the history store is open and its last write succeeded, else 0.",
+            registry=registry,
+        )
+        self.fd_limit = Gauge(
+            "uptime_probe_fd_limit",
+            "RLIMIT_NOFILE of the process, soft and hard (+Inf for unlimited).",
+            ["limit"],
+            registry=registry,
+        )
+        self.server_connections = Gauge(
+            "uptime_probe_server_connections",
+            "Connections the daemon's HTTP server holds open now.",
+            registry=registry,
+        )
+        self.server_connections_limit = Gauge(
+            "uptime_probe_server_connections_limit",
+            "The most connections the HTTP server holds at once (after the descriptor share).",
+            registry=registry,
+        )
+        self.server_connections_closed = Counter(
+            "uptime_probe_server_connections_closed",
+            "Connections the HTTP server closed to protect itself, by why.",
+            ["why"],
+            registry=registry,
+        )
         ProcessCollector(registry=registry)
 
 

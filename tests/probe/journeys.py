@@ -22,13 +22,20 @@ def plan_of(
     variables: dict[str, str] | None = None,
     base_dir: Path | None = None,
     judging: JudgingPool | None = None,
+    defaults: dict[str, Any] | None = None,
+    check: dict[str, Any] | None = None,
 ) -> CheckPlan:
-    """One check named `journey` with these steps, loaded as probes.yaml would be;
-    `judging` judges heavy responses off the loop, as the daemon does."""
+    """One check named `journey` with these steps, loaded as probes.yaml would be.
+
+    `judging` judges heavy responses off the loop, as the daemon does; `defaults` is the
+    file's `defaults:` section, `check` more keys of the check itself.
+    """
+    fields = {"name": CHECK, "interval": "60s", "timeout": timeout, **(check or {})}
     document = {
         "variables": variables or {},
         "secrets": secrets or {},
-        "checks": [{"name": CHECK, "interval": "60s", "timeout": timeout, "steps": list(steps)}],
+        "defaults": defaults or {},
+        "checks": [{**fields, "steps": list(steps)}],
     }
     config = parse_config(yaml.safe_dump(document), env={}, base_dir=base_dir)
     return compile_checks(config, judging=judging)[CHECK]

@@ -208,6 +208,44 @@ EXCEPTIONS = [
         "redirect to a non-HTTP URL: ftp://example.test/",
         id="redirect-ftp",
     ),
+    # The probe's own host out of descriptors, buffers or memory: never the target's fault,
+    # and checked before any other reading of the errno (most specific first).
+    pytest.param(
+        aiohttp.ClientConnectorError(KEY, _os_error(errno.EMFILE)),
+        "local_resources",
+        "cannot open a connection to example.test:443: this process is out of file descriptors",
+        id="emfile-connecting",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorError(KEY, _os_error(errno.ENFILE)),
+        "local_resources",
+        "the system is out of file descriptors",
+        id="enfile-connecting",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorError(KEY, _os_error(errno.ENOBUFS)),
+        "local_resources",
+        "the probe host is out of memory",
+        id="enobufs-connecting",
+    ),
+    pytest.param(
+        aiohttp.ClientOSError(errno.EMFILE, "Too many open files"),
+        "local_resources",
+        "this process is out of file descriptors",
+        id="emfile-os",
+    ),
+    pytest.param(
+        OSError(errno.EMFILE, "Too many open files"),
+        "local_resources",
+        "this process is out of file descriptors",
+        id="emfile-raw",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorDNSError(KEY, _os_error(errno.EMFILE)),
+        "local_resources",
+        "cannot resolve example.test: this process is out of file descriptors",
+        id="emfile-resolving",
+    ),
     pytest.param(aiohttp.ClientError("odd"), "connection_reset", "client error: odd", id="base"),
     pytest.param(ssl.SSLError(1, "decryption failed"), "tls", "TLS error", id="bare-ssl-error"),
     pytest.param(
@@ -275,7 +313,7 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         "dns", "connect_refused", "connect_timeout", "tls", "timeout", "connection_reset",
         "too_many_redirects", "http_4xx", "http_5xx", "rate_limited", "unexpected_status",
         "invalid_json", "invalid_encoding", "body_too_large", "schema_mismatch", "assertion_failed",
-        "extraction_failed", "poll_timeout", "internal",
+        "extraction_failed", "poll_timeout", "local_resources", "internal",
         # issue 15: the dns, certificate and websocket kinds' own
         "cert_expiring", "dns_rcode", "dns_no_answer", "ws_closed", "no_message",
     }  # fmt: skip

@@ -27,10 +27,10 @@ RUNBOOKS = REPO / "docs" / "runbooks.md"
 RUNBOOK_BASE_URL = "https://github.com/uptime-probe/uptime-probe/blob/main/docs/runbooks.md"
 
 # The daemon's closed set of transport/HTTP failure reasons. Everything else a
-# check can fail with is a content reason (open: configs name their own) or
-# `internal`. UptimeProbeSemanticFailure must exclude exactly these and
-# `internal`; if the daemon's set changes, this constant and the rule change
-# together.
+# check can fail with is a content reason (open: configs name their own) or one
+# of the prober's own (`local_resources`, `internal`). UptimeProbeSemanticFailure
+# must exclude exactly these and the prober's; if the daemon's set changes, this
+# constant and the rule change together.
 TRANSPORT_HTTP_REASONS = frozenset(
     {
         "dns",
@@ -46,7 +46,7 @@ TRANSPORT_HTTP_REASONS = frozenset(
         "unexpected_status",
     }
 )
-INTERNAL_REASON = "internal"
+PROBER_REASONS = frozenset({"local_resources", "internal"})
 BUILT_IN_CONTENT_REASONS = frozenset(
     {
         "invalid_json",
@@ -227,7 +227,7 @@ def test_semantic_failure_excludes_exactly_the_transport_reasons() -> None:
         for listed in lists:
             excluded = listed.split("|")
             assert len(excluded) == len(set(excluded)), f"duplicate in {listed}"
-            assert set(excluded) == TRANSPORT_HTTP_REASONS | {INTERNAL_REASON}
+            assert set(excluded) == TRANSPORT_HTTP_REASONS | PROBER_REASONS
             assert not set(excluded) & BUILT_IN_CONTENT_REASONS
 
 

@@ -294,6 +294,8 @@ async def test_a_message_sqlite_cannot_encode_does_not_break_the_page(
 class BrokenStore:
     """Every read fails as a broken disk or database would."""
 
+    problem = None  # the store says nothing of its own state: only its reads fail
+
     def __getattr__(self, name: str) -> Any:
         async def fail(*_args: Any, **_kwargs: Any) -> Any:
             raise sqlite3.OperationalError("disk I/O error")

@@ -103,7 +103,15 @@ class AuthConfig(Model):
 
 
 class ServerConfig(Model):
+    # All interfaces: the daemon is scraped from elsewhere (a container's port is reached
+    # through its network namespace). Strangers' connections are bounded by the two
+    # settings below, so exposure costs them nothing (docs/configuration.md, server).
     listen: str = "0.0.0.0:9713"
+    # The most connections the server holds at once; fewer when the descriptor limit
+    # leaves no room beside the probes' (app.py, descriptors.py).
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    # From a connection's first byte (or its accept) to the end of the request's headers.
+    header_timeout: Duration = Field(default=5.0, gt=0)
     enable_lifecycle: bool = False
     watch_interval: Duration = 5.0
     public_url: str | None = None
@@ -150,6 +158,9 @@ NotifierConfig = Annotated[
 class StoreConfig(Model):
     raw_retention: Duration = 14 * 86400.0
     rollup_retention: Duration = 400 * 86400.0
+    # How often the daemon tries again to open a store it could not open (full or
+    # read-only data dir): it probes and serves meanwhile.
+    retry_interval: Duration = Field(default=30.0, gt=0)
 
 
 class StatusPageConfig(Model):

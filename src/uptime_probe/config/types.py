@@ -13,6 +13,7 @@ import jmespath.visitor
 import re2
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
+from uptime_probe.config.origin import Origin, parse_origin
 from uptime_probe.config.template import Template
 from uptime_probe.config.units import format_duration, parse_duration, parse_size
 
@@ -200,6 +201,20 @@ def _unsupported(detail: str) -> str:
     if detail == "invalid escape sequence: \\Z":
         return "`\\Z` (RE2 writes the end of text `\\z`)"
     return "the pattern"
+
+
+OriginString = Annotated[
+    Origin,
+    BeforeValidator(parse_origin),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+/?$",
+            "description": "An origin: scheme://host[:port], no path.",
+        }
+    ),
+]
 
 
 def compile_regex(value: Any) -> LinearPattern:

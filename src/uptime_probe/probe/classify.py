@@ -30,6 +30,14 @@ _NO_SECRETS = Redactor(())
 
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
+# The probe host's own limits, whichever call met them (socket(), a resolver's socket, a
+# buffer): the run could not be made, and the target must not be blamed for it.
+_LOCAL_ERRNOS = {
+    errno.EMFILE: "this process is out of file descriptors (RLIMIT_NOFILE)",
+    errno.ENFILE: "the system is out of file descriptors (fs.file-max)",
+    errno.ENOBUFS: "the probe host is out of memory for socket buffers",
+    errno.ENOMEM: "the probe host is out of memory",
+}
 
 
 def classify_status(status: int) -> FailureReason:
@@ -60,6 +68,18 @@ def _connector_detail(exc: aiohttp.ClientError) -> str:
         detail = reason or os_error.strerror or _first_line(os_error)
         return f"{exc.host}:{exc.port}: {detail}"
     return _first_line(exc)
+
+
+def _local_resources(exc: OSError) -> Classified | None:
+    words = _LOCAL_ERRNOS.get(exc.errno) if exc.errno is not None else None
+    if words is None:
+        return None
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return FailureReason.LOCAL_RESOURCES, f"cannot resolve {exc.host}: {words}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = f"{exc.host}:{exc.port}"
+        return FailureReason.LOCAL_RESOURCES, f"cannot open a connection to {where}: {words}"
+    return FailureReason.LOCAL_RESOURCES, f"cannot open a connection: {words}"
 
 
 def _certificate(exc: aiohttp.ClientError) -> Classified:
@@ -231,6 +251,12 @@ def classify_exception(
 
 
 def _classify(exc: BaseException, phase: str, host: str) -> Classified:
+    if isinstance(exc, OSError):
+        # First: an aiohttp error that wraps EMFILE is a connector or DNS error by type,
+        # and its row would blame the target.
+        local = _local_resources(exc)
+        if local is not None:
+            return local
     bad_name = _host_name_error(exc)
     if bad_name is not None:
         return FailureReason.DNS, f"host name is not a valid DNS name ({bad_name})"

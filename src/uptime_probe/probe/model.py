@@ -10,7 +10,9 @@ The failure taxonomy (a down run carries exactly one reason):
                 (empty_history, task_stuck, ...): "200 OK but wrong"
       kinds     cert_expiring (request, certificate), dns_rcode, dns_no_answer (dns),
                 ws_closed, no_message (websocket): what only those steps can say
-    internal    a bug in uptime-probe itself, never a property of the target
+    the prober itself, never a property of the target:
+                local_resources (its host ran out of file descriptors, socket buffers or
+                memory: the run could not be made), internal (a bug in uptime-probe)
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class FailureReason(StrEnum):
     DNS_NO_ANSWER = "dns_no_answer"
     WS_CLOSED = "ws_closed"
     NO_MESSAGE = "no_message"
+    LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"
 
 
@@ -89,9 +92,17 @@ HTTP_REASONS = frozenset(
 )
 
 
+# Failures of the prober, not of the target: alerts and docs keep them apart.
+PROBER_REASONS = frozenset({FailureReason.LOCAL_RESOURCES, FailureReason.INTERNAL})
+
+
 def is_content_reason(reason: str) -> bool:
-    """True for "the server answered, but wrongly": not transport, HTTP or internal."""
-    return reason not in TRANSPORT_REASONS and reason not in HTTP_REASONS and reason != "internal"
+    """True for "the server answered, but wrongly": not transport, HTTP or the prober's."""
+    return (
+        reason not in TRANSPORT_REASONS
+        and reason not in HTTP_REASONS
+        and reason not in PROBER_REASONS
+    )
 
 
 _REASON_WORDS = {
@@ -118,6 +129,7 @@ _REASON_WORDS = {
     "dns_no_answer": "the DNS name has no record of that type",
     "ws_closed": "the WebSocket closed before the expected message",
     "no_message": "no WebSocket message arrived in time",
+    "local_resources": "the prober ran out of file descriptors or memory",
     "internal": "an internal error in uptime-probe",
 }
 

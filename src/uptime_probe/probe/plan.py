@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import ExpectBase, StepBase, TlsConfig
+from uptime_probe.config.steps import ExpectBase, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
 from uptime_probe.probe.judging import JudgingPool, StepJudge
 from uptime_probe.probe.kinds import StepKind, kind_of
+from uptime_probe.probe.request_url import RequestUrl
+from uptime_probe.probe.secret_origins import SecretPolicy
 
 USER_AGENT = f"uptime-probe/{__version__}"
 
@@ -28,6 +30,10 @@ class StepPlan:
     judge: StepJudge | None
     ssl: ssl.SSLContext | bool
     redact: Redactor  # the check's: every cut of a target's text redacts first
+    # HTTP-based kinds: the URL with the config's values in place, and what of the request
+    # carries a secret (None when nothing does).
+    url: RequestUrl | None = None
+    secret_policy: SecretPolicy | None = None
 
     @property
     def name(self) -> str:
@@ -75,12 +81,16 @@ def compile_check(
     tls: TlsContexts,
     judging: JudgingPool | None = None,
 ) -> CheckPlan:
+    values = {**variables, **secrets}
     redact = Redactor(secrets.values())
-    steps = [_compile_step(step, check, tls, redact, judging) for step in check.steps]
+    steps = [
+        _compile_step(step, check, tls, redact, judging, values, frozenset(secrets))
+        for step in check.steps
+    ]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
-        values={**variables, **secrets},
+        values=values,
         redact=redact,
     )
 
@@ -91,9 +101,12 @@ def _compile_step(
     tls: TlsContexts,
     redact: Redactor,
     judging: JudgingPool | None,
+    values: Mapping[str, str],
+    secrets: frozenset[str],
 ) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
+    url = policy = None
     own = step.http_headers()
     if own is not None:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
@@ -101,6 +114,9 @@ def _compile_step(
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
+    if isinstance(step, HttpStepBase):
+        url = RequestUrl.compile(step.http_request.url, values)
+        policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,
@@ -111,6 +127,8 @@ def _compile_step(
         else None,
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
         redact=redact,
+        url=url,
+        secret_policy=policy,
     )
 
 

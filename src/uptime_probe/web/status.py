@@ -79,6 +79,10 @@ class History(Protocol):
 
     async def recent_durations(self, check: str, limit: int = ...) -> list[tuple[float, float]]: ...
 
+    @property
+    def problem(self) -> str | None:
+        """Why runs are not being recorded now (cannot open, writes failing); else None."""
+
 
 class StatusSource(Protocol):
     """What the status page and the JSON API read of the daemon; `app.Daemon` is one.
@@ -283,6 +287,8 @@ class PageView:
     incident_days: int
     uptime_days: int
     history_available: bool
+    # False while the store cannot be opened or written: what the page shows is not kept.
+    history_recording: bool = True
 
 
 BAR_WIDTH = 5  # viewBox units per day: 4 of bar, 1 of gap
@@ -423,8 +429,9 @@ class _Reads:
         try:
             return await read
         except HISTORY_ERRORS as exc:
+            if self.ok:  # once a page: a store that is away fails every read alike
+                log.error("status_history_failed", read=what, error=str(exc))
             self.ok = False
-            log.error("status_history_failed", read=what, error=str(exc))
             return fallback
 
 
@@ -510,6 +517,7 @@ class StatusPage:
             incident_days=INCIDENT_DAYS,
             uptime_days=UPTIME_DAYS,
             history_available=reads.ok,
+            history_recording=source.store.problem is None,
         )
 
     async def current(self) -> PageView:

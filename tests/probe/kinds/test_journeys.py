@@ -45,6 +45,8 @@ def journey(resolver: LoopbackDns, port: int, case: TlsCase) -> list[dict[str, A
                 "headers": {"Authorization": "{{ cert_issuer }}"},
             },
             "tls": tls,
+            # The origin comes from the DNS answer: Authorization goes only where listed.
+            "send_secrets_to": [f"https://127.0.0.1:{port}"],
             "expect": {"json": [{"query": "auth", "contains": "Testing CA"}]},
         },
     ]

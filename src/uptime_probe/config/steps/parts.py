@@ -20,6 +20,7 @@ from uptime_probe.config.types import (
     HeaderName,
     HeaderTemplate,
     JmesPath,
+    OriginString,
     Regex,
     Size,
     Slug,
@@ -270,6 +271,8 @@ class HttpStepBase(StepBase):
     max_body: Size = DEFAULT_MAX_BODY
     max_header_size: Size = Field(default=DEFAULT_MAX_HEADER_SIZE, ge=1024, le=16 * 1024 * 1024)
     tls: TlsConfig = TlsConfig()
+    # Origins besides the URL's own that may receive the headers and body carrying a secret.
+    send_secrets_to: list[OriginString] = []
 
     @model_validator(mode="after")
     def _certificate_needs_https(self) -> HttpStepBase:

@@ -7,6 +7,7 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.secret_origins import OriginGuard, SecretWithheld
 
 _CHUNK = 64 * 1024
 
@@ -127,13 +129,43 @@ def server_name(tls: TlsConfig, headers: Mapping[str, str]) -> str | None:
     return name or None
 
 
-def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
-    """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
+@dataclass(slots=True)
+class OutgoingRequest:
+    """A step's request, ready for `session.request(method, url, **arguments)`."""
+
+    url: URL
+    arguments: dict[str, Any]
+    # Set when the request carries a secret: say what it withheld (`guard.note`).
+    guard: OriginGuard | None = None
+
+    def noted(self, attempt: Attempt) -> Attempt:
+        """The attempt, its message saying which headers were withheld from another origin."""
+        note = self.guard.note if self.guard is not None else ""
+        if note:
+            attempt.message = f"{attempt.message}; {note}" if attempt.message else note
+        return attempt
+
+
+def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingRequest:
+    """The request's URL and arguments.
+
+    ValueError (or UnicodeError) when values (extracted ones) make it unsendable;
+    SecretWithheld when they send it, carrying a secret that cannot be left out, to
+    another origin.
+    """
     config = plan.config
     assert isinstance(config, HttpStepBase)
+    assert plan.url is not None, "HTTP-based steps compile their URL"
     request = config.http_request
+    url = plan.url.render(values)
+    headers = render_headers(plan, values)
+    guard = None
+    if plan.secret_policy is not None:
+        guard = OriginGuard(plan.secret_policy, headers)
+        if plan.url.origin_varies:
+            url, headers = guard.check_first(url, headers)
     arguments: dict[str, Any] = {
-        "headers": render_headers(plan, values),
+        "headers": headers,
         "allow_redirects": config.follow_redirects,
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
@@ -144,11 +176,17 @@ def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, A
         "max_field_size": config.max_header_size,
         "max_headers": MAX_RESPONSE_HEADERS,
     }
+    if guard is not None and config.follow_redirects:
+        arguments["middlewares"] = (guard,)
+    if url.scheme == "https":
+        name = server_name(config.tls, headers)
+        if name is not None:
+            arguments["server_hostname"] = name
     if request.body is not None:
         arguments["data"] = request.body.render(values).encode()
     elif request.json_body is not None:
         arguments["json"] = render_json(request.json_body, values)
-    return arguments
+    return OutgoingRequest(url, arguments, guard)
 
 
 class RequestKind:
@@ -172,29 +210,26 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
         return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     connector.recorder = recorder
     connector.peer_certificate = None
-    url = config.request.url.render(values)
     try:
-        arguments = _request_arguments(plan, values)
-        if url[:8].lower() == "https://":
-            name = server_name(config.tls, arguments["headers"])
-            if name is not None:
-                arguments["server_hostname"] = name
+        outgoing = prepare_request(plan, values)
+    except SecretWithheld as exc:
+        return Attempt(Status.DOWN, exc.reason, exc.message, duration=time.perf_counter() - started)
     except (ValueError, UnicodeError) as exc:
-        # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
-        return Attempt(
-            Status.DOWN,
-            FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {plan.redact.cut(str(exc), 200)}",
-            duration=time.perf_counter() - started,
-        )
+        # Values a target sent back (a line break, a lone surrogate) cannot be sent on;
+        # a host name no resolver could look up is `dns`, as when aiohttp meets one.
+        reason, message = classify_exception(exc, redact=plan.redact)
+        if reason is not FailureReason.DNS:
+            reason = FailureReason.EXTRACTION_FAILED
+            message = f"cannot build the request: {plan.redact.cut(str(exc), 200)}"
+        return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     try:
         async with session.request(
             config.request.method,
-            url,
+            outgoing.url,
             trace_request_ctx=recorder,
             # Decoded by _read_body, which knows when a compressed body was cut short.
             auto_decompress=False,
-            **arguments,
+            **outgoing.arguments,
         ) as response:
             not_after = certificate_not_after(connector.peer_certificate)
             try:
@@ -205,15 +240,17 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
                 )
             except (BodyTooLarge, ContentDecodingError) as exc:
                 recorder.body_done()
-                return Attempt(
-                    Status.DOWN,
-                    FailureReason.BODY_TOO_LARGE
-                    if isinstance(exc, BodyTooLarge)
-                    else FailureReason.INVALID_ENCODING,
-                    str(exc),
-                    http_status=response.status,
-                    tls_not_after=not_after,
-                    duration=time.perf_counter() - started,
+                return outgoing.noted(
+                    Attempt(
+                        Status.DOWN,
+                        FailureReason.BODY_TOO_LARGE
+                        if isinstance(exc, BodyTooLarge)
+                        else FailureReason.INVALID_ENCODING,
+                        str(exc),
+                        http_status=response.status,
+                        tls_not_after=not_after,
+                        duration=time.perf_counter() - started,
+                    )
                 )
             recorder.body_done()
             assert plan.judge is not None, "a request step always has its expect"
@@ -226,22 +263,30 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
-        reason, message = classify_exception(exc, recorder.state, redact=plan.redact)
+        if isinstance(exc, SecretWithheld):
+            reason, message = exc.reason, exc.message
+        else:
+            reason, message = classify_exception(exc, recorder.state, redact=plan.redact)
         not_after = None
         if reason is FailureReason.TLS:
             not_after = await fetch_certificate_not_after(
-                URL(url), timeout=2.0, server_name=arguments.get("server_hostname")
+                outgoing.url,
+                timeout=2.0,
+                server_name=outgoing.arguments.get("server_hostname"),
             )
-        return Attempt(
-            Status.DOWN,
-            reason,
-            message,
-            tls_not_after=not_after,
-            duration=time.perf_counter() - started,
+        return outgoing.noted(
+            Attempt(
+                Status.DOWN,
+                reason,
+                message,
+                http_status=exc.status if isinstance(exc, SecretWithheld) else None,
+                tls_not_after=not_after,
+                duration=time.perf_counter() - started,
+            )
         )
     # The answer's last bytes arrived at `last_data_at`: waiting for the loop to come back
     # to it is not the target's time. Judging it in a worker is the run's: it ends after.
     answered = recorder.last_data_at or time.perf_counter()
     attempt.duration = answered - started
     attempt.ended = answered + judged.off_loop_seconds
-    return attempt
+    return outgoing.noted(attempt)
