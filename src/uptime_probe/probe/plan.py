@@ -30,8 +30,8 @@ class StepPlan:
     judge: StepJudge | None
     ssl: ssl.SSLContext | bool
     redact: Redactor  # the check's: every cut of a target's text redacts first
-    # HTTP-based kinds: the URL with the config's values in place, and what of the request
-    # carries a secret (None when nothing does).
+    # The URL the step requests (HTTP-based kinds, websocket) with the config's values in
+    # place, and (HTTP-based kinds) what of the request carries a secret (None: nothing).
     url: RequestUrl | None = None
     secret_policy: SecretPolicy | None = None
 
@@ -114,8 +114,11 @@ def _compile_step(
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
+    requested = [template for _where, template, _schemes in step.urls()]
+    if len(requested) == 1:  # the URL an HTTP-based or websocket step requests
+        url = RequestUrl.compile(requested[0], values)
     if isinstance(step, HttpStepBase):
-        url = RequestUrl.compile(step.http_request.url, values)
+        assert url is not None, "an HTTP-based step requests one URL"
         policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(

@@ -88,6 +88,17 @@ def build_ws_app() -> web.Application:
         await forever.wait()
         raise AssertionError("unreachable")
 
+    async def room_name(request: web.Request) -> web.Response:
+        return web.json_response({"room": "../admin?all=1#"})
+
+    async def room(request: web.Request) -> web.WebSocketResponse:
+        """Says the request target it was reached by, as the server read it."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_str(request.raw_path)
+        await socket.receive()
+        return socket
+
     app = web.Application()
     app.router.add_get("/echo", echo)
     app.router.add_get("/chat", chat)
@@ -98,6 +109,8 @@ def build_ws_app() -> web.Application:
     app.router.add_post("/login", login)
     app.router.add_get("/session", needs_session)
     app.router.add_get("/hang", hang)
+    app.router.add_get("/room-name", room_name)
+    app.router.add_get("/rooms/{name}/live", room)
     return app
 
 
@@ -213,6 +226,22 @@ async def test_cookies_and_headers_of_the_run_reach_the_upgrade(ws_url: str) -> 
     push = ws_step(f"{ws_url}/session", headers={"X-Probe": "{{ probe_id }}"})
     result = await run(plan_of(login, push, variables={"probe_id": "p1"}))
     assert result.status == "up", result
+
+
+async def test_an_extracted_value_is_one_segment_of_the_websocket_url(ws_url: str) -> None:
+    """As for a request's URL (tests/probe/test_request_url.py): it cannot climb or query."""
+    lookup = {
+        "name": "lookup",
+        "request": {"url": ws_url.replace("ws://", "http://") + "/room-name"},
+        "extract": {"room": "room"},
+    }
+    push = ws_step(f"{ws_url}/rooms/{{{{ room }}}}/live?v=%7E1")
+    result = await run(plan_of(lookup, push))
+
+    assert result.status == "up", result
+    assert result.steps[1].message.startswith("message after"), result
+    sample = await run(plan_of(lookup, {**push, "expect": {"body_contains": "no such text"}}))
+    assert sample.steps[1].response_sample == "/rooms/..%2Fadmin%3Fall%3D1%23/live?v=%7E1"
 
 
 async def test_an_upgrade_that_never_comes_is_timeout(ws_url: str) -> None:

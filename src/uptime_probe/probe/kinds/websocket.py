@@ -117,27 +117,31 @@ class WebsocketKind:
     async def attempt(self, plan: StepPlan, values: Mapping[str, str], run: RunContext) -> Attempt:
         config = plan.config
         assert isinstance(config, WebsocketStep)
-        state = _Socket(config.websocket.url.render(values), config.expect.message_within)
         try:
+            # As a request's URL (probe/request_url.py): sent as written, and an extracted
+            # value is one path segment or one query value.
+            assert plan.url is not None, "a websocket step compiles its URL"
+            url = plan.url.render(values)
             headers = render_headers(plan, values)
             frames = [frame.render(values) for frame in config.websocket.send]
         except (ValueError, UnicodeError) as exc:
             return _done(
-                state,
+                _Socket(config.websocket.url.source, None),
                 Attempt(
                     Status.DOWN,
                     FailureReason.EXTRACTION_FAILED,
                     f"cannot build the upgrade request: {plan.redact.cut(str(exc), 200)}",
                 ),
             )
+        state = _Socket(str(url), config.expect.message_within)
         run.deadline_note = state.note
         try:
             session, connector = run.http()
             connector.recorder = run.recorder
             connector.peer_certificate = None
-            secure = state.url[:6].lower() == "wss://"
+            secure = url.scheme == "wss"
             socket = await session.ws_connect(
-                state.url,
+                url,
                 headers=headers,
                 ssl=plan.ssl,
                 server_hostname=server_name(config.tls, headers) if secure else None,
