@@ -203,6 +203,7 @@ INCIDENT_KEYS = {
     "response_sample",
     "reasons",
     "failing_steps",
+    "held_back",
     "timeline",
 }
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import Config
+from uptime_probe.config.validate import maintenance_warnings
 from uptime_probe.descriptors import (
     LISTEN_BACKLOG,
     current_limits,
@@ -37,6 +38,7 @@ from uptime_probe.sinks import FanOut, LogSink, ResultSink
 from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.maintenance import MaintenanceCalendar
 from uptime_probe.state.store import Store
 from uptime_probe.web.connections import CLOSE_REASONS, ConnectionGuard
 from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
@@ -77,7 +79,13 @@ class Daemon:
         self._config_digest = self._digest()
         self.registry = CollectorRegistry(auto_describe=True)
         self.daemon_metrics = DaemonMetrics(self.registry, shard=options.shard.label)
-        self.check_metrics = CheckMetrics(config.location)
+        # Config windows from the file, API windows from the store (restored at start).
+        self.maintenance = MaintenanceCalendar()
+        self.check_metrics = CheckMetrics(
+            config.location,
+            in_maintenance=self.maintenance.checks_in_maintenance,
+            failing=lambda check: self.check_states.failing(check),
+        )
         self.store = Store(
             options.data_dir,
             on_loss=self.daemon_metrics.store_errors.inc,
@@ -88,7 +96,11 @@ class Daemon:
         # Judges heavy responses in worker processes, started when first needed; shared by
         # every config's plans, so a reload keeps the workers (probe/judging.py).
         self.judging = JudgingPool()
-        self.notifications = NotificationDispatcher(config, on_result=self._count_notification)
+        self.notifications = NotificationDispatcher(
+            config,
+            on_result=self._count_notification,
+            in_maintenance=lambda check: self.maintenance.open_for(check, time.time()) is not None,
+        )
         self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
         # scheduler -> check states -> every sink. Each sink reads only the outcome it is
         # given, so their order does not matter, and one raising does not stop the others.
@@ -104,6 +116,7 @@ class Daemon:
                 ]
             ),
             location=config.location,
+            calendar=self.maintenance,
         )
         self.scheduler = Scheduler(
             on_result=self.check_states.accept,
@@ -200,7 +213,18 @@ class Daemon:
         self.check_metrics.sync_checks(config.checks)
         self.scheduler.set_max_concurrency(self._share_descriptors(config, len(plans)))
         change = self.scheduler.apply(plans)
-        self.check_states.apply(config.checks)
+        self.maintenance.apply(config)
+        for check, needed in self.check_states.apply(config.checks):
+            log.warning(
+                "dependency_not_local",
+                check=check,
+                depends_on=needed,
+                why="this process does not run it (shard or locations): it never holds back",
+            )
+        now = time.time()
+        for warning in maintenance_warnings(config, now):
+            log.warning("maintenance_window_over", where=str(warning))
+        self.maintenance.forget_before(now)
         for name in change.removed:
             self.incidents.forget(name)
         self.latest.retain(plans)
@@ -283,8 +307,15 @@ class Daemon:
         ]
         self.incidents.restore(open_incidents)
         self.notifications.restore(open_incidents)
-        if states or open_incidents:
-            log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
+        windows = await self.store.windows(ending_after=time.time())
+        self.maintenance.restore(windows)
+        if states or open_incidents or windows:
+            log.info(
+                "state_restored",
+                checks=len(states),
+                open_incidents=len(open_incidents),
+                maintenance_windows=len(windows),
+            )
 
     async def _store_opened(self) -> None:
         """The store opened after the start: history resumes from here.

@@ -121,6 +121,7 @@ def incident_json(incident: Incident) -> dict[str, object]:
         "response_sample": incident.response_sample,
         "reasons": incident.reasons,
         "failing_steps": list(incident.failing_steps),
+        "held_back": list(incident.held_back),
         "timeline": [
             {
                 "at": e.at,

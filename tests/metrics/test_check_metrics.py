@@ -16,6 +16,7 @@ from uptime_probe.metrics import (
     CHUNK_BYTES,
     DURATION_BUCKETS,
     FAMILIES,
+    LIVE_FAMILIES,
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     CheckMetrics,
@@ -289,11 +290,11 @@ def test_fast_text_renderer_equals_library_exposition(state: str) -> None:
     library = Parsed.of_text(generate_latest(m).decode())
     assert fast.samples == library.samples
     assert fast.types == library.types
-    # Every family in FAMILIES is announced, in order, with its type.
+    # Every family is announced, in order, with its type: the live ones last.
     announced = [
         line.split()[2:4] for line in m.render_text().splitlines() if line.startswith("# TYPE")
     ]
-    assert announced == [[name, kind] for name, kind, _help in FAMILIES]
+    assert announced == [[name, kind] for name, kind, _help in (*FAMILIES, *LIVE_FAMILIES)]
 
 
 def test_fast_renderer_cache_follows_each_run() -> None:

@@ -17,6 +17,7 @@ from uptime_probe.sinks import FanOut, RunOutcome
 from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.maintenance import MaintenanceCalendar
 from uptime_probe.state.store import Store
 from uptime_probe.web.server import DaemonControl, ReloadOutcome
 
@@ -44,13 +45,17 @@ class Harness:
     latest: LatestOutcomes = field(default_factory=LatestOutcomes)
     incidents: IncidentTracker = field(init=False)
     check_states: CheckStates = field(init=False)
+    maintenance: MaintenanceCalendar = field(default_factory=MaintenanceCalendar)
 
     def __post_init__(self) -> None:
         self.incidents = IncidentTracker([self.store.record_incident])
         self.check_states = CheckStates(
-            FanOut([self.latest, self.store, self.incidents]), location=self.config.location
+            FanOut([self.latest, self.store, self.incidents]),
+            location=self.config.location,
+            calendar=self.maintenance,
         )
         self.check_states.apply(self.config.checks)
+        self.maintenance.apply(self.config)
 
     def run(
         self,

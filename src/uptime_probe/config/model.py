@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
+from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.steps import StepConfig
 from uptime_probe.config.types import (
     BasicUsername,
@@ -27,6 +28,14 @@ from uptime_probe.config.types import (
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
 MAX_DNS_TIMEOUT = 60.0
+MAX_RETRIES = 10
+
+
+class RetriesConfig(Model):
+    """A down run tried again within the same run slot before it counts."""
+
+    count: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    delay: Duration = 1.0
 
 
 class CheckConfig(Model):
@@ -42,6 +51,9 @@ class CheckConfig(Model):
     success_threshold: int | None = Field(default=None, ge=1, le=100)
     notifiers: list[Slug] | None = None
     locations: list[Annotated[str, Field(pattern=LOCATION_PATTERN)]] | None = None
+    tags: list[Slug] = []
+    depends_on: list[Slug] = []
+    retries: RetriesConfig | None = None
 
     @property
     def interval_seconds(self) -> float:
@@ -57,6 +69,11 @@ class CheckConfig(Model):
     def slo_objective(self) -> float:
         assert self.slo is not None, "Config resolves defaults"
         return self.slo
+
+    @property
+    def retry_policy(self) -> RetriesConfig:
+        assert self.retries is not None, "Config resolves defaults"
+        return self.retries
 
     @property
     def failure_threshold_runs(self) -> int:
@@ -83,6 +100,7 @@ class DefaultsConfig(Model):
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
     notifiers: list[Slug] = []
+    retries: RetriesConfig = RetriesConfig()
 
 
 class BasicAuth(Model):
@@ -193,6 +211,7 @@ class Config(Model):
     store: StoreConfig = StoreConfig()
     status_page: StatusPageConfig = StatusPageConfig()
     dns: DnsConfig = DnsConfig()
+    maintenance: list[MaintenanceConfig] = []
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:
@@ -207,6 +226,7 @@ class Config(Model):
                     "failure_threshold": check.failure_threshold or d.failure_threshold,
                     "success_threshold": check.success_threshold or d.success_threshold,
                     "notifiers": check.notifiers if check.notifiers is not None else d.notifiers,
+                    "retries": check.retries if check.retries is not None else d.retries,
                 }
             )
             for check in self.checks

@@ -49,6 +49,29 @@ class _InFlight:
 async def run_check(
     plan: CheckPlan, *, resolver: aiohttp.abc.AbstractResolver | None = None
 ) -> CheckResult:
+    """Run the journey, and again up to `retries.count` times while it ends down.
+
+    The run that counts is the last one tried; `retries` says how many came before it.
+    Each try has the whole timeout (the loader checks that every try fits the interval).
+    Never raises, except CancelledError.
+    """
+    policy = plan.check.retries
+    result = await _run_journey(plan, resolver)
+    tries_left = policy.count if policy is not None else 0
+    retries = 0
+    while result.status is Status.DOWN and tries_left > 0:
+        assert policy is not None
+        # Waiting between tries is the behaviour asked for, not synchronisation.
+        await asyncio.sleep(policy.delay)
+        tries_left -= 1
+        retries += 1
+        result = await _run_journey(plan, resolver)
+    return replace(result, retries=retries) if retries else result
+
+
+async def _run_journey(
+    plan: CheckPlan, resolver: aiohttp.abc.AbstractResolver | None
+) -> CheckResult:
     """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
     started_at = time.time()
     started = time.perf_counter()

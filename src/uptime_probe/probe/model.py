@@ -217,6 +217,8 @@ class CheckResult:
     started_at: float
     duration_seconds: float
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    # Down tries made again within this run before this one (`retries:`); this is the last.
+    retries: int = 0
 
     @property
     def ok(self) -> bool:

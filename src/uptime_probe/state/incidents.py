@@ -10,6 +10,13 @@ after FLAPS_SHOWN changes between investigating and monitoring in a row, they be
 counted entry, "Flapped 4,321 times between investigating and monitoring", from the first
 to the latest. And a timeline keeps at most MAX_TIMELINE entries: the opening one, then
 one counted entry for those left out, then the latest.
+
+A run whose alerting is held back (`RunOutcome.hold`: a maintenance window, or a failing
+check it depends on) opens no incident: the check's down streak goes on, and its first
+down run once nothing holds it opens one. A check held back by a dependency is listed on
+that dependency's open incident (`held_back`), or, down a chain, on the incident of the
+first check up the chain that has one. An incident already open is never held back, so
+its resolution always follows its opening.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from uptime_probe.probe.model import CheckResult, Status
-from uptime_probe.sinks import RunOutcome
+from uptime_probe.sinks import Hold, HoldKind, RunOutcome
 
 
 class IncidentStatus(StrEnum):
@@ -141,6 +148,8 @@ class Incident:
     # The HTTP status of the failing run `last_reason` is from, when it got one: recorded
     # here so a notification can say "empty history (HTTP 200)" from the incident alone.
     last_http_status: int | None = None
+    # Checks depending on this one whose own incidents it held back while open.
+    held_back: tuple[str, ...] = ()
 
     @property
     def time_to_detect(self) -> float:
@@ -192,6 +201,7 @@ class IncidentTracker:
         self._listeners = list(listeners)
         self._open: dict[str, Incident] = {}
         self._streaks: dict[str, _Streak] = {}
+        self._held: dict[str, Hold] = {}  # down checks whose incident is held back, by check
         self._new_id = new_id or (lambda check, at: f"{check}-{int(at * 1000)}")
 
     def add_listener(self, listener: Callable[[IncidentEvent], None]) -> None:
@@ -210,6 +220,11 @@ class IncidentTracker:
         """A check removed by a reload: its open incident stays in storage, untracked."""
         self._open.pop(check, None)
         self._streaks.pop(check, None)
+        self._held.pop(check, None)
+
+    def held(self, check: str) -> Hold | None:
+        """What holds the check's incident back now, while it is down without one."""
+        return self._held.get(check)
 
     def accept(self, outcome: RunOutcome) -> None:
         result = outcome.result
@@ -227,11 +242,16 @@ class IncidentTracker:
             if result.failed_step and result.failed_step not in streak.steps:
                 streak.steps.append(result.failed_step)
             if incident is None and outcome.state is Status.DOWN:
-                self._opened(outcome, streak)
+                if outcome.hold is None:
+                    self._held.pop(check, None)
+                    self._opened(outcome, streak)
+                else:
+                    self._hold(check, outcome.hold, result.started_at)
             elif incident is not None:
                 self._failed_again(incident, result)
             return
         self._streaks.pop(check, None)
+        self._held.pop(check, None)
         if incident is None:
             return
         if outcome.state is Status.DOWN:
@@ -244,6 +264,42 @@ class IncidentTracker:
                 )
             return
         self._resolved(incident, result)
+
+    def _hold(self, check: str, hold: Hold, at: float) -> None:
+        """A down check whose incident waits; listed on its dependency's incident."""
+        self._held[check] = hold
+        if hold.kind is not HoldKind.DEPENDENCY:
+            return
+        holder = self._holding_incident(hold.by)
+        if holder is None or check in holder.held_back:
+            return
+        updated = replace(
+            holder,
+            held_back=(*holder.held_back, check),
+            timeline=(
+                *holder.timeline,
+                TimelineEntry(
+                    at,
+                    holder.status,
+                    f"Holding back {check}, which depends on {hold.by}.",
+                ),
+            ),
+        )
+        self._open[holder.check] = updated
+        self._emit(IncidentEventKind.UPDATED, updated)
+
+    def _holding_incident(self, check: str) -> Incident | None:
+        """The open incident of `check`, or of the first check up its chain of held
+        dependencies that has one (the config has no cycles; bounded all the same)."""
+        for _ in range(len(self._held) + 1):
+            incident = self._open.get(check)
+            if incident is not None:
+                return incident
+            hold = self._held.get(check)
+            if hold is None or hold.kind is not HoldKind.DEPENDENCY:
+                return None
+            check = hold.by
+        return None
 
     def _emit(self, kind: IncidentEventKind, incident: Incident) -> None:
         for listener in self._listeners:

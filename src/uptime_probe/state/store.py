@@ -37,6 +37,7 @@ from uptime_probe.state.incidents import (
     IncidentStatus,
     TimelineEntry,
 )
+from uptime_probe.state.maintenance import Window, WindowSource
 
 log = structlog.get_logger("uptime_probe.store")
 
@@ -100,6 +101,22 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: the HTTP status of an incident's latest failing run (NULL for incidents before it).
     """
     ALTER TABLE incidents ADD COLUMN last_http_status INTEGER;
+    """,
+    # 3: the checks an incident held back (depends_on), and maintenance windows opened
+    # through the API (config windows live in the config).
+    """
+    ALTER TABLE incidents ADD COLUMN held_back TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE maintenance_windows (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        checks TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        start REAL NOT NULL,
+        end_at REAL NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX maintenance_windows_by_end ON maintenance_windows (end_at);
     """,
 )
 
@@ -196,6 +213,7 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         json.dumps([_entry_row(entry) for entry in incident.timeline]),
         incident.last_reason,
         incident.last_http_status,
+        json.dumps(list(incident.held_back)),
     )
 
 
@@ -216,13 +234,14 @@ def _incident_from_row(row: Sequence[Any]) -> Incident:
         timeline=tuple(_entry_from_row(entry) for entry in json.loads(row[12])),
         last_reason=row[13],
         last_http_status=row[14],
+        held_back=tuple(json.loads(row[15])),
     )
 
 
 _SELECT_INCIDENTS = (
     "SELECT id, check_name, location, status, opened_at, resolved_at, first_failure_at, "
     "first_reason, first_message, response_sample, reasons, failing_steps, timeline, "
-    "last_reason, last_http_status FROM incidents "
+    "last_reason, last_http_status, held_back FROM incidents "
 )
 
 
@@ -485,8 +504,8 @@ class Store:
             await db.executemany(
                 "INSERT OR REPLACE INTO incidents (id, check_name, location, status, opened_at, "
                 "resolved_at, first_failure_at, first_reason, first_message, response_sample, "
-                "reasons, failing_steps, timeline, last_reason, last_http_status) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "reasons, failing_steps, timeline, last_reason, last_http_status, held_back) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 list(incidents.values()),
             )
         await db.commit()
@@ -538,11 +557,66 @@ class Store:
                 rollups = await db.execute(
                     "DELETE FROM rollups WHERE hour < ?", (now - self.rollup_retention,)
                 )
+                # API windows are kept as long as the runs they covered.
+                await db.execute(
+                    "DELETE FROM maintenance_windows WHERE end_at < ?",
+                    (now - self.raw_retention,),
+                )
                 await db.commit()
             except (sqlite3.Error, OSError):
                 await self._rollback()
                 raise
         return runs.rowcount, rollups.rowcount
+
+    # -- maintenance windows opened through the API -----------------------------------
+
+    async def save_window(self, window: Window) -> None:
+        """Write (or rewrite) an API window now, committed before this returns: the API
+        answers only once a restart would keep it. Not through the batching queue, which
+        may lose rows under pressure."""
+        if window.start is None or window.end is None:
+            raise ValueError("only one-off windows are stored")
+        row = (
+            window.id,
+            _text(window.name),
+            _text(window.description),
+            json.dumps(list(window.checks)),
+            json.dumps(list(window.tags)),
+            window.start,
+            window.end,
+            window.created_at if window.created_at is not None else window.start,
+        )
+        async with self._write_lock:
+            try:
+                await self.db.execute(
+                    "INSERT OR REPLACE INTO maintenance_windows VALUES (?,?,?,?,?,?,?,?)", row
+                )
+                await self.db.commit()
+            except (sqlite3.Error, OSError):
+                await self._rollback()
+                raise
+
+    async def windows(self, ending_after: float) -> list[Window]:
+        """API windows that end after `ending_after`, by start."""
+        query = (
+            "SELECT id, name, description, checks, tags, start, end_at, created_at "
+            "FROM maintenance_windows WHERE end_at > ? ORDER BY start"
+        )
+        async with self.db.execute(query, (ending_after,)) as cursor:
+            return [
+                Window(
+                    id=row[0],
+                    name=row[1],
+                    source=WindowSource.API,
+                    description=row[2],
+                    checks=tuple(json.loads(row[3])),
+                    tags=tuple(json.loads(row[4])),
+                    start=row[5],
+                    end=row[6],
+                    created_at=row[7],
+                )
+                async for row in cursor
+            ]
 
     # -- reading ---------------------------------------------------------------------
 

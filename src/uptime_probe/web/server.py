@@ -159,7 +159,7 @@ def build_web_app(
     if control.status is not None:
         page = StatusPage(control.status)
         app.router.add_get("/", page.handle)
-        StatusApi(control.status).add_routes(app)
+        StatusApi(control.status, writes_enabled=control.enable_lifecycle).add_routes(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
