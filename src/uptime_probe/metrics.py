@@ -42,7 +42,7 @@ from prometheus_client.utils import floatToGoString
 
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig
-from uptime_probe.probe.model import BUILTIN_REASONS, PHASES, PhaseTimings, Status
+from uptime_probe.probe.model import COMMON_REASONS, KIND_REASONS, PHASES, PhaseTimings, Status
 from uptime_probe.sinks import RunOutcome
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -280,6 +280,14 @@ def render_check(series: CheckSeries) -> tuple[str, ...]:
     )
 
 
+def _reasons(check: CheckConfig) -> tuple[str, ...]:
+    """The reasons a check's runs can have, declared at 0 before its first run: the common
+    ones, those of the kinds of step it has, and those its config names."""
+    kinds = sorted({step.kind for step in check.steps})
+    kind_reasons = [reason for kind in kinds for reason in KIND_REASONS.get(kind, ())]
+    return tuple(dict.fromkeys((*COMMON_REASONS, *kind_reasons, *sorted(check.reasons()))))
+
+
 class CheckMetrics:
     """The per-check series: a result sink, and a collector read at scrape time.
 
@@ -313,7 +321,7 @@ class CheckMetrics:
             if name not in wanted:
                 del self._series[name]
         for name, check in wanted.items():
-            reasons = tuple(dict.fromkeys((*BUILTIN_REASONS, *sorted(check.reasons()))))
+            reasons = _reasons(check)
             old = self._series.get(name)
             if old is None:
                 self._series[name] = CheckSeries(

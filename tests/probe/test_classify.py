@@ -314,6 +314,8 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         "too_many_redirects", "http_4xx", "http_5xx", "rate_limited", "unexpected_status",
         "invalid_json", "invalid_encoding", "body_too_large", "schema_mismatch", "assertion_failed",
         "extraction_failed", "poll_timeout", "local_resources", "internal",
+        # issue 15: the dns, certificate and websocket kinds' own
+        "cert_expiring", "dns_rcode", "dns_no_answer", "ws_closed", "no_message",
     }  # fmt: skip
 
 

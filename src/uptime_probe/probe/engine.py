@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import aiohttp
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect
+from uptime_probe.config.steps import ExpectBase
 from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.model import (
@@ -29,7 +29,7 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
-from uptime_probe.probe.tracing import PhaseRecorder
+from uptime_probe.probe.tracing import JUDGING, PhaseRecorder
 
 # A failed step keeps at most this much of the response, as a sample for a person to read.
 SAMPLE_BYTES = 2048
@@ -159,7 +159,7 @@ def _step_result(
         reason = poll.reason
         message = f"{message} after {progress.attempts} attempts in {now - progress.started:.1f}s"
     expect = getattr(step.config, "expect", None)
-    max_latency = expect.max_latency if isinstance(expect, Expect) else None
+    max_latency = expect.max_latency if isinstance(expect, ExpectBase) else None
     if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
         status = Status.DEGRADED
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
@@ -211,9 +211,10 @@ def _deadline_result(
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
     else:
-        if run.deadline_note is not None:
+        if run.deadline_note is not None and run.recorder.state != JUDGING:
             reason, detail = run.deadline_note()
         else:
+            # Judging off the loop (any kind's, probe/judging.py) is told the same way.
             reason, detail = classify_deadline(run.recorder)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)

@@ -12,23 +12,32 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from uptime_probe.config.steps.certificate import CertificateStep
+from uptime_probe.config.steps.dns import DnsStep
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADER_SIZE,
     JSON_OPERATORS,
     MAX_REDIRECTS,
     MAX_RESPONSE_HEADERS,
+    ContentExpect,
     Expect,
+    ExpectBase,
     HttpStepBase,
     JsonAssertion,
+    JsonExpect,
     PollConfig,
     RequestSpec,
     StepBase,
     TlsConfig,
 )
 from uptime_probe.config.steps.request import RequestStep
+from uptime_probe.config.steps.tcp import TcpStep
+from uptime_probe.config.steps.websocket import WebsocketStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep,)}
+STEP_KINDS: dict[str, type[StepBase]] = {
+    kind.handler: kind for kind in (RequestStep, DnsStep, TcpStep, CertificateStep, WebsocketStep)
+}
 
 
 def handler_key(data: Any) -> str | None:
@@ -69,14 +78,21 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
+    "CertificateStep",
+    "ContentExpect",
+    "DnsStep",
     "Expect",
+    "ExpectBase",
     "HttpStepBase",
     "JsonAssertion",
+    "JsonExpect",
     "PollConfig",
     "RequestSpec",
     "RequestStep",
     "StepBase",
     "StepConfig",
+    "TcpStep",
     "TlsConfig",
+    "WebsocketStep",
     "handler_key",
 ]

@@ -19,9 +19,10 @@ from uptime_probe.config.steps import (
     MAX_RESPONSE_HEADERS,
     HttpStepBase,
     RequestStep,
+    TlsConfig,
 )
 from uptime_probe.config.template import render_json
-from uptime_probe.probe.assertions import Verdict
+from uptime_probe.probe.certificates import certificate_problem
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
@@ -110,10 +111,16 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
-    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
-    if config.tls.server_name:
-        return config.tls.server_name
+def render_headers(plan: StepPlan, values: Mapping[str, str]) -> dict[str, str]:
+    """The step's merged headers, rendered; ValueError for one values made unsendable."""
+    return {name: _header_value(name, template.render(values)) for name, template in plan.headers}
+
+
+def server_name(tls: TlsConfig, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends
+    (the HTTP kinds and websocket); None: the URL's host."""
+    if tls.server_name:
+        return tls.server_name
     host = next((value for name, value in headers.items() if name.lower() == "host"), None)
     if not host:
         return None
@@ -151,9 +158,7 @@ def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingReques
     assert plan.url is not None, "HTTP-based steps compile their URL"
     request = config.http_request
     url = plan.url.render(values)
-    headers = {
-        name: _header_value(name, template.render(values)) for name, template in plan.headers
-    }
+    headers = render_headers(plan, values)
     guard = None
     if plan.secret_policy is not None:
         guard = OriginGuard(plan.secret_policy, headers)
@@ -174,9 +179,9 @@ def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingReques
     if guard is not None and config.follow_redirects:
         arguments["middlewares"] = (guard,)
     if url.scheme == "https":
-        server_name = _server_name(config, headers)
-        if server_name is not None:
-            arguments["server_hostname"] = server_name
+        name = server_name(config.tls, headers)
+        if name is not None:
+            arguments["server_hostname"] = name
     if request.body is not None:
         arguments["data"] = request.body.render(values).encode()
     elif request.json_body is not None:
@@ -250,7 +255,11 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
             recorder.body_done()
             assert plan.judge is not None, "a request step always has its expect"
             judged = await plan.judge.judge(response.status, response.headers, body, recorder)
-            attempt = _attempt_of(judged.verdict, response.status, body, not_after)
+            attempt = Attempt.of_verdict(judged.verdict, body, http_status=response.status)
+            attempt.tls_not_after = not_after
+            # Judged last: a wrong answer is the more urgent news.
+            if attempt.status is not Status.DOWN:
+                attempt.fail(certificate_problem(not_after, config.expect.cert_min_days))
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
@@ -281,17 +290,3 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     attempt.duration = answered - started
     attempt.ended = answered + judged.off_loop_seconds
     return outgoing.noted(attempt)
-
-
-def _attempt_of(verdict: Verdict, status: int, body: bytes, not_after: float | None) -> Attempt:
-    return Attempt(
-        verdict.status,
-        verdict.reason,
-        verdict.message,
-        http_status=status,
-        body=body,
-        body_bytes=len(body),
-        assertions=verdict.assertions,
-        extracted=dict(verdict.extracted),
-        tls_not_after=not_after,
-    )
