@@ -146,9 +146,7 @@ def daemon_config(simulator_url: str) -> dict[str, Any]:
         if check["name"] == "chat_answer":
             check.update(interval="2s", timeout="2s")
             (answer,) = check["steps"]
-            answer["expect"].update(
-                first_event_within="1500ms", max_first_event="1s", max_gap="1s"
-            )
+            answer["expect"].update(first_event_within="1500ms", max_first_event="1s", max_gap="1s")
     return config
 
 

@@ -317,6 +317,8 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         # issue 14: the stream step's own
         "first_event_timeout", "stream_stalled", "empty_answer", "stream_incomplete",
         "stream_error", "invalid_event", "not_a_stream",
+        # issue 15: the dns, certificate and websocket kinds' own
+        "cert_expiring", "dns_rcode", "dns_no_answer", "ws_closed", "no_message",
     }  # fmt: skip
 
 

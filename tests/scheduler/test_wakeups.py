@@ -29,13 +29,15 @@ def test_a_tick_never_starts_a_run_before_its_time_on_uvloop() -> None:
 
     async def measure() -> list[float]:
         h = build_harness(FakeRun())
-        h.start(plans_of(*(check_dict(f"c{i}", interval="50ms", timeout="40ms") for i in range(5))))
-        for _ in range(40):
+        # A long interval next to the busy iterations: an early run shows as late by almost
+        # a whole interval, which no loaded machine makes an on-time run.
+        h.start(plans_of(*(check_dict(f"c{i}", interval="250ms", timeout="40ms") for i in range(5))))
+        for _ in range(200):
             time.sleep(0.0007)  # a busy iteration: uvloop's cached clock is now stale
             await asyncio.sleep(0.003)
         await h.scheduler.stop(1.0)
         return [
-            started - planned_start(started, 0.05, start_offset(name, 0.05))
+            started - planned_start(started, 0.25, start_offset(name, 0.25))
             for name, starts in h.run.starts.items()
             for started in starts
         ]
@@ -44,7 +46,7 @@ def test_a_tick_never_starts_a_run_before_its_time_on_uvloop() -> None:
     assert len(lateness) >= 10
     # A run that started early would sit just before the next tick: late by almost a whole
     # interval. On time, every run is a little after its tick.
-    assert all(0 <= late < 0.04 for late in lateness), lateness
+    assert all(0 <= late < 0.24 for late in lateness), lateness
 
 
 async def test_a_reload_of_many_checks_never_wakes_the_loop_per_check(

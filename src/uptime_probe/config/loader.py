@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from uptime_probe.config.errors import ConfigError, ConfigIssue, Path
 from uptime_probe.config.model import Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect, TlsConfig
+from uptime_probe.config.steps import ContentExpect, TlsConfig
 from uptime_probe.config.validate import semantic_issues
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -324,7 +324,7 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
                         # Resolved once here, so the engine never depends on the working folder.
                         object.__setattr__(tls, "ca_file", str(ca))
             expect = getattr(step, "expect", None)
-            name = expect.json_schema if isinstance(expect, Expect) else None
+            name = expect.json_schema if isinstance(expect, ContentExpect) else None
             if expect is None or name is None:
                 continue
             where = (*path, "expect", "json_schema")

@@ -141,12 +141,23 @@ class LinearPattern:
 
     def found_in(self, text: str) -> bool:
         """True when the pattern matches somewhere in `text` (a search, not anchored)."""
+        return self._search(text) is not None
+
+    def named_groups_in(self, text: str) -> dict[str, str] | None:
+        """The named groups of the first match in `text` (those that took part in it), or
+        None when the pattern matches nowhere in it."""
+        match = self._search(text)
+        if match is None:
+            return None
+        return {name: value for name, value in match.groupdict().items() if value is not None}
+
+    def _search(self, text: str) -> Any:
         try:
-            return self._compiled.search(text) is not None
+            return self._compiled.search(text)
         except UnicodeEncodeError:
             # RE2 reads UTF-8; a lone surrogate (a header's undecodable byte, a JSON
             # "\\ud800") cannot be encoded: it matches as U+FFFD, as body text does.
-            return self._compiled.search(_LONE_SURROGATE.sub("\ufffd", text)) is not None
+            return self._compiled.search(_LONE_SURROGATE.sub("\ufffd", text))
 
     def __reduce__(self) -> tuple[type[LinearPattern], tuple[str]]:
         return LinearPattern, (self.pattern,)

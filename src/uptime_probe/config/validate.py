@@ -18,7 +18,7 @@ from yarl import URL
 
 from uptime_probe.config.errors import ConfigIssue, Path
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.config.steps import HttpStepBase
+from uptime_probe.config.steps import HttpStepBase, JsonExpect, StepBase
 from uptime_probe.config.template import Template, TemplateError, template_names_in
 from uptime_probe.config.types import HEADER_VALUE_CONTROL, has_header_control
 from uptime_probe.config.units import format_duration
@@ -100,8 +100,7 @@ def _check_issues(
                 yield ConfigIssue((*step_path, *where), _undefined_message(name))
         for where, url, schemes in step.urls():
             yield from _url_issues((*step_path, *where), url, schemes, values)
-        if isinstance(step, HttpStepBase):
-            yield from _http_step_issues(step, step_path, values)
+        yield from _step_value_issues(step, step_path, values)
         if step.poll is not None and step.poll.within > check.timeout_seconds:
             yield ConfigIssue(
                 (*step_path, "poll", "within"),
@@ -188,15 +187,20 @@ def _undefined_message(name: str) -> str:
     )
 
 
-def _http_step_issues(
-    step: HttpStepBase, step_path: Path, values: Mapping[str, str]
+def _step_value_issues(
+    step: StepBase, step_path: Path, values: Mapping[str, str]
 ) -> Iterator[ConfigIssue]:
-    """Header values from variables, and values in `json:` that JSON cannot hold."""
-    request, key = step.http_request, step.handler
-    for header, value in request.headers.items():
+    """Header values from variables (any kind that sends HTTP headers), and values in a
+    `json:` body or JSON assertion (any kind that has them) that JSON cannot hold."""
+    key = step.handler
+    for header, value in (step.http_headers() or {}).items():
         yield from _header_from_values((*step_path, key, "headers", header), value, values)
-    yield from _not_json((*step_path, key, "json"), request.json_body)
-    for position, assertion in enumerate(step.expect.json_assertions):
+    if isinstance(step, HttpStepBase):
+        yield from _not_json((*step_path, key, "json"), step.http_request.json_body)
+    expect = getattr(step, "expect", None)
+    if not isinstance(expect, JsonExpect):
+        return
+    for position, assertion in enumerate(expect.json_assertions):
         if assertion.operator in ("equals", "not_equals", "contains"):
             where = (*step_path, "expect", "json", position, assertion.operator)
             yield from _not_json(where, assertion.expected)

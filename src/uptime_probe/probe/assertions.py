@@ -6,6 +6,12 @@ and gives the step's Verdict. It is a pure function of (rules, status, headers, 
 it gives the same verdict on the event loop and in a worker process (probe/judging.py
 decides where): on the loop it runs under an InlineBudget and raises OverBudget rather
 than hold the loop longer than the budget allows.
+
+Every kind judges this way. The HTTP kinds judge a status, headers and body; a kind that
+receives no HTTP response judges what it has as a body without a status (`status` None):
+a WebSocket message, or the JSON document it made of what it received (a DNS answer, a
+certificate, a TCP exchange's lines; `document_body`), which `expect.json` and `extract`
+read as they read an HTTP body.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from typing import Any
 
 import jsonschema
 import referencing.exceptions
-from multidict import MultiMapping
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect, JsonAssertion
+from uptime_probe.config.steps import ContentExpect, Expect, ExpectBase, JsonAssertion, JsonExpect
 from uptime_probe.config.types import LinearPattern, Query, QueryTooSlow, StatusMatcher
 from uptime_probe.probe.classify import classify_status
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
@@ -49,6 +55,14 @@ class InlineBudget:
 
 Progress = Callable[[str], None]
 
+# The headers of what a kind that speaks no HTTP judges: none.
+NO_HEADERS: MultiMapping[str] = CIMultiDictProxy(CIMultiDict())
+
+
+def document_body(document: Any) -> bytes:
+    """The JSON text a kind's document is judged as (and a failure's sample shows)."""
+    return json.dumps(document, ensure_ascii=False, indent=1).encode()
+
 
 @dataclass(slots=True)
 class ResponseView:
@@ -58,7 +72,7 @@ class ResponseView:
     when it does not; `progress` hears what is about to be judged, for a deadline's message.
     """
 
-    status: int
+    status: int | None  # None: not an HTTP response (see the module docstring)
     headers: MultiMapping[str]
     body: bytes
     budget: InlineBudget | None = None
@@ -135,7 +149,7 @@ class Assertion:
 class ResponseRules:
     """Everything that judges a step's response: its expect and extract, compiled."""
 
-    status: StatusMatcher
+    status: StatusMatcher | None  # None: the kind has no HTTP status to judge
     assertions: tuple[Assertion, ...]
     extract: tuple[tuple[str, Query], ...]
     redact: Redactor  # the check's: every cut of a target's text redacts first
@@ -173,38 +187,49 @@ def show(value: Any, redact: Redactor) -> str:
     return redact.cut(text, _ACTUAL_LIMIT)
 
 
-def compile_rules(expect: Expect, extract: Mapping[str, Query], redact: Redactor) -> ResponseRules:
+def compile_rules(
+    expect: ExpectBase, extract: Mapping[str, Query], redact: Redactor
+) -> ResponseRules:
+    status = expect.status if isinstance(expect, Expect) else None
     return ResponseRules(
-        expect.status,
+        status,
         compile_expect(expect, redact=redact),
         tuple(extract.items()),
         redact,
-        head=len(expect.headers),
+        head=len(expect.headers) if isinstance(expect, Expect) else 0,
     )
 
 
-def compile_expect(expect: Expect, *, redact: Redactor) -> tuple[Assertion, ...]:
+def compile_expect(expect: ExpectBase, *, redact: Redactor) -> tuple[Assertion, ...]:
     """Everything after the status line, in the order a person would check it: the
-    header expectations first (ResponseRules.head counts them), then the body's."""
+    header expectations first (ResponseRules.head counts them), then the body's.
+
+    Each kind's `expect` has the parts it can judge (config/steps/parts.py): headers (the
+    HTTP kinds), body text (an HTTP body, a WebSocket message), JSON assertions (any body,
+    or the document a kind made of what it received).
+    """
     compiled: list[Assertion] = []
-    for name, pattern in expect.headers.items():
-        compiled.append(_header(name, pattern, redact))
-    for needle in expect.body_contains:
-        compiled.append(_body_contains(needle, present=True))
-    for needle in expect.body_not_contains:
-        compiled.append(_body_contains(needle, present=False))
-    if expect.body_matches is not None:
-        compiled.append(_body_matches(expect.body_matches))
-    for assertion in expect.json_assertions:
-        compiled.append(_json(assertion, redact))
-    if expect.schema_document is not None:
+    if isinstance(expect, Expect):
+        for name, pattern in expect.headers.items():
+            compiled.append(_header(name, pattern, redact))
+    if isinstance(expect, ContentExpect):
+        for needle in expect.body_contains:
+            compiled.append(_body_contains(needle, present=True))
+        for needle in expect.body_not_contains:
+            compiled.append(_body_contains(needle, present=False))
+        if expect.body_matches is not None:
+            compiled.append(_body_matches(expect.body_matches))
+    if isinstance(expect, JsonExpect):
+        for assertion in expect.json_assertions:
+            compiled.append(_json(assertion, redact))
+    if isinstance(expect, ContentExpect) and expect.schema_document is not None:
         compiled.append(_schema(expect.schema_document, redact))
     return tuple(compiled)
 
 
 def judge_response(
     rules: ResponseRules,
-    status: int,
+    status: int | None,
     headers: MultiMapping[str],
     body: bytes,
     *,
@@ -213,11 +238,14 @@ def judge_response(
 ) -> Verdict:
     """Status, then assertions in order, then extraction; the first critical failure decides.
 
-    With a budget, raises OverBudget as soon as the rest would not fit in it.
+    With a budget, raises OverBudget as soon as the rest would not fit in it. Without an
+    HTTP status (`status` None, rules without one), judging starts at the assertions, and
+    a pass says "as expected": the kind says better what passed.
     """
-    wrong = _wrong_status(rules, status, headers)
-    if wrong is not None:
-        return wrong
+    if rules.status is not None:
+        assert status is not None, "rules with a status judge HTTP responses"
+        if status not in rules.status:
+            return _wrong_status(rules, status, headers)
     view = ResponseView(status, headers, body, budget, progress)
     outcomes: list[AssertionOutcome] = []
     try:
@@ -238,17 +266,14 @@ def judge_head(rules: ResponseRules, status: int, headers: MultiMapping[str]) ->
     at once, and judges the whole response with `judge_response` once the body is in.
     Header values are bounded by `max_header_size`, so this is cheap on the loop.
     """
-    wrong = _wrong_status(rules, status, headers)
-    if wrong is not None:
-        return wrong
+    if rules.status is not None and status not in rules.status:
+        return _wrong_status(rules, status, headers)
     view = ResponseView(status, headers, b"")
     return _decide(status, [check(view) for check in rules.assertions[: rules.head]], {})
 
 
-def _wrong_status(rules: ResponseRules, status: int, headers: MultiMapping[str]) -> Verdict | None:
-    """The down verdict for a status the step does not expect, else None."""
-    if status in rules.status:
-        return None
+def _wrong_status(rules: ResponseRules, status: int, headers: MultiMapping[str]) -> Verdict:
+    """The down verdict for a status the step does not expect."""
     reason = classify_status(status)
     retry = headers.get("Retry-After")
     hint = (
@@ -260,7 +285,7 @@ def _wrong_status(rules: ResponseRules, status: int, headers: MultiMapping[str])
 
 
 def _decide(
-    status: int, outcomes: Sequence[AssertionOutcome], extracted: dict[str, str] | str
+    status: int | None, outcomes: Sequence[AssertionOutcome], extracted: dict[str, str] | str
 ) -> Verdict:
     failed = [o for o in outcomes if not o.passed]
     critical = next((o for o in failed if o.severity == "critical"), None)
@@ -271,7 +296,8 @@ def _decide(
     if failed:
         message = "; ".join(o.message for o in failed)
         return Verdict(Status.DEGRADED, None, message, tuple(outcomes), extracted)
-    return Verdict(Status.UP, None, f"HTTP {status}", tuple(outcomes), extracted)
+    passed = "as expected" if status is None else f"HTTP {status}"
+    return Verdict(Status.UP, None, passed, tuple(outcomes), extracted)
 
 
 def _extract(

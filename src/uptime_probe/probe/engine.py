@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import aiohttp
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect
+from uptime_probe.config.steps import ExpectBase
 from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.kinds.base import SAMPLE_BYTES
@@ -157,7 +157,7 @@ def _step_result(
         reason = poll.reason
         message = f"{message} after {progress.attempts} attempts in {now - progress.started:.1f}s"
     expect = getattr(step.config, "expect", None)
-    max_latency = expect.max_latency if isinstance(expect, Expect) else None
+    max_latency = expect.max_latency if isinstance(expect, ExpectBase) else None
     if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
         status = Status.DEGRADED
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"

@@ -54,7 +54,7 @@ from multidict import CIMultiDict, MultiMapping
 
 import uptime_probe
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect
+from uptime_probe.config.steps import ExpectBase
 from uptime_probe.config.types import Query
 from uptime_probe.probe.assertions import (
     InlineBudget,
@@ -91,13 +91,15 @@ class Judged:
 
 
 class StepJudge:
-    """A step's rules, and where its responses are judged."""
+    """A step's rules, and where its responses are judged: the one way every kind judges
+    what it received against `expect` and `extract` (an HTTP response; a body without a
+    status for the kinds that speak no HTTP, see probe/assertions.py)."""
 
     __slots__ = ("_pool", "_spec", "_spec_of", "rules")
 
     def __init__(
         self,
-        expect: Expect,
+        expect: ExpectBase,
         extract: Mapping[str, Query],
         pool: JudgingPool | None,
         redact: Redactor,
@@ -116,9 +118,14 @@ class StepJudge:
         return self._spec
 
     async def judge(
-        self, status: int, headers: MultiMapping[str], body: bytes, recorder: PhaseRecorder
+        self,
+        status: int | None,
+        headers: MultiMapping[str],
+        body: bytes,
+        recorder: PhaseRecorder,
     ) -> Judged:
-        """The verdict on one response. Without a pool (tests, embedding), on the loop."""
+        """The verdict on one response (`status` None: not HTTP, judged from the
+        assertions on). Without a pool (tests, embedding), on the loop."""
         if self._pool is None:
             return Judged(judge_response(self.rules, status, headers, body))
         budget = InlineBudget(
@@ -189,7 +196,7 @@ class JudgingPool:
     async def judge(
         self,
         spec: bytes,
-        status: int,
+        status: int | None,
         headers: MultiMapping[str],
         body: bytes,
         progress: Progress,
@@ -467,7 +474,7 @@ class _Worker:
     async def judge(
         self,
         spec: bytes,
-        status: int,
+        status: int | None,
         headers: MultiMapping[str],
         body: bytes,
         progress: Progress,

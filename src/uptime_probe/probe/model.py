@@ -10,6 +10,8 @@ The failure taxonomy (a down run carries exactly one reason):
                 (empty_history, task_stuck, ...): "200 OK but wrong"
       stream    first_event_timeout, stream_stalled, empty_answer, stream_incomplete,
                 stream_error, invalid_event, not_a_stream: a `stream` step's own
+      kinds     cert_expiring (request, certificate), dns_rcode, dns_no_answer (dns),
+                ws_closed, no_message (websocket): what only those steps can say
     the prober itself, never a property of the target:
                 local_resources (its host ran out of file descriptors, socket buffers or
                 memory: the run could not be made), internal (a bug in uptime-probe)
@@ -55,13 +57,19 @@ class FailureReason(StrEnum):
     STREAM_ERROR = "stream_error"
     INVALID_EVENT = "invalid_event"
     NOT_A_STREAM = "not_a_stream"
+    CERT_EXPIRING = "cert_expiring"
+    DNS_RCODE = "dns_rcode"
+    DNS_NO_ANSWER = "dns_no_answer"
+    WS_CLOSED = "ws_closed"
+    NO_MESSAGE = "no_message"
     LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"
 
 
 BUILTIN_REASONS: tuple[str, ...] = tuple(reason.value for reason in FailureReason)
 # Reasons only one kind of step reports, by its handler key: metrics pre-create them only
-# for the checks that have such a step, so an HTTP-only check carries no stream series.
+# for the checks that have such a step, so an HTTP-only check carries no stream or DNS
+# series. `cert_expiring` is also a reason a request step names when it sets cert_min_days.
 KIND_REASONS: dict[str, tuple[str, ...]] = {
     "stream": (
         FailureReason.FIRST_EVENT_TIMEOUT,
@@ -72,6 +80,9 @@ KIND_REASONS: dict[str, tuple[str, ...]] = {
         FailureReason.INVALID_EVENT,
         FailureReason.NOT_A_STREAM,
     ),
+    "dns": (FailureReason.DNS_RCODE, FailureReason.DNS_NO_ANSWER),
+    "certificate": (FailureReason.CERT_EXPIRING,),
+    "websocket": (FailureReason.WS_CLOSED, FailureReason.NO_MESSAGE),
 }
 # The reasons any kind of step may report.
 COMMON_REASONS: tuple[str, ...] = tuple(
@@ -139,6 +150,11 @@ _REASON_WORDS = {
     "stream_error": "the service sent an error in the stream",
     "invalid_event": "a streamed event was not valid JSON",
     "not_a_stream": "the response was not an event stream",
+    "cert_expiring": "the certificate expires too soon",
+    "dns_rcode": "the DNS server answered with an unexpected code",
+    "dns_no_answer": "the DNS name has no record of that type",
+    "ws_closed": "the WebSocket closed before the expected message",
+    "no_message": "no WebSocket message arrived in time",
     "local_resources": "the prober ran out of file descriptors or memory",
     "internal": "an internal error in uptime-probe",
 }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect, HttpStepBase, StepBase, TlsConfig
+from uptime_probe.config.steps import ExpectBase, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import Query
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
@@ -25,14 +25,14 @@ USER_AGENT = f"uptime-probe/{__version__}"
 class StepPlan:
     config: StepBase
     kind: StepKind
-    # The check's and the step's headers, merged (HTTP-based kinds; empty for others).
+    # The check's and the step's headers, merged (kinds that send HTTP; empty for others).
     headers: tuple[tuple[str, Template], ...]
     # Judges a response against the step's `expect` and `extract` (None: a kind without them).
     judge: StepJudge | None
     ssl: ssl.SSLContext | bool
     redact: Redactor  # the check's: every cut of a target's text redacts first
-    # HTTP-based kinds: the URL with the config's values in place, and what of the request
-    # carries a secret (None when nothing does).
+    # The URL the step requests (HTTP-based kinds, websocket) with the config's values in
+    # place, and (HTTP-based kinds) what of the request carries a secret (None: nothing).
     url: RequestUrl | None = None
     secret_policy: SecretPolicy | None = None
 
@@ -108,17 +108,20 @@ def _compile_step(
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
     url = policy = None
-    if isinstance(step, HttpStepBase):
+    own = step.http_headers()
+    if own is not None:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
-        headers.update(
-            {name.lower(): (name, value) for name, value in step.http_request.headers.items()}
-        )
+        headers.update({name.lower(): (name, value) for name, value in own.items()})
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         for name, value in step.default_headers:
             headers.setdefault(name.lower(), (name, Template(value)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
-        url = RequestUrl.compile(step.http_request.url, values)
+    requested = [template for _where, template, _schemes in step.urls()]
+    if len(requested) == 1:  # the URL an HTTP-based or websocket step requests
+        url = RequestUrl.compile(requested[0], values)
+    if isinstance(step, HttpStepBase):
+        assert url is not None, "an HTTP-based step requests one URL"
         policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(
@@ -126,7 +129,7 @@ def _compile_step(
         kind=kind_of(step),
         headers=tuple(headers.values()),
         judge=StepJudge(expect, _judged_extract(step), judging, redact)
-        if isinstance(expect, Expect)
+        if isinstance(expect, ExpectBase)
         else None,
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
         redact=redact,

@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from uptime_probe.config.steps.certificate import CertificateStep
+from uptime_probe.config.steps.dns import DnsStep
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADER_SIZE,
     JSON_OPERATORS,
     MAX_REDIRECTS,
     MAX_RESPONSE_HEADERS,
+    ContentExpect,
     Expect,
+    ExpectBase,
     HttpStepBase,
     JsonAssertion,
+    JsonExpect,
     PollConfig,
     RequestSpec,
     StepBase,
@@ -28,8 +33,13 @@ from uptime_probe.config.steps.parts import (
 )
 from uptime_probe.config.steps.request import RequestStep
 from uptime_probe.config.steps.stream import StreamExpect, StreamSpec, StreamStep
+from uptime_probe.config.steps.tcp import TcpStep
+from uptime_probe.config.steps.websocket import WebsocketStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep, StreamStep)}
+STEP_KINDS: dict[str, type[StepBase]] = {
+    kind.handler: kind
+    for kind in (RequestStep, StreamStep, DnsStep, TcpStep, CertificateStep, WebsocketStep)
+}
 
 
 def handler_key(data: Any) -> str | None:
@@ -70,9 +80,14 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
+    "CertificateStep",
+    "ContentExpect",
+    "DnsStep",
     "Expect",
+    "ExpectBase",
     "HttpStepBase",
     "JsonAssertion",
+    "JsonExpect",
     "PollConfig",
     "RequestSpec",
     "RequestStep",
@@ -81,6 +96,8 @@ __all__ = [
     "StreamExpect",
     "StreamSpec",
     "StreamStep",
+    "TcpStep",
     "TlsConfig",
+    "WebsocketStep",
     "handler_key",
 ]

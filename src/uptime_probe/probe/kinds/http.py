@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from uptime_probe.config.steps import RequestStep
-from uptime_probe.probe.assertions import Verdict
+from uptime_probe.probe.certificates import certificate_problem
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.kinds.http_exchange import (
@@ -102,7 +102,11 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
             recorder.body_done()
             assert plan.judge is not None, "a request step always has its expect"
             judged = await plan.judge.judge(response.status, response.headers, body, recorder)
-            attempt = _attempt_of(judged.verdict, response.status, body, not_after)
+            attempt = Attempt.of_verdict(judged.verdict, body, http_status=response.status)
+            attempt.tls_not_after = not_after
+            # Judged last: a wrong answer is the more urgent news.
+            if attempt.status is not Status.DOWN:
+                attempt.fail(certificate_problem(not_after, config.expect.cert_min_days))
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
@@ -113,17 +117,3 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     attempt.duration = answered - started
     attempt.ended = answered + judged.off_loop_seconds
     return outgoing.noted(attempt)
-
-
-def _attempt_of(verdict: Verdict, status: int, body: bytes, not_after: float | None) -> Attempt:
-    return Attempt(
-        verdict.status,
-        verdict.reason,
-        verdict.message,
-        http_status=status,
-        body=body,
-        body_bytes=len(body),
-        assertions=verdict.assertions,
-        extracted=dict(verdict.extracted),
-        tls_not_after=not_after,
-    )

@@ -1,4 +1,5 @@
-"""What every HTTP-based kind (`request`, `stream`) does the same way around its exchange.
+"""What every HTTP-based kind (`request`, `stream`) does the same way around its exchange
+(and what websocket shares of it: its headers and its TLS server name).
 
 Building the request (`prepare_request`: the URL as written, extracted values encoded by
 their position, secrets kept to their origin), opening it on the run's shared session,
@@ -20,7 +21,7 @@ import aiohttp
 from cryptography import x509
 from yarl import URL
 
-from uptime_probe.config.steps import MAX_REDIRECTS, MAX_RESPONSE_HEADERS, HttpStepBase
+from uptime_probe.config.steps import MAX_REDIRECTS, MAX_RESPONSE_HEADERS, HttpStepBase, TlsConfig
 from uptime_probe.config.template import render_json
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
@@ -77,10 +78,16 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
-    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
-    if config.tls.server_name:
-        return config.tls.server_name
+def render_headers(plan: StepPlan, values: Mapping[str, str]) -> dict[str, str]:
+    """The step's merged headers, rendered; ValueError for one values made unsendable."""
+    return {name: _header_value(name, template.render(values)) for name, template in plan.headers}
+
+
+def server_name(tls: TlsConfig, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends
+    (the HTTP kinds and websocket); None: the URL's host."""
+    if tls.server_name:
+        return tls.server_name
     host = next((value for name, value in headers.items() if name.lower() == "host"), None)
     if not host:
         return None
@@ -118,9 +125,7 @@ def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingReques
     assert plan.url is not None, "HTTP-based steps compile their URL"
     request = config.http_request
     url = plan.url.render(values)
-    headers = {
-        name: _header_value(name, template.render(values)) for name, template in plan.headers
-    }
+    headers = render_headers(plan, values)
     guard = None
     if plan.secret_policy is not None:
         guard = OriginGuard(plan.secret_policy, headers)
@@ -141,9 +146,9 @@ def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingReques
     if guard is not None and config.follow_redirects:
         arguments["middlewares"] = (guard,)
     if url.scheme == "https":
-        server_name = _server_name(config, headers)
-        if server_name is not None:
-            arguments["server_hostname"] = server_name
+        name = server_name(config.tls, headers)
+        if name is not None:
+            arguments["server_hostname"] = name
     if request.body is not None:
         arguments["data"] = request.body.render(values).encode()
     elif request.json_body is not None:

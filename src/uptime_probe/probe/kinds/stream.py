@@ -31,6 +31,7 @@ from multidict import CIMultiDictProxy
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import StreamStep
 from uptime_probe.probe.assertions import judge_head
+from uptime_probe.probe.certificates import certificate_problem
 from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import SAMPLE_BYTES, Attempt, RunContext
@@ -607,6 +608,8 @@ async def _judge_end(plan: StepPlan, reading: _Reading) -> Attempt:
         )
     else:
         attempt = _on_time(reading, verdict.assertions)
+    if attempt.status is not Status.DOWN:  # as a request's: a wrong answer is more urgent
+        attempt.fail(certificate_problem(reading.tls_not_after, config.expect.cert_min_days))
     # Judging in a worker is the run's time, not the stream's: the step ends after it.
     attempt.ended += judged.off_loop_seconds
     return attempt
