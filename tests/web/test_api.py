@@ -303,3 +303,32 @@ async def test_a_flapping_incident_is_one_counted_entry(
     assert (counted["kind"], counted["count"]) == ("flapping", FLAPS)
     assert (counted["at"], counted["until"]) == (start + 20, start + 10 * (FLAPS + 1))
     assert counted["message"].startswith(f"Flapped {FLAPS:,} times between")
+
+
+async def test_a_degraded_run_says_why_as_the_page_and_the_terminal_do(
+    make_harness: MakeHarness, make_client: MakeClient
+) -> None:
+    """A degraded run has no failure reason, but it has a cause: it was slow. The API says
+    so in `reason` and `reason_text`, in the latest run and in the history alike."""
+    harness = await make_harness(make_config({"name": "chat_load"}))
+    t = now()
+    harness.run(
+        "chat_load",
+        Status.DEGRADED,
+        at=t - 5,
+        step="page",
+        message="page: took 3.012s, expected at most 2s",
+        duration=3.012,
+    )
+    await harness.flush()
+    client = await make_client(harness)
+
+    checks = (await (await client.get("/api/v1/checks")).json())["checks"]
+    last = checks[0]["last_run"]
+    assert (last["status"], last["reason"], last["step"]) == ("degraded", "slow", "page")
+    assert last["reason_text"] == "slower than expected"
+
+    (run,) = (await (await client.get("/api/v1/checks/chat_load/runs")).json())["runs"]
+    assert (run["status"], run["reason"], run["step"]) == ("degraded", "slow", "page")
+    assert run["reason_text"] == "slower than expected"
+    assert run["message"] == "page: took 3.012s, expected at most 2s"

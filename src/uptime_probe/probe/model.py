@@ -108,8 +108,23 @@ _REASON_WORDS = {
 }
 
 
+# A degraded run met every expectation but one of time: it has no FailureReason, and its
+# cause is this word wherever a run's reason is shown (the API, the status page, the demo).
+DEGRADED_REASON = "slow"
+_DEGRADED_WORDS = "slower than expected"
+
+
+def run_reason(status: Status | str, reason: str | None) -> str | None:
+    """The reason a run is shown with: its failure reason, `slow` when degraded, else None."""
+    if status == Status.DEGRADED:
+        return DEGRADED_REASON
+    return reason
+
+
 def describe_reason(reason: str, http_status: int | None = None) -> str:
     """A reason in plain words: `empty_history` -> "empty history (HTTP 200)"."""
+    if reason == DEGRADED_REASON:
+        return _DEGRADED_WORDS
     words = _REASON_WORDS.get(reason) or reason.replace("_", " ")
     if http_status and reason not in ("http_4xx", "http_5xx", "rate_limited"):
         return f"{words} (HTTP {http_status})"
