@@ -72,6 +72,7 @@ def parse_config(
             raise ConfigError(_pydantic_issues(exc, expanded, lines, source)) from None
         issues = semantic_issues(config)
         issues.extend(_load_schemas(config, base_dir or FilePath.cwd()))
+        issues.extend(_resolve_data_dir(config, base_dir or FilePath.cwd()))
         if issues:
             raise ConfigError([_locate(issue, lines, source) for issue in issues])
     except ConfigError as exc:
@@ -287,6 +288,22 @@ def resolve_config_path(base_dir: FilePath, name: str) -> FilePath:
     if not resolved.is_relative_to(base_dir.resolve()):
         raise ValueError(f"path {name!r} leaves the config's folder; use an absolute path")
     return resolved
+
+
+def _resolve_data_dir(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
+    """`store.data_dir` made absolute, so every command finds the same history from any
+    working folder."""
+    store = config.store
+    if store.data_dir is None:
+        return []
+    try:
+        resolved = resolve_config_path(base_dir, store.data_dir)
+    except ValueError as exc:
+        return [ConfigIssue(("store", "data_dir"), str(exc))]
+    if resolved.exists() and not resolved.is_dir():
+        return [ConfigIssue(("store", "data_dir"), f"{str(resolved)!r} is not a folder")]
+    object.__setattr__(store, "data_dir", str(resolved))
+    return []
 
 
 def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:

@@ -6,6 +6,7 @@ does not set its own, so everything downstream reads a fully resolved `CheckConf
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -173,12 +174,24 @@ NotifierConfig = Annotated[
 ]
 
 
+# Where the history lives when neither `--data-dir` nor `store.data_dir` says: the working
+# folder's `data/`, as it always was (the image's working folder is its volume).
+DEFAULT_DATA_DIR = "data"
+
+
 class StoreConfig(Model):
+    # Relative to the config's folder (the loader resolves it); `--data-dir` (or
+    # $UPTIME_PROBE_DATA_DIR) wins over it, for `run`, `demo` and `incidents` alike.
+    data_dir: str | None = Field(default=None, min_length=1)
     raw_retention: Duration = 14 * 86400.0
     rollup_retention: Duration = 400 * 86400.0
     # How often the daemon tries again to open a store it could not open (full or
     # read-only data dir): it probes and serves meanwhile.
     retry_interval: Duration = Field(default=30.0, gt=0)
+
+    @property
+    def data_dir_path(self) -> FilePath:
+        return FilePath(self.data_dir or DEFAULT_DATA_DIR)
 
 
 class StatusPageConfig(Model):
