@@ -14,7 +14,7 @@ from typing import TextIO
 from uptime_probe.app import Daemon, DaemonOptions
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.logs import configure_logging
-from uptime_probe.probe.model import DEGRADED_REASON, Status
+from uptime_probe.probe.model import Status
 from uptime_probe.simulator import RunningSimulator, load_scenario, start_simulator
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.starter import EXAMPLE_CONFIG
@@ -50,7 +50,7 @@ class LiveView:
         if result.status is Status.DOWN:
             row.reason, row.step = result.reason or "-", result.failed_step or "-"
         elif result.status is Status.DEGRADED:
-            row.reason, row.step = DEGRADED_REASON, result.failed_step or "-"
+            row.reason, row.step = result.shown_reason or "-", result.failed_step or "-"
         else:
             row.reason, row.step = "-", "-"
         if outcome.state_changed and outcome.state is not None:

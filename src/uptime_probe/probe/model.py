@@ -108,17 +108,12 @@ _REASON_WORDS = {
 }
 
 
-# A degraded run met every expectation but one of time: it has no FailureReason, and its
-# cause is this word wherever a run's reason is shown (the API, the status page, the demo).
+# A degraded run is not down, so it has no FailureReason (`CheckResult.reason` is None:
+# metrics, incidents and alerts count down runs only), but it has a cause, on its degraded
+# step: this word when the step was slower than its `max_latency`, else the reason of the
+# `severity: warning` assertion that failed. `run_reason` is how every view shows it.
 DEGRADED_REASON = "slow"
 _DEGRADED_WORDS = "slower than expected"
-
-
-def run_reason(status: Status | str, reason: str | None) -> str | None:
-    """The reason a run is shown with: its failure reason, `slow` when degraded, else None."""
-    if status == Status.DEGRADED:
-        return DEGRADED_REASON
-    return reason
 
 
 def describe_reason(reason: str, http_status: int | None = None) -> str:
@@ -212,6 +207,16 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.status is not Status.DOWN
+
+    @property
+    def shown_reason(self) -> str | None:
+        """Why the run is not up, as every view shows it: the failure reason of a down run,
+        the cause on the first degraded step of a degraded one (`slow` unless a warning
+        assertion failed); None for an up run."""
+        if self.status is Status.DEGRADED:
+            degraded = (s.reason for s in self.steps if s.status is Status.DEGRADED)
+            return next(degraded, None) or DEGRADED_REASON
+        return self.reason
 
     @property
     def http_status(self) -> int | None:

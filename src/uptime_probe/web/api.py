@@ -32,7 +32,7 @@ from aiohttp import web
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.config.types import SLUG_PATTERN
 from uptime_probe.config.units import parse_duration
-from uptime_probe.probe.model import Status, describe_reason, run_reason
+from uptime_probe.probe.model import Status, describe_reason
 from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus
@@ -115,7 +115,7 @@ def last_run_json(outcome: RunOutcome | None) -> dict[str, Any] | None:
     if outcome is None:
         return None
     result = outcome.result
-    reason = run_reason(result.status, result.reason)
+    reason = result.shown_reason
     return {
         "status": result.status.value,
         "reason": reason,
@@ -182,12 +182,11 @@ def window_json(
 
 
 def run_json(run: RunRow) -> dict[str, Any]:
-    reason = run_reason(run.status, run.reason)
     return {
         "at": run.started_at,
         "status": run.status,
-        "reason": reason,
-        "reason_text": describe_reason(reason, run.http_status) if reason else None,
+        "reason": run.reason,  # a degraded run's cause too (store.py writes shown_reason)
+        "reason_text": describe_reason(run.reason, run.http_status) if run.reason else None,
         "step": run.step,
         "http_status": run.http_status,
         "duration_seconds": round(run.duration_seconds, 6),

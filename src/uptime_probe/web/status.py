@@ -31,7 +31,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.probe.model import DEGRADED_REASON, CheckResult, Status, describe_reason
+from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus
 from uptime_probe.state.maintenance import Opening, Window
@@ -474,7 +474,7 @@ def check_view(
         reason_text = describe_reason(result.reason or "internal", result.http_status)
         step, message, sample = result.failed_step, result.message, _failed_sample(result)
     elif result is not None and result.status is Status.DEGRADED:
-        reason_text = describe_reason(DEGRADED_REASON)
+        reason_text = describe_reason(result.shown_reason or "", result.http_status)
         step, message = result.failed_step, result.message
     elif result is not None and state is Status.DOWN:
         # The last run passed but the success threshold is not met yet.
