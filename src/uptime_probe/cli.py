@@ -17,6 +17,7 @@ from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import DEFAULT_DATA_DIR, LOCATION_PATTERN, Config
 from uptime_probe.config.units import parse_duration
 from uptime_probe.sharding import parse_shard
+from uptime_probe.starter import SIMULATOR_URL, base_url
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
 T = TypeVar("T")
@@ -55,11 +56,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)"
     )
     check.add_argument("--json", action="store_true", help="one JSON object per line")
+    check.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write the results to FILE as JUnit XML, the test report CI systems show",
+    )
 
     validate = commands.add_parser("validate", help="validate probes.yaml and exit (2 on error)")
     _config_argument(validate)
 
     commands.add_parser("schema", help="print the JSON Schema of probes.yaml, for editors")
+
+    init = commands.add_parser(
+        "init", help="write a commented starter probes.yaml for a service (never overwrites)"
+    )
+    init.add_argument(
+        "url",
+        nargs="?",
+        type=_typed(base_url),
+        default=SIMULATOR_URL,
+        metavar="URL",
+        help="the service's base URL, e.g. https://chat.example.com (default: the simulator, "
+        "%(default)s)",
+    )
+    init.add_argument(
+        "-c", "--config", default="probes.yaml", help="the file to write (%(default)s)"
+    )
 
     run = commands.add_parser("run", help="run the daemon: schedule checks, serve /metrics")
     _config_argument(run)
@@ -201,6 +223,14 @@ def _check(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     sys.stdout.write(as_json_lines(results) if args.json else as_table(results))
+    if args.junit:
+        from uptime_probe.junit import as_junit
+
+        try:
+            Path(args.junit).write_bytes(as_junit(results, location=config.location))
+        except OSError as exc:
+            print(f"error: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
     return exit_code(results)
 
 
@@ -225,6 +255,29 @@ def _schema(_args: argparse.Namespace) -> int:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "uptime-probe probes.yaml"
     print(json.dumps(schema, indent=2))
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from uptime_probe.starter import write_starter
+
+    path = Path(args.config)
+    try:
+        write_starter(path, args.url)
+    except FileExistsError:
+        print(
+            f"error: {path} exists; init never overwrites a file (move it, or name another "
+            "with -c)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        f"wrote {path}: 3 example journeys against {args.url}.\n"
+        f"Adapt them to your service, then: uptime-probe validate -c {path}"
+    )
     return EXIT_OK
 
 
@@ -291,6 +344,7 @@ _COMMANDS = {
     "check": _check,
     "validate": _validate,
     "schema": _schema,
+    "init": _init,
     "run": _run,
     "demo": _demo,
     "incidents": _incidents,

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from dockerfile_syntax import Dockerfile, dockerignore_excludes, load_dockerignore
 
-SUBCOMMANDS = ["run", "simulator", "demo", "check", "validate"]
+SUBCOMMANDS = ["run", "simulator", "demo", "check", "validate", "init", "incidents"]
 
 
 def _project(repo_root: Path) -> dict[str, object]:
