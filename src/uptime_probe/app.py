@@ -208,7 +208,7 @@ class Daemon:
     ) -> None:
         config, plans = prepared or self._prepare(config)
         if self._redact is not None:
-            self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
+            self._redact.redactor = type(self._redact.redactor)(config.secret_values())
         self.check_metrics.location = config.location
         self.check_metrics.sync_checks(config.checks)
         self.scheduler.set_max_concurrency(self._share_descriptors(config, len(plans)))

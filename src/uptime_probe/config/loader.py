@@ -80,18 +80,31 @@ def parse_config(
     return config
 
 
+def secret_values(document: Any) -> list[str]:
+    """Every value of a config document that is a secret: those under `secrets:`, and each
+    notifier's Apprise `urls` (they carry tokens and passwords)."""
+    if not isinstance(document, dict):
+        return []
+    found: list[Any] = []
+    secrets = document.get("secrets")
+    if isinstance(secrets, dict):
+        found += secrets.values()
+    notifiers = document.get("notifiers")
+    for notifier in notifiers.values() if isinstance(notifiers, dict) else ():
+        urls = notifier.get("urls") if isinstance(notifier, dict) else None
+        found += urls if isinstance(urls, list) else [urls]
+    return [value for value in found if isinstance(value, str) and value]
+
+
 def _without_secrets(error: ConfigError, document: Any) -> ConfigError:
-    """The error with every value under `secrets:` removed from its messages.
+    """The error with every secret value (`secret_values`) removed from its messages.
 
     Messages quote the values they reject (`invalid duration '...'`); a secret pasted
     into the wrong field, or expanded from the environment into one, must not reach a
     terminal or a CI log through them (nor the daemon's log, whose redactor only knows
     the secrets of the config it runs, not those of the file it just rejected).
     """
-    secrets = document.get("secrets") if isinstance(document, dict) else None
-    if not isinstance(secrets, dict):
-        return error
-    redact = Redactor(v for v in secrets.values() if isinstance(v, str))
+    redact = Redactor(secret_values(document))
     if not redact.active:
         return error
     return ConfigError([replace(issue, message=redact(issue.message)) for issue in error.issues])

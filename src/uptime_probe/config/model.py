@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
+from uptime_probe.config.apprise_url import apprise_url_secrets, check_apprise_url
 from uptime_probe.config.base import Model
 from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.steps import StepConfig
@@ -169,8 +170,28 @@ class AlertmanagerNotifier(Model):
     reminder_interval: Duration | None = 60.0
 
 
+AppriseUrl = Annotated[
+    str,
+    AfterValidator(check_apprise_url),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9+.-]*://"}),
+]
+MAX_APPRISE_URLS = 20
+
+
+class AppriseNotifier(Model):
+    """Any service Apprise supports (PagerDuty, Opsgenie, Teams, Discord, Telegram, email,
+    ntfy, Matrix...), one URL per target. Every URL is a secret (alerting/apprise_notifier.py)."""
+
+    kind: Literal["apprise"]
+    urls: list[AppriseUrl] = Field(min_length=1, max_length=MAX_APPRISE_URLS, repr=False)
+    # Longer than the HTTP notifiers': email takes a few round trips (EHLO, STARTTLS, AUTH).
+    timeout: Duration = 10.0
+    reminder_interval: Duration | None = None
+
+
 NotifierConfig = Annotated[
-    WebhookNotifier | SlackNotifier | AlertmanagerNotifier, Field(discriminator="kind")
+    WebhookNotifier | SlackNotifier | AlertmanagerNotifier | AppriseNotifier,
+    Field(discriminator="kind"),
 ]
 
 
@@ -246,6 +267,15 @@ class Config(Model):
         ]
         object.__setattr__(self, "checks", resolved)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every value to redact from logs and messages: `secrets:`, and each Apprise URL
+        with the tokens and passwords in it."""
+        found = list(self.secrets.values())
+        for notifier in self.notifiers.values():
+            if isinstance(notifier, AppriseNotifier):
+                found += (s for url in notifier.urls for s in apprise_url_secrets(url))
+        return found
 
     def check(self, name: str) -> CheckConfig:
         for check in self.checks:
