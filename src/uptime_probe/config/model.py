@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
-from uptime_probe.config.apprise_url import apprise_url_secrets, check_apprise_url
+from uptime_probe.config.apprise_url import cached_url_secrets, check_apprise_url
 from uptime_probe.config.base import Model
 from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.steps import StepConfig
@@ -274,7 +274,7 @@ class Config(Model):
         found = list(self.secrets.values())
         for notifier in self.notifiers.values():
             if isinstance(notifier, AppriseNotifier):
-                found += (s for url in notifier.urls for s in apprise_url_secrets(url))
+                found += (s for url in notifier.urls for s in cached_url_secrets(url))
         return found
 
     def check(self, name: str) -> CheckConfig:
