@@ -474,7 +474,8 @@ def check_view(
         reason_text = describe_reason(result.reason or "internal", result.http_status)
         step, message, sample = result.failed_step, result.message, _failed_sample(result)
     elif result is not None and result.status is Status.DEGRADED:
-        reason_text, step, message = "slower than expected", result.failed_step, result.message
+        reason_text = describe_reason(result.shown_reason or "", result.http_status)
+        step, message = result.failed_step, result.message
     elif result is not None and state is Status.DOWN:
         # The last run passed but the success threshold is not met yet.
         reason_text = "recovering: the last run succeeded"
