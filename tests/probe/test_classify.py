@@ -267,7 +267,7 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         "dns", "connect_refused", "connect_timeout", "tls", "timeout", "connection_reset",
         "too_many_redirects", "http_4xx", "http_5xx", "rate_limited", "unexpected_status",
         "invalid_json", "invalid_encoding", "body_too_large", "schema_mismatch", "assertion_failed",
-        "extraction_failed", "poll_timeout", "internal",
+        "extraction_failed", "poll_timeout", "element_missing", "page_error", "internal",
     }  # fmt: skip
 
 

@@ -8,7 +8,10 @@ The failure taxonomy (a down run carries exactly one reason):
     content     invalid_json, invalid_encoding, body_too_large, schema_mismatch, assertion_failed,
                 extraction_failed, poll_timeout, and every reason the config names
                 (empty_history, task_stuck, ...): "200 OK but wrong"
-    internal    a bug in uptime-probe itself, never a property of the target
+      browser   element_missing (a `wait_for` ran out), page_error (the page threw, logged
+                a console error, or crashed): a `browser` step's own
+    internal    a bug in uptime-probe itself, or its own browser dying mid-run; never a
+                property of the target
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class FailureReason(StrEnum):
     ASSERTION_FAILED = "assertion_failed"
     EXTRACTION_FAILED = "extraction_failed"
     POLL_TIMEOUT = "poll_timeout"
+    ELEMENT_MISSING = "element_missing"
+    PAGE_ERROR = "page_error"
     INTERNAL = "internal"
 
 
@@ -92,6 +97,8 @@ _REASON_WORDS = {
     "assertion_failed": "the response did not meet an expectation",
     "extraction_failed": "a value could not be extracted",
     "poll_timeout": "the expected state never came",
+    "element_missing": "an element the page should show never appeared",
+    "page_error": "the page raised an error",
     "internal": "an internal error in uptime-probe",
 }
 
