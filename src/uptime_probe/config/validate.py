@@ -17,7 +17,7 @@ from yarl import URL
 
 from uptime_probe.config.errors import ConfigIssue, Path
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.config.steps import HttpStepBase
+from uptime_probe.config.steps import BrowserStep, HttpStepBase
 from uptime_probe.config.template import Template, TemplateError, template_names_in
 from uptime_probe.config.types import HEADER_VALUE_CONTROL, has_header_control
 from uptime_probe.config.units import format_duration
@@ -86,8 +86,13 @@ def _check_issues(
                 yield ConfigIssue((*step_path, *where), _undefined_message(name))
         for where, url, schemes in step.urls():
             yield from _url_issues((*step_path, *where), url, schemes, values)
+        for header, value in (step.headers_sent or {}).items():
+            where = (*step_path, step.handler, "headers", header)
+            yield from _header_from_values(where, value, values)
         if isinstance(step, HttpStepBase):
-            yield from _http_step_issues(step, step_path, values)
+            yield from _http_step_issues(step, step_path)
+        if isinstance(step, BrowserStep):
+            yield from _browser_step_issues(step, step_path, check.timeout_seconds)
         if step.poll is not None and step.poll.within > check.timeout_seconds:
             yield ConfigIssue(
                 (*step_path, "poll", "within"),
@@ -115,18 +120,28 @@ def _undefined_message(name: str) -> str:
     )
 
 
-def _http_step_issues(
-    step: HttpStepBase, step_path: Path, values: Mapping[str, str]
-) -> Iterator[ConfigIssue]:
-    """Header values from variables, and values in `json:` that JSON cannot hold."""
+def _http_step_issues(step: HttpStepBase, step_path: Path) -> Iterator[ConfigIssue]:
+    """Values in `json:` that JSON cannot hold."""
     request, key = step.http_request, step.handler
-    for header, value in request.headers.items():
-        yield from _header_from_values((*step_path, key, "headers", header), value, values)
     yield from _not_json((*step_path, key, "json"), request.json_body)
     for position, assertion in enumerate(step.expect.json_assertions):
         if assertion.operator in ("equals", "not_equals", "contains"):
             where = (*step_path, "expect", "json", position, assertion.operator)
             yield from _not_json(where, assertion.expected)
+
+
+def _browser_step_issues(
+    step: BrowserStep, step_path: Path, timeout: float
+) -> Iterator[ConfigIssue]:
+    """A `wait_for` that could never run out on its own: the deadline would cut it first."""
+    for index, action in enumerate(step.browser.actions):
+        within = action.wait_for.within if action.wait_for is not None else None
+        if within is not None and within > timeout:
+            yield ConfigIssue(
+                (*step_path, "browser", "actions", index, "wait_for", "within"),
+                f"within {format_duration(within)} is longer than the check's timeout "
+                f"{format_duration(timeout)}",
+            )
 
 
 # What a DNS name's labels hold once IDNA-encoded (letters, digits, hyphen), plus the

@@ -22,7 +22,8 @@ USER_AGENT = f"uptime-probe/{__version__}"
 class StepPlan:
     config: StepBase
     kind: StepKind
-    # The check's and the step's headers, merged (HTTP-based kinds; empty for others).
+    # The check's and the step's headers, merged (kinds that send HTTP headers; empty for
+    # others).
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
@@ -84,11 +85,11 @@ def compile_check(
 def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
-    if isinstance(step, HttpStepBase):
+    own = step.headers_sent
+    if own is not None:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
-        headers.update(
-            {name.lower(): (name, value) for name, value in step.http_request.headers.items()}
-        )
+        headers.update({name.lower(): (name, value) for name, value in own.items()})
+    if isinstance(step, HttpStepBase):
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from uptime_probe.config.steps.browser import BrowserExpect, BrowserStep, ElementAssertion
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADER_SIZE,
@@ -28,7 +29,7 @@ from uptime_probe.config.steps.parts import (
 )
 from uptime_probe.config.steps.request import RequestStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep,)}
+STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep, BrowserStep)}
 
 
 def handler_key(data: Any) -> str | None:
@@ -69,6 +70,9 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
+    "BrowserExpect",
+    "BrowserStep",
+    "ElementAssertion",
     "Expect",
     "HttpStepBase",
     "JsonAssertion",

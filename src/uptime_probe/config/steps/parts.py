@@ -6,7 +6,7 @@ The request, TLS and expectation parts are shared by the HTTP-based kinds (`requ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -213,6 +213,12 @@ class StepBase(Model):
     def kind(self) -> str:
         return self.handler
 
+    @property
+    def headers_sent(self) -> Mapping[str, Template] | None:
+        """The HTTP headers this step's config sends, which the check's `headers` are merged
+        under; None for a kind that sends no HTTP headers of its own."""
+        return None
+
     def templates(self) -> Iterator[tuple[Path, Any]]:
         """Every value of the step that holds placeholders, with its path under the step.
 
@@ -252,6 +258,10 @@ class HttpStepBase(StepBase):
         spec = getattr(self, self.handler)
         assert isinstance(spec, RequestSpec), "HTTP-based kinds hold a RequestSpec"
         return spec
+
+    @property
+    def headers_sent(self) -> Mapping[str, Template] | None:
+        return self.http_request.headers
 
     def templates(self) -> Iterator[tuple[Path, Any]]:
         request, key = self.http_request, self.handler
