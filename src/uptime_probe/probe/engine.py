@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
+from uptime_probe.probe.kinds.base import NO_RESOURCES
 from uptime_probe.probe.model import (
     AssertionOutcome,
     CheckResult,
@@ -47,9 +48,16 @@ class _InFlight:
 
 
 async def run_check(
-    plan: CheckPlan, *, resolver: aiohttp.abc.AbstractResolver | None = None
+    plan: CheckPlan,
+    *,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
+    resources: Mapping[str, object] = NO_RESOURCES,
 ) -> CheckResult:
-    """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
+    """Run every step once (polls repeat theirs). Never raises, except CancelledError.
+
+    `resources` are the long-lived objects kinds need beyond one run (the daemon's
+    browser, where screenshots go), by key; the engine only hands them on.
+    """
     started_at = time.time()
     started = time.perf_counter()
     results: list[StepResult] = []
@@ -57,7 +65,10 @@ async def run_check(
     # The journey ends with its last answer, not with the transports' teardown after it.
     ended: float | None = None
     try:
-        async with RunContext(resolver) as run:
+        deadline = started + plan.timeout
+        async with RunContext(
+            resolver, check=plan.name, deadline=deadline, resources=resources
+        ) as run:
             values = dict(plan.values)
             try:
                 async with asyncio.timeout(plan.timeout):
@@ -135,8 +146,8 @@ def _step_result(
     if status is Status.DOWN and poll is not None and reason and is_content_reason(reason):
         reason = poll.reason
         message = f"{message} after {progress.attempts} attempts in {now - progress.started:.1f}s"
-    expect = getattr(step.config, "expect", None)
-    max_latency = expect.max_latency if isinstance(expect, Expect) else None
+    # Every kind's `expect` may carry one (a request's, a browser page's).
+    max_latency = getattr(getattr(step.config, "expect", None), "max_latency", None)
     if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
         status = Status.DEGRADED
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
@@ -158,6 +169,7 @@ def _step_result(
         tls_not_after=attempt.tls_not_after,
         response_sample=sample,
         figures=attempt.figures,
+        artifact=attempt.artifact,
     )
 
 

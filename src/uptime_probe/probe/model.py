@@ -174,6 +174,9 @@ class StepResult:
     tls_not_after: float | None = None
     response_sample: str | None = None
     figures: StepFigures | None = None
+    # A file the step left (a failed browser step's screenshot), relative to the artifact
+    # store's folder (probe/artifacts.py): `check/20251203T101502.123Z-step.png`.
+    artifact: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,9 +36,14 @@ class Attempt:
     extracted: dict[str, str] = field(default_factory=dict)
     tls_not_after: float | None = None
     figures: StepFigures | None = None
+    # A file the try left for a person (a failed browser step's screenshot): its path
+    # under the run's artifact store (probe/artifacts.py).
+    artifact: str | None = None
     duration: float = 0.0
     ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
 
+
+NO_RESOURCES: Mapping[str, object] = types.MappingProxyType({})
 
 # What a kind says when the journey's deadline cuts it: (reason, message).
 DeadlineNote = Callable[[], tuple[str, str]]
@@ -53,10 +58,33 @@ class RunContext:
     per run: every run meets the target as a new user would.
     """
 
-    __slots__ = ("_connector", "_session", "deadline_note", "recorder", "resolver")
+    __slots__ = (
+        "_connector",
+        "_session",
+        "check",
+        "deadline",
+        "deadline_note",
+        "recorder",
+        "resolver",
+        "resources",
+    )
 
-    def __init__(self, resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
+        *,
+        check: str = "",
+        deadline: float | None = None,
+        resources: Mapping[str, object] = NO_RESOURCES,
+    ) -> None:
         self.resolver = resolver
+        self.check = check
+        # perf_counter() at which the journey's deadline falls, for a kind that must leave
+        # itself time before it (a browser step's screenshot); None: no deadline.
+        self.deadline = deadline
+        # Long-lived objects a kind needs beyond one run (a browser process, where files
+        # go), built by the composition root; a kind takes its own by key and type.
+        self.resources = resources
         self.recorder = PhaseRecorder()
         # Set by an attempt that can say better than the HTTP phases what a deadline cut.
         self.deadline_note: DeadlineNote | None = None
