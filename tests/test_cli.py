@@ -129,7 +129,7 @@ async def test_check_json_lines(cli: Cli) -> None:
     assert code == 1, err
     lines = [json.loads(line) for line in out.splitlines()]
     for line in lines:
-        assert JSON_KEYS <= set(line) <= JSON_KEYS | {"http_status"}
+        assert JSON_KEYS <= set(line) <= JSON_KEYS | {"http_status", "steps"}
         assert isinstance(line["duration_seconds"], float)
     by_check = {line["check"]: line for line in lines}
     assert by_check["homepage"] == {

@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)"
     )
     check.add_argument("--json", action="store_true", help="one JSON object per line")
+    check.add_argument(
+        "--artifacts",
+        default=os.path.join(os.environ.get("UPTIME_PROBE_DATA_DIR", "data"), "artifacts"),
+        metavar="DIR",
+        help="where failed browser steps' screenshots go (default: %(default)s, under "
+        "$UPTIME_PROBE_DATA_DIR)",
+    )
 
     validate = commands.add_parser("validate", help="validate probes.yaml and exit (2 on error)")
     _config_argument(validate)
@@ -164,6 +171,8 @@ def _load(path: str) -> Config | None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from uptime_probe.oneshot import (
         UnknownCheck,
         as_json_lines,
@@ -175,19 +184,32 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    _say_skipped(config)
+    artifacts = Path(args.artifacts).absolute()
     try:
-        results = runtime.run(run_checks_once(config, args.check))
+        results = runtime.run(run_checks_once(config, args.check, artifacts))
     except UnknownCheck as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    sys.stdout.write(as_json_lines(results) if args.json else as_table(results))
+    sys.stdout.write(as_json_lines(results, artifacts) if args.json else as_table(results))
     return exit_code(results)
+
+
+def _say_skipped(config: Config) -> None:
+    """On stderr, so `check --json` stays JSON: the checks `browser.when_missing: skip`
+    dropped."""
+    if config.skipped_checks:
+        print(
+            f"skipped {', '.join(config.skipped_checks)}: {config.skipped_because}",
+            file=sys.stderr,
+        )
 
 
 def _validate(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    _say_skipped(config)
     print(f"{args.config}: ok, {len(config.checks)} checks")
     return EXIT_OK
 
