@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,8 +49,13 @@ class BrowserUnavailable(Exception):
 
 
 class BrowserPool:
-    def __init__(self, executable: str | None, *, max_concurrent: int = 2) -> None:
+    def __init__(
+        self, executable: str | None, *, max_concurrent: int = 2, extra_args: Sequence[str] = ()
+    ) -> None:
         self.executable = executable
+        # Chromium flags beyond CHROMIUM_ARGS (tests map host names with
+        # `--host-resolver-rules`, so a DNS failure needs no DNS server).
+        self.extra_args = tuple(extra_args)
         self._max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
         self._playwright: Playwright | None = None
@@ -124,7 +129,7 @@ class BrowserPool:
                 browser = await self._playwright.chromium.launch(
                     executable_path=self.executable,
                     headless=True,
-                    args=list(CHROMIUM_ARGS),
+                    args=[*CHROMIUM_ARGS, *self.extra_args],
                     timeout=LAUNCH_TIMEOUT * 1000,
                     handle_sigint=False,
                     handle_sigterm=False,

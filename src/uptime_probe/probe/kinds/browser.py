@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -53,6 +53,8 @@ VIEWPORT = {"width": 1280, "height": 720}
 # Seconds kept before the journey's deadline for what follows a failure: the screenshot,
 # the page's text and figures. At most this, and at most a fifth of the time left.
 MAX_RESERVE = 2.0
+# How long after the soft deadline the backstop cuts a call that ignores its own timeout.
+BACKSTOP_AFTER = 0.25
 # Errors a page reports that are kept for the message (the first decides it).
 MAX_PAGE_ERRORS = 20
 # Rendered text read per `elements` item and for the failure sample.
@@ -211,7 +213,8 @@ NET_ERROR_RULES: tuple[tuple[re.Pattern[str], FailureReason], ...] = tuple(
         (
             "CONNECTION_RESET|CONNECTION_CLOSED|CONNECTION_ABORTED|SOCKET_NOT_CONNECTED"
             "|EMPTY_RESPONSE|CONTENT_LENGTH_MISMATCH|INCOMPLETE_CHUNKED_ENCODING"
-            "|RESPONSE_HEADERS_TRUNCATED|SYN_REPLY_NOT_RECEIVED|HTTP2_.*|QUIC_.*|WS_.*"
+            "|RESPONSE_HEADERS_TRUNCATED|SYN_REPLY_NOT_RECEIVED|INCOMPLETE_HTTP2_HEADERS|HTTP2_.*"
+            "|QUIC_.*|WS_.*"
             "|HTTP_1_1_REQUIRED|H2_OR_QUIC_REQUIRED",
             FailureReason.CONNECTION_RESET,
         ),
@@ -228,9 +231,6 @@ def classify_net_error(code: str) -> FailureReason | None:
     return None
 
 
-# --- one try of a step -------------------------------------------------------------------
-
-
 class _Failed(Exception):
     """A decided failure, raised out of the page's steps to the attempt."""
 
@@ -238,6 +238,20 @@ class _Failed(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+def _net_failure(phase: str, text: str) -> _Failed | None:
+    """A `net::ERR_*` in Chromium's words as our reason (an unknown code: connection_reset,
+    as an unknown aiohttp error is), or None when the text names none."""
+    found = _NET_ERROR.search(text)
+    if found is None:
+        return None
+    code = found.group(1)
+    reason = classify_net_error(code) or FailureReason.CONNECTION_RESET
+    return _Failed(reason, f"{phase}: net::ERR_{code}")
+
+
+# --- one try of a step -------------------------------------------------------------------
 
 
 @dataclass  # no slots: Playwright keeps its wrapper of a handler on the handler's object
@@ -259,6 +273,8 @@ class _PageRun:
     page_errors: list[str] = field(default_factory=list)
     crashed: bool = False
     started: float = 0.0  # perf_counter() at the navigation's start
+    document_failure: str | None = None
+    document_failed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- time --------------------------------------------------------------------------
 
@@ -292,6 +308,16 @@ class _PageRun:
     def _on_request_failed(self, request: Request) -> None:
         self.in_flight.pop(request, None)
         self.failed_requests += 1
+        page = self.page
+        if (
+            page is not None
+            and request.is_navigation_request()
+            and request.frame == page.main_frame
+        ):
+            # After its head, the document's body can still fail (it does not decode, the
+            # connection breaks): then no load event ever comes.
+            self.document_failure = request.failure or "the document's request failed"
+            self.document_failed.set()
 
     def _on_response(self, response: Response) -> None:
         request = response.request
@@ -358,11 +384,9 @@ class _PageRun:
                 FailureReason.INTERNAL,
                 f"Chromium exited while {self.phase}; it is started again for the next run",
             )
-        net = _NET_ERROR.search(text)
+        net = _net_failure(self.phase, text)
         if net is not None:
-            code = net.group(1)
-            reason = classify_net_error(code) or FailureReason.CONNECTION_RESET
-            return _Failed(reason, f"{self.phase}: net::ERR_{code}")
+            return net
         if isinstance(exc, PlaywrightTimeout):
             return _Failed(FailureReason.TIMEOUT, f"{self.phase}: {self.cut_detail()}")
         return _Failed(FailureReason.INTERNAL, f"{self.phase}: {text}")
@@ -435,7 +459,8 @@ KIND = BrowserKind()
 
 
 def _reserve(left: float) -> float:
-    return min(MAX_RESERVE, max(0.0, left) / 5)
+    # The backstop fires within the reserve: still before the journey's deadline.
+    return min(MAX_RESERVE, max(BACKSTOP_AFTER * 2, max(0.0, left) / 5))
 
 
 def _context_options(headers: Mapping[str, str]) -> dict[str, Any]:
@@ -474,9 +499,10 @@ async def _try_page(
         except PlaywrightError:
             pass  # only the byte count and stopping a hung navigation are lost
         page_run.started = time.perf_counter()
-        # The backstop under the per-call bounds: evaluate() has none, and a page stuck in
-        # a script loop never answers one.
-        async with asyncio.timeout(max(0.0, page_run.seconds_left())):
+        # The backstop under the per-call bounds, a little after them so their own timeout
+        # says what ran out: evaluate() has none, and a page stuck in a script loop never
+        # answers one.
+        async with asyncio.timeout(max(0.0, page_run.seconds_left()) + BACKSTOP_AFTER):
             outcome = await _load_act_judge(page_run, page, url, texts)
     except _Failed as failed:
         outcome = _failure(page_run, failed)
@@ -511,7 +537,8 @@ async def _load_act_judge(page_run: _PageRun, page: Page, url: str, texts: list[
     except PlaywrightError as exc:
         failed = page_run.failure_of(exc)
         seen = page_run.main_response
-        if seen is not None and seen.status not in expect.status:
+        aborted = "net::ERR_ABORTED" in exc.message
+        if aborted and seen is not None and seen.status not in expect.status:
             # A status Chromium will not render (204, a download) comes as ERR_ABORTED.
             raise _status_failure(seen.status, expect.status) from None
         raise failed from None
@@ -524,9 +551,13 @@ async def _load_act_judge(page_run: _PageRun, page: Page, url: str, texts: list[
             await page.wait_for_load_state("load", timeout=min(page_run.ms_left(), 2000))
         raise _status_failure(response.status, expect.status)
     page_run.phase = "waiting for the load event"
-    await page.wait_for_load_state("load", timeout=page_run.ms_left())
+    await _unless_the_document_fails(
+        page_run, page.wait_for_load_state("load", timeout=page_run.ms_left())
+    )
     page_run.phase = "waiting for the network to go idle"
-    await page.wait_for_load_state("networkidle", timeout=page_run.ms_left())
+    await _unless_the_document_fails(
+        page_run, page.wait_for_load_state("networkidle", timeout=page_run.ms_left())
+    )
     for action, text in zip(config.browser.actions, texts, strict=True):
         selector = action.selector
         if action.fill is not None:
@@ -541,6 +572,26 @@ async def _load_act_judge(page_run: _PageRun, page: Page, url: str, texts: list[
             )
     page_run.phase = "judging the page"
     return await _judge(page_run, page)
+
+
+async def _unless_the_document_fails(page_run: _PageRun, waiting: Awaitable[None]) -> None:
+    """Await `waiting`, unless the main document's request fails first: then say why."""
+    wait = asyncio.ensure_future(waiting)
+    failed = asyncio.ensure_future(page_run.document_failed.wait())
+    try:
+        await asyncio.wait((wait, failed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        failed.cancel()
+        if not wait.done():
+            wait.cancel()
+        await asyncio.gather(wait, failed, return_exceptions=True)
+    failure = page_run.document_failure
+    if failure is None:
+        wait.result()  # done, or its own error (a timeout, a crash)
+        return
+    raise _net_failure(page_run.phase, failure) or _Failed(
+        FailureReason.CONNECTION_RESET, f"{page_run.phase}: {_one_line(failure)}"
+    )
 
 
 async def _wait_for(page_run: _PageRun, page: Page, selector: str, within: float | None) -> None:
