@@ -23,6 +23,8 @@ from uptime_probe.config.model import Config
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
+from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
+from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
@@ -112,9 +114,21 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
         self._resolver: ProbeResolver | None = None
+        # One Chromium for the daemon, started by the first browser step that runs; failed
+        # browser steps' screenshots under the data directory.
+        self.browsers = BrowserPool(
+            config.browser.executable, max_concurrent=config.browser.max_concurrent
+        )
+        self.artifacts = ArtifactStore(
+            options.data_dir / "artifacts", config.browser.keep_screenshots
+        )
+        self._resources: dict[str, object] = {BROWSER: self.browsers, ARTIFACTS: self.artifacts}
 
     async def _run_check(self, plan: CheckPlan) -> CheckResult:
-        return await run_check(plan, resolver=self._resolver)
+        # A browser run waits for a browser slot before its deadline starts: late, never
+        # failed for the wait (probe/browser_pool.py).
+        async with self.browsers.slot_for(plan):
+            return await run_check(plan, resolver=self._resolver, resources=self._resources)
 
     def _digest(self) -> str:
         try:
@@ -139,6 +153,16 @@ class Daemon:
             self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
         self.check_metrics.location = config.location
         self.check_metrics.sync_checks(config.checks)
+        self.browsers.configure(
+            executable=config.browser.executable, max_concurrent=config.browser.max_concurrent
+        )
+        self.artifacts.keep = config.browser.keep_screenshots
+        if config.skipped_checks:
+            log.warning(
+                "browser_checks_skipped",
+                checks=list(config.skipped_checks[:LOGGED_NAMES]),
+                why=config.skipped_because,
+            )
         self.scheduler.set_max_concurrency(config.max_concurrency)
         change = self.scheduler.apply(plans)
         self.check_states.apply(config.checks)
@@ -234,6 +258,7 @@ class Daemon:
             reload=lambda: self.reload("http"),
             enable_lifecycle=lambda: self.config.server.enable_lifecycle,
             status=self,
+            artifacts=self.artifacts,
         )
         self._runner = web.AppRunner(build_web_app(control), access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -284,6 +309,7 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.close_resolver()
+        await self.browsers.close()
         await self.store.close()
         log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
 
@@ -351,6 +377,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
         await daemon.scheduler.stop(0)
         await daemon.notifications.close(0)
         await daemon.close_resolver()
+        await daemon.browsers.close()
         await daemon.store.close()
         return 1
     await daemon.wait_for_stop()
