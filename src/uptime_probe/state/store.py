@@ -93,6 +93,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE incidents ADD COLUMN last_http_status INTEGER;
     """,
+    # 3: the file of its latest failing run that left one: a browser step's screenshot.
+    """
+    ALTER TABLE incidents ADD COLUMN artifact TEXT;
+    """,
 )
 
 
@@ -147,6 +151,7 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         json.dumps([[e.at, e.status.value, _text(e.message)] for e in incident.timeline]),
         incident.last_reason,
         incident.last_http_status,
+        incident.artifact,
     )
 
 
@@ -167,13 +172,14 @@ def _incident_from_row(row: Sequence[Any]) -> Incident:
         timeline=tuple(TimelineEntry(at, IncidentStatus(s), m) for at, s, m in json.loads(row[12])),
         last_reason=row[13],
         last_http_status=row[14],
+        artifact=row[15],
     )
 
 
 _SELECT_INCIDENTS = (
     "SELECT id, check_name, location, status, opened_at, resolved_at, first_failure_at, "
     "first_reason, first_message, response_sample, reasons, failing_steps, timeline, "
-    "last_reason, last_http_status FROM incidents "
+    "last_reason, last_http_status, artifact FROM incidents "
 )
 
 
@@ -348,8 +354,8 @@ class Store:
             await db.executemany(
                 "INSERT OR REPLACE INTO incidents (id, check_name, location, status, opened_at, "
                 "resolved_at, first_failure_at, first_reason, first_message, response_sample, "
-                "reasons, failing_steps, timeline, last_reason, last_http_status) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "reasons, failing_steps, timeline, last_reason, last_http_status, artifact) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 list(incidents.values()),
             )
         await db.commit()
