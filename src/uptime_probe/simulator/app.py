@@ -14,6 +14,7 @@ import json
 import math
 import secrets
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -33,27 +34,12 @@ MAX_PROMPT_CHARS = 20_000
 _TICK_MAX = 1.0  # the phase-change logger re-reads at least this often (seconds)
 _DRAIN_POLLS = 100  # reset: at most this many 5 ms waits for the partial body to leave
 
-CHAT_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>SimChat</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-</head>
-<body>
-<div id="app" data-product="simchat">
-  <nav id="history" aria-label="Chat history" data-source="/backend-api/conversations"></nav>
-  <main id="thread">
-    <h1>What can I help with?</h1>
-    <form id="composer" data-endpoint="/backend-api/tasks">
-      <textarea name="prompt" placeholder="Message SimChat"></textarea>
-      <button type="submit">Send</button>
-    </form>
-  </main>
-</div>
-</body>
-</html>
-"""
+# The chat front end: plain HTML and JavaScript, no build step (simulator/static/). Its
+# script fetches the history and renders the sidebar, and sends a message whose answer it
+# renders as the stream comes (docs/simulator.md).
+_STATIC = resources.files("uptime_probe.simulator").joinpath("static")
+CHAT_PAGE = _STATIC.joinpath("chat.html").read_text("utf-8")
+CHAT_SCRIPT = _STATIC.joinpath("chat.js").read_text("utf-8")
 # `truncated` on the page stops before the <title>, so a title check fails as it would on a
 # real cut-off page.
 _CHAT_PAGE_CUT = CHAT_PAGE[: CHAT_PAGE.index("<title>") + 3]
@@ -95,6 +81,7 @@ def build_app(
         clock=clock,
     )
     app.router.add_get("/", _chat)
+    app.router.add_get("/static/chat.js", _chat_script)
     app.router.add_get("/backend-api/conversations", _conversations)
     app.router.add_post("/backend-api/tasks", _task_create)
     app.router.add_get("/backend-api/tasks/{task_id}", _task_status)
@@ -264,6 +251,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if spec.mode is FaultMode.EMPTY:
         return web.Response(status=200, body=b"", content_type="text/html")
     return web.Response(text=CHAT_PAGE, content_type="text/html")
+
+
+async def _chat_script(_request: web.Request) -> web.StreamResponse:
+    # Served as it is, whatever the scenario: faults are the backend's, not the bundle's.
+    return web.Response(text=CHAT_SCRIPT, content_type="application/javascript")
 
 
 async def _conversations(request: web.Request) -> web.StreamResponse:
