@@ -187,12 +187,15 @@ def test_repo_probes_yaml_loads_with_its_defaults() -> None:
         "chat_load",
         "history_sidebar",
         "task_creation",
+        "sidebar_renders",
     ]
     assert config.variables == {"base_url": "http://127.0.0.1:8765"}
     assert config.secrets == {"token": "demo-token"}
     history = config.check("history_sidebar")
     assert history.steps[0].reasons() == {"empty_history"}
     assert config.check("task_creation").reasons() == {"task_stuck"}
+    assert config.check("sidebar_renders").reasons() == {"empty_history"}
+    assert config.browser.when_missing == "skip"  # the demo runs where Chromium is absent
     assert str(history.headers["User-Agent"]) == "uptime-probe"
 
 
