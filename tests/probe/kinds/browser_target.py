@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -192,8 +193,9 @@ async def start_resetting_server() -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-def chromium_processes() -> dict[int, tuple[int, str]]:
-    """Chromium's processes started under this test process: pid -> (parent, command line).
+def chromium_processes(root: int | None = None) -> dict[int, tuple[int, str]]:
+    """Chromium's processes started under `root` (default: this test process): pid ->
+    (parent, command line).
 
     Chromium rewrites its helpers' command lines into one string, so they are joined here;
     a page's renderer has `--type=renderer` in it."""
@@ -209,7 +211,7 @@ def chromium_processes() -> dict[int, tuple[int, str]]:
             continue  # exited meanwhile
         parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
         commands[int(entry)] = command.replace(b"\0", b" ").decode(errors="replace").strip()
-    mine = os.getpid()
+    mine = os.getpid() if root is None else root
 
     def descends(pid: int) -> bool:
         for _ in range(10):  # driver -> chromium -> zygote -> renderer at most
@@ -227,15 +229,30 @@ def chromium_processes() -> dict[int, tuple[int, str]]:
     }
 
 
-def browser_process() -> int:
+def browser_process(root: int | None = None) -> int:
     """Chromium's own process (the one Playwright's driver started), the only one."""
-    processes = chromium_processes()
+    processes = chromium_processes(root)
     found = [pid for pid, (parent, _) in processes.items() if parent not in processes]
     assert len(found) == 1, processes
     return found[0]
 
 
-def renderer_processes() -> list[int]:
+def renderer_processes(root: int | None = None) -> list[int]:
     return [
-        pid for pid, (_, command) in chromium_processes().items() if "--type=renderer" in command
+        pid
+        for pid, (_, command) in chromium_processes(root).items()
+        if "--type=renderer" in command
     ]
+
+
+def resident_bytes(pids: list[int]) -> int:
+    """The processes' resident memory (VmRSS), summed; 0 for one that exited meanwhile."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, flags=re.MULTILINE)
+        total += int(found.group(1)) * 1024 if found else 0
+    return total

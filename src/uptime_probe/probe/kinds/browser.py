@@ -275,6 +275,7 @@ class _PageRun:
     started: float = 0.0  # perf_counter() at the navigation's start
     document_failure: str | None = None
     document_failed: asyncio.Event = field(default_factory=asyncio.Event)
+    counted: tuple[int, int, int] | None = None  # (requests, failed, bytes) when judged
 
     # -- time --------------------------------------------------------------------------
 
@@ -391,19 +392,29 @@ class _PageRun:
             return _Failed(FailureReason.TIMEOUT, f"{self.phase}: {self.cut_detail()}")
         return _Failed(FailureReason.INTERNAL, f"{self.phase}: {text}")
 
+    def freeze(self) -> None:
+        """The counts as they were when the page was judged: requests the kind itself cuts
+        after (stopping a hung page for its screenshot) are not the page's failures."""
+        self.counted = (self.requests, self.failed_requests, self.transferred_bytes)
+
     def figures(self, timing: Mapping[str, Any] | None) -> BrowserFigures:
         def seconds(name: str) -> float | None:
             value = timing.get(name) if timing else None
             return value / 1000 if isinstance(value, int | float) and value > 0 else None
 
+        requests, failed, transferred = self.counted or (
+            self.requests,
+            self.failed_requests,
+            self.transferred_bytes,
+        )
         return BrowserFigures(
             ttfb_seconds=seconds("ttfb"),
             dom_content_loaded_seconds=seconds("dcl"),
             load_seconds=seconds("load"),
             lcp_seconds=seconds("lcp"),
-            requests=self.requests,
-            failed_requests=self.failed_requests,
-            transferred_bytes=self.transferred_bytes,
+            requests=requests,
+            failed_requests=failed,
+            transferred_bytes=transferred,
         )
 
 
@@ -514,6 +525,7 @@ async def _try_page(
         outcome = _failure(page_run, page_run.failure_of(exc))
     outcome.ended = time.perf_counter()
     outcome.duration = outcome.ended - (page_run.started or outcome.ended)
+    page_run.freeze()
     await _finish(page_run, outcome, artifacts)
     return outcome
 
