@@ -310,6 +310,7 @@ class Daemon:
             await self._runner.cleanup()
         await self.close_resolver()
         await self.browsers.close()
+        self.artifacts.close()
         await self.store.close()
         log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
 

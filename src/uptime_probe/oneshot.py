@@ -43,8 +43,10 @@ async def run_checks_once(
     # Chromium starts only if a selected check has a browser step, on its first use.
     browsers = BrowserPool(config.browser.executable, max_concurrent=config.browser.max_concurrent)
     resources: dict[str, object] = {BROWSER: browsers}
+    store = None
     if artifacts is not None:
-        resources[ARTIFACTS] = ArtifactStore(artifacts, config.browser.keep_screenshots)
+        store = ArtifactStore(artifacts, config.browser.keep_screenshots)
+        resources[ARTIFACTS] = store
 
     async def run(plan: CheckPlan) -> CheckResult:
         async with browsers.slot_for(plan):
@@ -54,6 +56,8 @@ async def run_checks_once(
         return list(await asyncio.gather(*(run(plan) for plan in selected)))
     finally:
         await browsers.close()
+        if store is not None:
+            store.close()
         await resolver.close()
 
 

@@ -4,9 +4,11 @@ daemon from its artifact folder, and nothing else from there."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from uptime_probe.probe.artifacts import ArtifactStore
@@ -17,6 +19,13 @@ from .conftest import MakeHarness
 from .harness import Harness, control_for, make_config, now
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ArtifactStore]:
+    artifacts = ArtifactStore(tmp_path / "data" / "artifacts", keep=5)
+    yield artifacts
+    artifacts.close()
 
 
 async def served(harness: Harness, store: ArtifactStore) -> TestClient[Any, Any]:
@@ -43,9 +52,8 @@ async def sidebar_down(make_harness: MakeHarness, store: ArtifactStore, **top: A
 
 
 async def test_the_incident_shows_the_screenshot_and_the_daemon_serves_it(
-    make_harness: MakeHarness, tmp_path: Path
+    make_harness: MakeHarness, store: ArtifactStore
 ) -> None:
-    store = ArtifactStore(tmp_path / "artifacts", keep=5)
     harness = await sidebar_down(make_harness, store)
     client = await served(harness, store)
     try:
@@ -75,9 +83,8 @@ async def test_the_incident_shows_the_screenshot_and_the_daemon_serves_it(
 
 
 async def test_only_the_stores_own_files_are_served(
-    make_harness: MakeHarness, tmp_path: Path
+    make_harness: MakeHarness, store: ArtifactStore, tmp_path: Path
 ) -> None:
-    store = ArtifactStore(tmp_path / "data" / "artifacts", keep=5)
     harness = await sidebar_down(make_harness, store)
     (tmp_path / "data" / "secret.txt").write_text("not for the web")
     (tmp_path / "data" / "artifacts" / "sidebar_renders" / "notes.png").write_bytes(PNG)
@@ -98,9 +105,8 @@ async def test_only_the_stores_own_files_are_served(
 
 
 async def test_screenshots_are_behind_the_status_pages_auth(
-    make_harness: MakeHarness, tmp_path: Path
+    make_harness: MakeHarness, store: ArtifactStore
 ) -> None:
-    store = ArtifactStore(tmp_path / "artifacts", keep=5)
     token = "status-page-token-0123456789"
     harness = await sidebar_down(make_harness, store, server={"auth": {"bearer_token": token}})
     (url,) = {f"/artifacts/{i.artifact}" for i in harness.incidents.open_incidents()}

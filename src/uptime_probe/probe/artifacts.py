@@ -15,6 +15,7 @@ import asyncio
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ARTIFACTS = "artifacts"  # its key among a run's resources
@@ -26,6 +27,9 @@ class ArtifactStore:
     def __init__(self, root: Path, keep: int) -> None:
         self.root = root
         self.keep = keep
+        # Its own thread, made on the first save: probes never use the event loop's default
+        # executor (docs/reliability.md), and a slow or full disk must not hold the loop.
+        self._writer: ThreadPoolExecutor | None = None
 
     async def save(self, check: str, step: str, data: bytes, suffix: str = "png") -> str:
         """Write `data`, prune the check's oldest files, and return the new file's path
@@ -35,8 +39,16 @@ class ArtifactStore:
         """
         if not (_NAME.match(check) and _NAME.match(step) and suffix.isalnum()):
             raise ValueError(f"not an artifact name: {check!r}, {step!r}, {suffix!r}")
-        # In a thread: a slow or full disk must not hold the event loop.
-        return await asyncio.to_thread(self._write, check, step, data, suffix)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="artifacts")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._write, check, step, data, suffix)
+
+    def close(self) -> None:
+        """Let the writer's thread go once a write in progress is done."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
 
     def _write(self, check: str, step: str, data: bytes, suffix: str) -> str:
         folder = self.root / check

@@ -13,7 +13,8 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
 from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.kinds.browser import BrowserFigures
 
+from ...conftest import RefusingExecutor
 from ..journeys import plan_of
 from .browser_target import (
     SIDEBAR,
@@ -72,8 +74,10 @@ async def pool() -> AsyncIterator[BrowserPool]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts", keep=5)
+def store(tmp_path: Path) -> Iterator[ArtifactStore]:
+    artifacts = ArtifactStore(tmp_path / "artifacts", keep=5)
+    yield artifacts
+    artifacts.close()
 
 
 def browser_step(url: str, name: str = "page", **fields: Any) -> dict[str, Any]:
@@ -579,3 +583,22 @@ async def test_without_a_browser_pool_the_run_says_so(target: BrowserTarget) -> 
     assert (result.reason, result.message) == (
         "internal", "page: no browser pool was handed to this run (run_check's resources)"
     )  # fmt: skip
+
+
+async def test_a_failed_run_never_uses_the_loops_default_executor(
+    target: BrowserTarget, pool: BrowserPool, store: ArtifactStore
+) -> None:
+    """Probes leave the default executor alone (docs/reliability.md): the screenshot is
+    written on the store's own thread."""
+    loop = asyncio.get_running_loop()
+    refusing = RefusingExecutor()
+    refusing.refuse()
+    loop.set_default_executor(refusing)
+    try:
+        plan = plan_of(browser_step(target.url + "/status/500"))
+        result = await run(plan, pool, store)
+    finally:
+        loop.set_default_executor(ThreadPoolExecutor(2))
+        refusing.shutdown(wait=False)
+    assert refusing.refused == []
+    assert screenshot(result, store).startswith(PNG)
