@@ -108,6 +108,10 @@ def build_app(target: BrowserTarget) -> web.Application:
         items = [] if request.query.get("empty") else target.conversations
         return web.json_response({"items": [{"title": title} for title in items]})
 
+    async def hostile_values(_request: web.Request) -> web.Response:
+        # A value a later step would send on: a line break would inject a header.
+        return web.json_response({"token": "abc\r\nX-Injected: 1"})
+
     async def status(request: web.Request) -> web.Response:
         code = int(request.match_info["code"])
         if code in (204, 304):
@@ -165,6 +169,7 @@ def build_app(target: BrowserTarget) -> web.Application:
     app.router.add_get("/sidebar", sidebar)
     app.router.add_get("/api/conversations", conversations)
     app.router.add_get("/status/{code}", status)
+    app.router.add_get("/api/hostile", hostile_values)
     app.router.add_get("/loop", loop)
     app.router.add_get("/broken-gzip", broken_gzip)
     app.router.add_get("/hang", hang)

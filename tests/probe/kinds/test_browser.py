@@ -269,6 +269,22 @@ async def test_a_wait_for_that_runs_out_is_element_missing(
     assert result.message == "page: wait_for '#never': not visible before the journey deadline"
 
 
+async def test_a_header_from_an_extracted_value_that_would_inject_is_extraction_failed(
+    target: BrowserTarget, pool: BrowserPool
+) -> None:
+    target.reset()
+    plan = plan_of(
+        {"name": "login", "request": {"url": target.url + "/api/hostile"},
+         "extract": {"token": "token"}},
+        browser_step(target.url + "/plain", headers={"Authorization": "Bearer {{ token }}"}),
+    )  # fmt: skip
+    async with pool.slot_for(plan):
+        result = await run_check(plan, resources={BROWSER: pool})
+    assert (result.reason, result.failed_step) == ("extraction_failed", "page")
+    assert "request header Authorization" in result.message
+    assert "/plain" not in target.headers  # nothing was sent
+
+
 async def test_a_click_on_nothing_is_cut_by_the_deadline_as_timeout(
     target: BrowserTarget, pool: BrowserPool
 ) -> None:
