@@ -27,6 +27,9 @@ class StepPlan:
     headers: tuple[tuple[str, Template], ...]
     assertions: tuple[Assertion, ...]
     ssl: ssl.SSLContext | bool
+    # Lower-case names of the headers whose template names a secret: a kind that can reach
+    # other origins (a browser page's third-party requests) keeps them to the step's own.
+    secret_headers: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -73,7 +76,7 @@ def compile_check(
     secrets: Mapping[str, str],
     tls: TlsContexts,
 ) -> CheckPlan:
-    steps = [_compile_step(step, check, tls) for step in check.steps]
+    steps = [_compile_step(step, check, tls, frozenset(secrets)) for step in check.steps]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
@@ -82,7 +85,9 @@ def compile_check(
     )
 
 
-def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepPlan:
+def _compile_step(
+    step: StepBase, check: CheckConfig, tls: TlsContexts, secrets: frozenset[str] = frozenset()
+) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
     own = step.headers_sent
@@ -100,6 +105,9 @@ def _compile_step(step: StepBase, check: CheckConfig, tls: TlsContexts) -> StepP
         headers=tuple(headers.values()),
         assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
+        secret_headers=frozenset(
+            key for key, (_name, template) in headers.items() if template.names & secrets
+        ),
     )
 
 

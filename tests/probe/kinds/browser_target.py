@@ -78,6 +78,7 @@ class BrowserTarget:
     conversations: list[str] = field(default_factory=lambda: ["First chat", "Second chat"])
     in_flight: int = 0
     most_in_flight: int = 0
+    meeting: asyncio.Condition = field(default_factory=asyncio.Condition)
     hanging: int = 0
 
     def reset(self) -> None:
@@ -153,14 +154,30 @@ def build_app(target: BrowserTarget) -> web.Application:
         )
         return web.Response(text=text, content_type="text/html")
 
+    async def cross_origin(request: web.Request) -> web.Response:
+        """A page that loads a script from another origin (the same server by the name
+        `localhost`: a different origin from 127.0.0.1) and fetches from its own."""
+        port = request.url.port
+        text = (
+            "<!doctype html><link rel='icon' href='data:,'><h1>x</h1>"
+            f"<script src='http://localhost:{port}/asset.js'></script>"
+            "<script>fetch('/tiny')</script>"
+        )
+        return web.Response(text=text, content_type="text/html")
+
     async def held(_request: web.Request) -> web.Response:
-        """A page that takes a while: counts how many browser runs hold one at once."""
+        """Counts how many browser runs are on the page at once: each waits (up to 2 s) for
+        a second to arrive, so two runs allowed at once always meet here."""
         target.in_flight += 1
         target.most_in_flight = max(target.most_in_flight, target.in_flight)
-        try:
-            await asyncio.sleep(0.3)  # long enough for concurrent runs to overlap
-        finally:
-            target.in_flight -= 1
+        async with target.meeting:
+            target.meeting.notify_all()
+            try:
+                async with asyncio.timeout(2):
+                    await target.meeting.wait_for(lambda: target.in_flight >= 2)
+            except TimeoutError:
+                pass  # alone (the last of an odd number): answer anyway
+        target.in_flight -= 1
         return web.Response(text="<!doctype html><h1>held</h1>", content_type="text/html")
 
     app = web.Application(middlewares=[record])
@@ -177,6 +194,7 @@ def build_app(target: BrowserTarget) -> web.Application:
     app.router.add_get("/asset.js", asset)
     app.router.add_get("/many", many)
     app.router.add_get("/held", held)
+    app.router.add_get("/cross-origin", cross_origin)
     return app
 
 

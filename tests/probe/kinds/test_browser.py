@@ -480,34 +480,47 @@ async def test_a_page_eating_memory_crashes_alone_as_page_error(
 # --- what the browser sends, and forgets -------------------------------------------------
 
 
-async def test_headers_go_with_every_request_of_the_page(
+async def test_headers_go_with_every_request_of_the_page_credentials_to_its_origin_only(
     target: BrowserTarget, pool: BrowserPool
 ) -> None:
     target.reset()
-    document = {
-        "variables": {},
-        "secrets": {"token": "tok-abcdef"},
-    }
     plan = plan_of(
         browser_step(
-            target.url + "/sidebar",
-            headers={"Authorization": "Bearer {{ token }}", "User-Agent": "probe-browser/1"},
+            target.url + "/cross-origin",
+            headers={
+                "Authorization": "Bearer {{ token }}",
+                "X-Api-Key": "{{ token }}-key",
+                "X-Probe": "{{ region }}",
+                "User-Agent": "probe-browser/1",
+            },
         ),
-        secrets=document["secrets"],
+        secrets={"token": "tok-abcdef"},
+        variables={"region": "eu-west"},
     )
     result = await run(plan, pool)
     assert result.status is Status.UP, result
-    for path in ("/sidebar", "/api/conversations"):
+    # The page's own origin: every header, on the document and on what the page fetches.
+    for path in ("/cross-origin", "/tiny"):
         (seen,) = target.headers[path]
         assert seen["Authorization"] == "Bearer tok-abcdef", path
+        assert seen["X-Api-Key"] == "tok-abcdef-key", path
+        assert seen["X-Probe"] == "eu-west", path
         assert seen["User-Agent"] == "probe-browser/1", path
+    # Another origin (a CDN, an analytics script): never a credential nor a secret.
+    (script,) = target.headers["/asset.js"]
+    assert script["Host"].startswith("localhost:")
+    assert "Authorization" not in script
+    assert "X-Api-Key" not in script
+    assert (script["X-Probe"], script["User-Agent"]) == ("eu-west", "probe-browser/1")
 
 
 async def test_every_run_is_a_new_user_without_cookies(
     target: BrowserTarget, pool: BrowserPool
 ) -> None:
     target.reset()
-    plan = plan_of(browser_step(target.url + "/cookie"))
+    # With a credential header, so the page's requests to its origin are routed (to add
+    # it): the page's own cookies still go with them.
+    plan = plan_of(browser_step(target.url + "/cookie", headers={"Authorization": "Bearer x"}))
     for _ in range(2):
         assert (await run(plan, pool)).status is Status.UP
     # Within a run the page's cookie is sent; the next run starts without it.

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         Page,
         Request,
         Response,
+        Route,
     )
 
 VIEWPORT = {"width": 1280, "height": 720}
@@ -455,13 +457,19 @@ class BrowserKind:
         except BrowserUnavailable as exc:
             return Attempt(Status.DOWN, FailureReason.INTERNAL, f"cannot start Chromium: {exc}")
         page_run.phase = "opening a browser context"
+        everywhere, own = _split_headers(plan, headers)
         try:
-            context = await page_run.browser.new_context(**_context_options(headers))
+            context = await page_run.browser.new_context(**_context_options(everywhere))
         except PlaywrightError as exc:
             failed = page_run.failure_of(exc)
             return Attempt(Status.DOWN, failed.reason, failed.message)
         try:
+            if own:
+                await _send_to_origin(context, url, _without_user_agent({**everywhere, **own}))
             return await _try_page(page_run, context, url, texts, artifacts)
+        except PlaywrightError as exc:
+            failed = page_run.failure_of(exc)
+            return Attempt(Status.DOWN, failed.reason, failed.message)
         finally:
             pool.close_later(context)
 
@@ -472,6 +480,29 @@ KIND = BrowserKind()
 def _reserve(left: float) -> float:
     # The backstop fires within the reserve: still before the journey's deadline.
     return min(MAX_RESERVE, max(BACKSTOP_AFTER * 2, max(0.0, left) / 5))
+
+
+# Headers that authorize, whatever their value: kept to the page's own origin, as a request
+# step keeps them (and any header carrying a secret) to its URL's.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _split_headers(
+    plan: StepPlan, headers: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(for every request of the page, for its own origin only)."""
+    everywhere: dict[str, str] = {}
+    own: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        bound = key in _CREDENTIAL_HEADERS or key in plan.secret_headers
+        (own if bound else everywhere)[name] = value
+    return everywhere, own
+
+
+def _without_user_agent(headers: Mapping[str, str]) -> dict[str, str]:
+    # The context's own option sets it, for every request.
+    return {name: value for name, value in headers.items() if name.lower() != "user-agent"}
 
 
 def _context_options(headers: Mapping[str, str]) -> dict[str, Any]:
@@ -485,6 +516,23 @@ def _context_options(headers: Mapping[str, str]) -> dict[str, Any]:
     if extra:
         options["extra_http_headers"] = extra
     return options
+
+
+async def _send_to_origin(context: BrowserContext, url: str, headers: Mapping[str, str]) -> None:
+    """Add `headers` to the requests of the page that go to `url`'s origin, and no others.
+
+    A route whose pattern is a regular expression is matched by Playwright's driver, so
+    the page's other requests are not held up by a round trip to us. Headers given to a
+    routed request replace the context's extra headers: `headers` holds those too.
+    """
+    parsed = urlsplit(url)
+    origin = f"{parsed.scheme}://{parsed.netloc}".lower()
+    pattern = re.compile(rf"^{re.escape(origin)}(?:[/?#]|$)", re.IGNORECASE)
+
+    async def add(route: Route) -> None:
+        await route.continue_(headers={**route.request.headers, **headers})
+
+    await context.route(pattern, add)
 
 
 async def _try_page(
