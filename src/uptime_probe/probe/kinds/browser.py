@@ -482,8 +482,8 @@ def _reserve(left: float) -> float:
     return min(MAX_RESERVE, max(BACKSTOP_AFTER * 2, max(0.0, left) / 5))
 
 
-# Headers that authorize, whatever their value: kept to the page's own origin, as a request
-# step keeps them (and any header carrying a secret) to its URL's.
+# Headers that authorize, whatever their value: like any header carrying a secret, kept to
+# the page's own origin, so a third-party script or CDN the page loads never receives them.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
