@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -154,7 +155,8 @@ def start_daemon(
             "5",
         ],
         core=core,
-        env={"PYTHONPATH": str(REPO)},
+        # This tree's code, not an installed copy; BENCH_SRC names another (a before/after).
+        env={"PYTHONPATH": f"{REPO}:{os.environ.get('BENCH_SRC', REPO / 'src')}"},
     )
 
     def started() -> str | None:

@@ -34,6 +34,7 @@ from bench.common import (
     loadavg,
     percentile,
     pinned,
+    process_tree,
     reachable,
     rss_bytes,
     wait_for,
@@ -68,6 +69,7 @@ class Scale:
     detection_interval: float = 10.0
     profile_seconds: float = 30.0
     profile_checks: int = 1000
+    quiet_window: float = 120.0  # the quiet daemon's measured window
 
 
 FULL = Scale("full")
@@ -79,6 +81,7 @@ REDUCED = Scale(
     lag_window=10.0,
     detection_interval=5.0,
     profile_seconds=15.0,
+    quiet_window=30.0,
 )
 
 
@@ -790,3 +793,52 @@ def detection(workdir: Path, cores: Cores, scale: Scale) -> dict[str, Any]:
         "rule_for_seconds": 60,
         "trials": trials,
     }
+
+
+# -- a quiet daemon --------------------------------------------------------------------------
+
+
+def quiet_daemon(
+    workdir: Path,
+    cores: Cores,
+    target: Target,
+    *,
+    checks: int = 100,
+    interval: float = 30.0,
+    window: float = 120.0,
+) -> dict[str, Any]:
+    """The daemon most users run: `checks` healthy checks every `interval` (3.3 runs/s).
+
+    After every check has run once and a settling interval, CPU and RSS over `window`
+    seconds, for the daemon's process and, apart, for its children (the judging zygote
+    and any worker it forked): what the daemon does between runs is most of what it costs.
+    """
+    config = probes_config(checks=checks, interval=interval, url=target.url)
+    with Stack(workdir) as stack:
+        daemon = start_daemon(stack, config, core=cores.contender)
+        wait_all_ran(daemon, checks, timeout=2 * interval + 60)
+        time.sleep(min(interval, 10.0))  # past start-up's imports and first writes
+        children = [pid for pid in process_tree(daemon.pid) if pid != daemon.pid]
+        t0, runs0 = time.time(), runs_total(daemon)[0]
+        cpu0 = cpu_seconds(daemon.pid)
+        child_cpu0 = sum(cpu_seconds(pid) for pid in children)
+        load0 = _sample_load()
+        time.sleep(window)
+        t1 = time.time()
+        cpu1 = cpu_seconds(daemon.pid)
+        child_cpu1 = sum(cpu_seconds(pid) for pid in children)
+        runs1 = runs_total(daemon)[0]
+        out = {
+            "checks": checks,
+            "interval": interval,
+            "window": t1 - t0,
+            "runs_per_second": (runs1 - runs0) / (t1 - t0),
+            "cpu_utilisation": (cpu1 - cpu0) / (t1 - t0),
+            "children_cpu_utilisation": (child_cpu1 - child_cpu0) / (t1 - t0),
+            "rss_bytes": rss_bytes(daemon.pid),
+            "children_rss_bytes": sum(rss_bytes(pid) for pid in children),
+            "children": len(children),
+            "loadavg": [load0, _sample_load()],
+        }
+        stack.stop()
+    return out

@@ -132,8 +132,108 @@ def json_comparison(iterations: int = 20_000) -> dict[str, Any]:
     return out
 
 
+def judging_cost(iterations: int = 5_000, worker_jobs: int = 200) -> dict[str, Any]:
+    """What judging one response costs the event loop, where the daemon judges it.
+
+    - `inline_us`: the benchmark's body and JSON assertion (`length(items) > 0`) judged on
+      the loop under its InlineBudget, as the daemon does for a small answer (CPU per
+      response, in this thread);
+    - `worker_round_trip_ms`: the same response sent to a worker process and its verdict
+      read back (wall time; the loop is free meanwhile);
+    - `worker_1mib_ms`: a 1 MiB `[1,1,...]` body with the same assertion, in a worker;
+    - `thread_gil`: how a pure-Python query (about 1 s) run in a thread, instead of a
+      process, slows the loop: 1 ms ticks per second and their lag, idle vs. during it.
+    """
+    import asyncio
+
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from uptime_probe.config.model import Config
+    from uptime_probe.probe import compile_checks
+    from uptime_probe.probe.judging import JudgingPool
+    from uptime_probe.probe.tracing import PhaseRecorder
+
+    body = json.dumps(JSON_DOCUMENT).encode()
+    big = b'{"items":[' + b",".join([b"1"] * 524_278) + b"]}"
+    headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+    config = Config.model_validate(
+        probes_config(checks=1, interval=30, url="http://127.0.0.1:9/json")
+    )
+
+    async def measure() -> dict[str, Any]:
+        out: dict[str, Any] = {"body_bytes": len(body)}
+        async with JudgingPool() as pool:
+            await pool.start()
+            judge = next(iter(compile_checks(config, judging=pool).values())).steps[0].judge
+            recorder = PhaseRecorder()
+            started = time.process_time()
+            for _ in range(iterations):
+                judged = await judge.judge(200, headers, body, recorder)
+            out["inline_us"] = 1e6 * (time.process_time() - started) / iterations
+            out["inline_status"] = str(judged.verdict.status)
+            round_trips = []
+            for _ in range(worker_jobs):
+                started = time.perf_counter()
+                await pool.judge(judge.spec(), 200, headers, body, lambda _what: None)
+                round_trips.append(time.perf_counter() - started)
+            out["worker_round_trip_ms"] = Spread.of(t * 1e3 for t in round_trips).as_dict()
+            started = time.perf_counter()
+            verdict = await pool.judge(judge.spec(), 200, headers, big, lambda _what: None)
+            out["worker_1mib_ms"] = 1e3 * (time.perf_counter() - started)
+            out["worker_1mib_status"] = str(verdict.status)
+        out["thread_gil"] = await _thread_gil()
+        return out
+
+    return asyncio.run(measure())
+
+
+async def _thread_gil() -> dict[str, Any]:
+    import asyncio
+
+    import jmespath
+
+    big = b'{"items":[' + b",".join([b"1"] * 524_278) + b"]}"
+    query = jmespath.compile("length(items[?@ > `0`])")
+    out: dict[str, Any] = {}
+    for label in ("idle", "query_in_a_thread"):
+        lags: list[float] = []
+        stop = asyncio.Event()
+
+        async def tick(lags: list[float] = lags, stop: asyncio.Event = stop) -> None:
+            while not stop.is_set():
+                started = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append(time.perf_counter() - started - 0.001)
+
+        ticker = asyncio.create_task(tick())
+        started = time.perf_counter()
+        if label == "idle":
+            await asyncio.sleep(1.0)
+        else:
+            await asyncio.to_thread(lambda: query.search(json.loads(big)))
+        stop.set()
+        await ticker
+        elapsed = time.perf_counter() - started
+        lags.sort()
+        out[label] = {
+            "ticks_per_second": len(lags) / elapsed,
+            "lag_p50_ms": 1e3 * lags[len(lags) // 2],
+            "lag_max_ms": 1e3 * lags[-1],
+        }
+    return out
+
+
 def main() -> None:
-    print(json.dumps({"render": render_comparison(1000), "json": json_comparison()}, indent=2))
+    print(
+        json.dumps(
+            {
+                "render": render_comparison(1000),
+                "json": json_comparison(),
+                "judging": judging_cost(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
@@ -167,8 +267,11 @@ def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]
 
     # As the daemon runs: info level, JSON lines (to nowhere), so a passing run logs nothing.
     configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
+    from uptime_probe.probe.judging import JudgingPool
+
     config = Config.model_validate(probes_config(checks=1, interval=30, url=url))
-    plan = next(iter(compile_checks(config).values()))
+    judging = JudgingPool()  # as the daemon judges: small answers on the loop, under budget
+    plan = next(iter(compile_checks(config, judging=judging).values()))
 
     def cpu_per(fn: Callable[[], Any], count: int) -> float:
         started = time.process_time()
@@ -225,6 +328,7 @@ def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]
             out[label] = 1e6 * cpu_per(
                 lambda s=sink: [s.accept(outcome) for _ in range(runs)], runs
             )
+        await judging.close()
         return out
 
     if loop == "uvloop":
@@ -237,7 +341,7 @@ def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]
 def scheduler_cost(
     checks: int = 1000, seconds: float = 10.0, loop: str = "uvloop"
 ) -> dict[str, Any]:
-    """CPU per run of the product's Scheduler alone: APScheduler's fire, our task, the state
+    """CPU per run of the product's Scheduler alone: the check's loop timer, our task, the state
     machine, with a `run` that returns at once and a sink that drops the outcome.
 
     What is left of a daemon run's CPU after this and `run_cost` is storage and metrics.

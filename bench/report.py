@@ -824,7 +824,7 @@ def run_cost_section(results: dict[str, Any]) -> str:
         "in one process (`bench/micro.py`, the product's own functions, target core): "
         "`run_check` probing nginx's `/json` back to back (a fresh session and connection each time, "
         "the JSON assertion); the `Scheduler` firing 1,000 checks a second with a `run` that returns at "
-        "once and a sink that drops the outcome (APScheduler's fire, our task, the state machine); "
+        "once and a sink that drops the outcome (the check's loop timer, our task, the state machine); "
         "the result sinks on the loop; and the SQLite store writing one run's row, rollup and state, "
         "with runs arriving paced at 1,000/s (the small batches the daemon really writes) and all at "
         "once (500-row batches, the best case).\n"
@@ -846,7 +846,7 @@ def run_cost_section(results: dict[str, Any]) -> str:
             spread(pick(checks, "session_shared_trace_us"), 1),
         ],
         [
-            "`Scheduler` per run (APScheduler + our task + state machine)",
+            "`Scheduler` per run (loop timer + our task + state machine)",
             spread(pick(rc["scheduler"], "cpu_us_per_run"), 0),
         ],
         [
@@ -1044,7 +1044,7 @@ def runcost_split(results: dict[str, Any]) -> str:
     sinks = med(pick(rc["run_check"], "sinks_fanout_us"))
     return (
         f"Measured part by part: the probe itself (`run_check`: aiohttp's client, a new session "
-        f"and connection, the JSON assertion) {num(run, 0)} µs, the scheduler (mostly APScheduler) "
+        f"and connection, the JSON assertion) {num(run, 0)} µs, the scheduler (loop timer, task, state machine) "
         f"{num(sched, 0)} µs, the SQLite history {num(store, 0)} µs, the other sinks {num(sinks, 0)} µs. "
     ) + budget_clause(results, run)
 
@@ -1168,6 +1168,89 @@ def misses(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def judging_section(results: dict[str, Any]) -> str:
+    """Where a response is judged, and what each place costs (micro.judging_cost)."""
+    micro = results.get("micro")
+    if not micro or failed(micro) or not micro.get("judging"):
+        return ""
+    runs = micro["judging"]
+    gil = [r["thread_gil"] for r in runs]
+    rows = [
+        [
+            f"the benchmark's answer ({runs[0]['body_bytes']} bytes, one JSON assertion) "
+            "judged on the loop, under its budget",
+            spread(pick(runs, "inline_us"), 1) + " µs of CPU",
+        ],
+        [
+            "the same answer judged in a worker process, round trip",
+            spread((r["worker_round_trip_ms"]["median"] for r in runs), 2) + " ms (wall)",
+        ],
+        [
+            "a 1 MiB `[1,1,...]` answer parsed and judged in a worker",
+            spread(pick(runs, "worker_1mib_ms"), 0) + " ms (wall)",
+        ],
+        [
+            "the loop's 1 ms ticks per second, idle",
+            spread((g["idle"]["ticks_per_second"] for g in gil), 0),
+        ],
+        [
+            "... while a 1 s pure-Python query runs in a thread (GIL)",
+            spread((g["query_in_a_thread"]["ticks_per_second"] for g in gil), 0)
+            + " (lag p50 "
+            + spread((g["query_in_a_thread"]["lag_p50_ms"] for g in gil), 1)
+            + " ms, max "
+            + spread((g["query_in_a_thread"]["lag_max_ms"] for g in gil), 1)
+            + " ms)",
+        ],
+    ]
+    return (
+        "## Judging off the loop\n\n"
+        "Where a response is judged (`src/uptime_probe/probe/judging.py`, "
+        'docs/configuration.md, "How long judging may take"), measured by '
+        "`bench/micro.py`'s `judging_cost`: a small answer is judged on the event loop under "
+        "a budget (256 KiB of text, 16 KiB of JSON, 2 ms of JMESPath), anything else in a "
+        "worker process the deadline can kill. The last two rows are why a process and not "
+        "a thread: a pure-Python query in a thread takes the interpreter lock from the loop "
+        "in 5 ms slices, and cannot be stopped.\n\n" + table(["measure", "value"], rows)
+    )
+
+
+def quiet_section(results: dict[str, Any]) -> str:
+    section = results.get("quiet")
+    if not isinstance(section, dict) or "error" in section:
+        return ""
+    runs = [run for run in section.get("ours", []) if "cpu_utilisation" in run]
+    if not runs:
+        return ""
+    first = runs[0]
+    return (
+        "## A quiet daemon\n\n"
+        f"What most deployments run: {first['checks']} healthy one-step checks (nginx `/json`) "
+        f"every {first['interval']:g} s, {num(med(pick(runs, 'runs_per_second')), 1)} runs/s, "
+        "measured after every check ran once and a settling pause "
+        f"({num(med(pick(runs, 'window')), 0)} s windows). The judging zygote "
+        "(`probe/judging.py`) is a separate process started with the daemon: its figures are "
+        "given apart.\n\n"
+        + table(
+            ("measure", "daemon", "judging zygote (children)", "target"),
+            [
+                (
+                    "CPU, % of one core",
+                    spread(pick(runs, "cpu_utilisation"), 2, 100),
+                    spread(pick(runs, "children_cpu_utilisation"), 2, 100),
+                    "<= 0.3%",
+                ),
+                (
+                    "RSS, MB",
+                    spread(pick(runs, "rss_bytes"), 1, 1e-6),
+                    spread(pick(runs, "children_rss_bytes"), 1, 1e-6),
+                    "<= 60 MB",
+                ),
+            ],
+        )
+    )
+
+
 SECTIONS: tuple[Callable[[dict[str, Any]], str], ...] = (
     header,
     summary,
@@ -1176,9 +1259,11 @@ SECTIONS: tuple[Callable[[dict[str, Any]], str], ...] = (
     fig_cpu,
     fig_latency,
     fig_scale,
+    quiet_section,
     fig_detection,
     gc_section,
     run_cost_section,
+    judging_section,
     profile_section,
     choices,
 )

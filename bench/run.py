@@ -33,6 +33,7 @@ SECTIONS = (
     "cpu",
     "latency",
     "scale",
+    "quiet",
     "gc",
     "profile",
     "detection",
@@ -160,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 lambda: {
                     "render": [micro.render_comparison(n) for n in scale.lag_checks],
                     "json": micro.json_comparison(),
+                    "judging": [micro.judging_cost() for _ in range(scale.repeats)],
                 },
             )
 
@@ -316,6 +318,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return out
 
             recorder.section("scale", scale_points)
+
+        if "quiet" in only:
+            recorder.section(
+                "quiet",
+                lambda: {
+                    "ours": [
+                        figures.quiet_daemon(
+                            one(f"quiet-{r}"), cores, nginx, window=scale.quiet_window
+                        )
+                        for r in range(scale.repeats)
+                    ]
+                },
+            )
 
         if "gc" in only:
 

@@ -1430,8 +1430,9 @@ def check_dashboard() -> JSON:
         [
             stat(
                 "Certificate expires in",
-                "Days until the TLS certificate served to each step expires (steps over "
-                "HTTPS only). Red below 7 days, orange below 21.",
+                "Days until the TLS certificate served to each step expires (steps that "
+                "used TLS: HTTPS, wss, tcp with TLS, and certificate steps). Red below 7 "
+                "days, orange below 21.",
                 [
                     Target(
                         f"min by (step) ((uptime_probe_step_tls_cert_expiry_timestamp_seconds"

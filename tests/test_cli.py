@@ -232,6 +232,26 @@ async def test_validate_ok(cli: Cli) -> None:
     assert out == f"{cli.config}: ok, 4 checks\n"
 
 
+async def test_validate_warns_of_a_window_already_over_and_still_passes(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # A window left in the file after its maintenance must not stop the next start.
+    config = tmp_path / "probes.yaml"
+    config.write_text(
+        CONFIG
+        + "maintenance:\n"
+        + "  - {name: old_upgrade, checks: [homepage], "
+        + "start: 2020-01-01T02:00:00Z, end: 2020-01-01T03:00:00Z}\n"
+    )
+    code, out, err = await cli("validate", "-c", str(config))
+    assert code == 0
+    assert out == f"{config}: ok, 4 checks\n"
+    assert err == (
+        "warning: probes.yaml maintenance[0].end: window 'old_upgrade' ended "
+        "2020-01-01T03:00:00+00:00: it mutes nothing any more and can be removed\n"
+    )
+
+
 async def test_schema_prints_a_json_schema(cli: Cli) -> None:
     code, out, _err = await cli("schema")
     assert code == 0

@@ -10,13 +10,16 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.report import print_incidents, render_incidents
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentEvent, IncidentTracker
+from uptime_probe.state.machine import CheckState, next_state
 from uptime_probe.state.store import Store
 
 T0 = 1_764_756_000.0  # 2025-12-03 10:00:00 UTC
@@ -103,7 +106,7 @@ def test_markdown_tells_the_story() -> None:
     assert "- Detected 10s after the first failed run (2025-12-03 10:00:00 UTC)" in lines
     assert "- Reasons seen: `empty_history` x3, `timeout` x1" in lines
     assert "- Failing steps: `conversations`, `page`" in lines
-    assert "- First failure: length(items) = 0, expected > 0" in lines
+    assert "- First failure: `length(items) = 0, expected > 0`" in lines
     assert fenced_blocks(md) == ['{"items": []}']
 
     header = lines.index("| time | status | update |")
@@ -201,8 +204,12 @@ INCIDENT_KEYS = {
     "artifact",
     "reasons",
     "failing_steps",
+    "held_back",
     "timeline",
 }
+
+
+TIMELINE_KEYS = {"at", "status", "message", "kind", "count", "until"}
 
 
 def test_json_shape() -> None:
@@ -227,7 +234,8 @@ def test_json_shape() -> None:
         "monitoring",
         "resolved",
     ]
-    assert all(set(e) == {"at", "status", "message"} for e in doc["timeline"])
+    assert all(set(e) == TIMELINE_KEYS for e in doc["timeline"])
+    assert all((e["kind"], e["count"], e["until"]) == ("update", 1, None) for e in doc["timeline"])
 
 
 def test_json_of_an_open_incident() -> None:
@@ -353,3 +361,111 @@ async def test_report_reads_while_the_daemon_writes(tmp_path: Path) -> None:
         assert [d["status"] for d in json.loads(out.getvalue())] == ["investigating"]
     finally:
         await store.close()
+
+
+# --- hostile text from a target ----------------------------------------------------------------
+
+HOSTILE_VALUES = [
+    "<!-- [click](http://evil) ![x](http://evil/pixel.png)",
+    "<img src=x onerror=alert(1)> <script>alert(1)</script>",
+    "[click](javascript:alert(1)) <http://evil> https://evil.example/x",
+    "a | b || c \\| d",
+    "``` ```` `x` `",
+    "`starts and ends with a backtick`",
+    "line one\n## injected heading\n- injected item\r\n| x | y |",
+    "*emph* _emph_ **strong** ~~gone~~ &amp; &lt;b&gt;",
+    "\\",
+    " ",
+]
+
+
+def render_html(markdown: str) -> tuple[str, list[Any]]:
+    """The report as a code-hosting site renders it: CommonMark with GFM tables, raw HTML
+    passed through (as GitHub does before its sanitizer)."""
+    parser = MarkdownIt("gfm-like", {"html": True, "linkify": False})
+    tokens = parser.parse(markdown)
+    return parser.renderer.render(tokens, parser.options, {}), tokens
+
+
+def flatten(tokens: list[Any]) -> list[Any]:
+    out = []
+    for token in tokens:
+        out.append(token)
+        out.extend(flatten(token.children or []))
+    return out
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_VALUES)
+def test_text_from_a_target_is_shown_not_rendered(hostile: str) -> None:
+    """A target's text (in the first failure, the timeline and the sample) stays text: no
+    HTML, comment, link or image reaches the page, and the document's shape holds."""
+    md = render_incidents(
+        [incident(message=f"v = {hostile}", sample=hostile)], "markdown", now=T0 + 3600
+    )
+    html, tokens = render_html(md)
+    kinds = {token.type for token in flatten(tokens)}
+    assert not kinds & {"html_inline", "html_block", "link_open", "image", "s_open"}, kinds
+    assert not kinds & {"em_open", "strong_open", "heading_open"} - {
+        t.type for t in flatten(render_html("## history_sidebar")[1])
+    }
+    assert html.count("<h2>") == 1  # the incident's own heading, nothing injected
+    assert "<!--" not in html
+    # The timeline is one table of 4 rows of 3 cells, after the list and the sample.
+    assert html.count("<table>") == 1
+    body = html.split("<tbody>", 1)[1]
+    assert body.count("<tr>") == 4
+    assert body.count("<td>") == 12
+    # What the target said is all there, in code, as it was (line breaks made spaces).
+    shown = " ".join(hostile.splitlines())
+    codes = [t.content for t in flatten(tokens) if t.type == "code_inline"]
+    if shown.strip():
+        assert f"v = {shown}" in codes or f"v = {shown}".strip() in codes, codes
+        assert any(shown.strip() in code for code in codes[3:]), codes  # a timeline cell
+    fences = [t.content for t in flatten(tokens) if t.type == "fence"]
+    sample = hostile.replace("\r\n", "\n")  # as any Markdown reader normalises it
+    assert fences == [sample + ("\n" if not sample.endswith("\n") else "")], fences
+
+
+def test_a_table_cell_keeps_its_pipes_and_backslashes() -> None:
+    md = render_incidents([incident(message="a | b \\| c")], "markdown", now=T0 + 3600)
+    _, tokens = render_html(md)
+    cells = [t.content for t in flatten(tokens) if t.type == "code_inline"]
+    assert any("a | b \\| c" in cell for cell in cells[3:]), cells
+
+
+# --- a flapping check ------------------------------------------------------------------------
+
+
+def flapping_incident(flips: int) -> Incident:
+    """Down twice (opens), then up and down in turn, under success_threshold 2."""
+    events: list[IncidentEvent] = []
+    tracker = IncidentTracker([events.append])
+    state = CheckState()
+    for i in range(flips + 2):
+        code = "d" if i < 2 or i % 2 else "u"
+        before = state
+        state = next_state(
+            before,
+            Status.DOWN if code == "d" else Status.UP,
+            failure_threshold=2,
+            success_threshold=2,
+        )
+        tracker.accept(
+            RunOutcome(run("flappy", code, T0 + 10 * i), state.state, before.state, "eu-west")
+        )
+    return events[-1].incident
+
+
+def test_a_flapping_check_reads_as_one_counted_row() -> None:
+    md = render_incidents([flapping_incident(10_000)], "markdown", now=T0 + 200_000)
+    lines = md.splitlines()
+    header = lines.index("| time | status | update |")
+    rows = [table_cells(line) for line in lines[header + 2 :]]
+    assert len(rows) == 2
+    assert rows[0][0] == "2025-12-03 10:00:10 UTC"
+    assert rows[1][:2] == ["2025-12-03 10:00:20 UTC to 2025-12-04 13:46:50 UTC", "investigating"]
+    assert rows[1][2].startswith("`Flapped 10,000 times between investigating and monitoring; ")
+    (doc,) = json.loads(render_incidents([flapping_incident(10_000)], "json", now=T0))
+    counted = doc["timeline"][1]
+    assert (counted["kind"], counted["count"]) == ("flapping", 10_000)
+    assert (counted["at"], counted["until"]) == (T0 + 20, T0 + 10 * 10_001)

@@ -20,11 +20,20 @@ from prometheus_client import CollectorRegistry
 from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError, load_config
 from uptime_probe.config.model import Config
+from uptime_probe.config.validate import maintenance_warnings
+from uptime_probe.descriptors import (
+    LISTEN_BACKLOG,
+    current_limits,
+    raise_soft_limit,
+    share_descriptors,
+)
+from uptime_probe.housekeeping import Housekeeping
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
 from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
+from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
@@ -32,7 +41,9 @@ from uptime_probe.sinks import FanOut, LogSink, ResultSink
 from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.maintenance import MaintenanceCalendar
 from uptime_probe.state.store import Store
+from uptime_probe.web.connections import CLOSE_REASONS, ConnectionGuard
 from uptime_probe.web.server import DaemonControl, ReloadOutcome, build_web_app
 
 log = structlog.get_logger("uptime_probe.app")
@@ -71,7 +82,13 @@ class Daemon:
         self._config_digest = self._digest()
         self.registry = CollectorRegistry(auto_describe=True)
         self.daemon_metrics = DaemonMetrics(self.registry, shard=options.shard.label)
-        self.check_metrics = CheckMetrics(config.location)
+        # Config windows from the file, API windows from the store (restored at start).
+        self.maintenance = MaintenanceCalendar()
+        self.check_metrics = CheckMetrics(
+            config.location,
+            in_maintenance=self.maintenance.checks_in_maintenance,
+            failing=lambda check: self.check_states.failing(check),
+        )
         self.store = Store(
             options.data_dir,
             on_loss=self.daemon_metrics.store_errors.inc,
@@ -79,7 +96,14 @@ class Daemon:
             rollup_retention=config.store.rollup_retention,
         )
         self.latest = LatestOutcomes()
-        self.notifications = NotificationDispatcher(config, on_result=self._count_notification)
+        # Judges heavy responses in worker processes, started when first needed; shared by
+        # every config's plans, so a reload keeps the workers (probe/judging.py).
+        self.judging = JudgingPool()
+        self.notifications = NotificationDispatcher(
+            config,
+            on_result=self._count_notification,
+            in_maintenance=lambda check: self.maintenance.open_for(check, time.time()) is not None,
+        )
         self.incidents = IncidentTracker([self.store.record_incident, self.notifications.notify])
         # scheduler -> check states -> every sink. Each sink reads only the outcome it is
         # given, so their order does not matter, and one raising does not stop the others.
@@ -95,6 +119,7 @@ class Daemon:
                 ]
             ),
             location=config.location,
+            calendar=self.maintenance,
         )
         self.scheduler = Scheduler(
             on_result=self.check_states.accept,
@@ -105,11 +130,18 @@ class Daemon:
         )
         self.daemon_metrics.runs_in_flight.set_function(lambda: self.scheduler.runs_probing)
         self.daemon_metrics.runs_waiting.set_function(lambda: self.scheduler.runs_waiting)
+        self.connections = ConnectionGuard(
+            max_connections=config.server.max_connections,
+            header_timeout=config.server.header_timeout,
+            on_close=self._count_connection_closed,
+        )
+        self._wire_resource_metrics()
         self.exposition = MetricsExposition(self.check_metrics, self.daemon_metrics)
         self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._server: asyncio.Server | None = None
+        self.housekeeping = Housekeeping()  # periodic upkeep; check runs are the scheduler's
         self._tasks: set[asyncio.Task[ReloadOutcome]] = set()
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
@@ -136,6 +168,47 @@ class Daemon:
         except OSError:
             return ""
 
+    def _wire_resource_metrics(self) -> None:
+        """Gauges read at scrape time: descriptors, the server's connections, the store."""
+        metrics = self.daemon_metrics
+        metrics.fd_limit.labels(limit="soft").set_function(
+            lambda: _limit_value(current_limits().soft)
+        )
+        metrics.fd_limit.labels(limit="hard").set_function(
+            lambda: _limit_value(current_limits().hard)
+        )
+        metrics.server_connections.set_function(lambda: self.connections.open)
+        metrics.server_connections_limit.set_function(lambda: self.connections.max_connections)
+        for why in CLOSE_REASONS:  # every series from 0, so increase() sees the first
+            metrics.server_connections_closed.labels(why=why)
+        metrics.store_available.set_function(lambda: 1.0 if self.store.available else 0.0)
+
+    def _count_connection_closed(self, why: str) -> None:
+        self.daemon_metrics.server_connections_closed.labels(why=why).inc()
+
+    def _share_descriptors(self, config: Config, checks: int) -> int:
+        """Cap the server's connections and the runs in flight to what the descriptor
+        limit holds for both (descriptors.py); the runs allowed in flight."""
+        limits = current_limits()
+        share = share_descriptors(
+            limits.soft,
+            max_connections=config.server.max_connections,
+            max_concurrency=config.max_concurrency,
+            checks=checks,
+        )
+        self.connections.configure(config.server, share.server_connections)
+        if not share.fits:
+            log.warning(
+                "descriptor_limit_short",
+                soft_limit=limits.soft,
+                hard_limit=limits.hard,
+                server_connections=share.server_connections,
+                max_concurrency=share.max_concurrency,
+                why="raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower "
+                "server.max_connections or max_concurrency",
+            )
+        return share.max_concurrency
+
     def _count_notification(self, notifier: str, result: str) -> None:
         self.daemon_metrics.notifications.labels(notifier=notifier, result=result).inc()
 
@@ -143,7 +216,7 @@ class Daemon:
         """This shard's checks, compiled: CPU work on immutable input, fine in a thread."""
         mine = select(config.checks, self.options.shard, config.location)
         config = config.model_copy(update={"checks": mine})
-        return config, compile_checks(config)
+        return config, compile_checks(config, judging=self.judging)
 
     def _apply(
         self, config: Config, prepared: tuple[Config, dict[str, CheckPlan]] | None = None
@@ -163,9 +236,20 @@ class Daemon:
                 checks=list(config.skipped_checks[:LOGGED_NAMES]),
                 why=config.skipped_because,
             )
-        self.scheduler.set_max_concurrency(config.max_concurrency)
+        self.scheduler.set_max_concurrency(self._share_descriptors(config, len(plans)))
         change = self.scheduler.apply(plans)
-        self.check_states.apply(config.checks)
+        self.maintenance.apply(config)
+        for check, needed in self.check_states.apply(config.checks):
+            log.warning(
+                "dependency_not_local",
+                check=check,
+                depends_on=needed,
+                why="this process does not run it (shard or locations): it never holds back",
+            )
+        now = time.time()
+        for warning in maintenance_warnings(config, now):
+            log.warning("maintenance_window_over", where=str(warning))
+        self.maintenance.forget_before(now)
         for name in change.removed:
             self.incidents.forget(name)
         self.latest.retain(plans)
@@ -174,6 +258,7 @@ class Daemon:
             for result in RESULTS:
                 self.daemon_metrics.notifications.labels(notifier=name, result=result)
         self.config = config
+        self.housekeeping.every(config.server.watch_interval, "config-watch", self._watch_config)
         self.daemon_metrics.shard_checks.labels(shard=self.daemon_metrics.shard).set(len(plans))
         self.daemon_metrics.reload_successful.set(1)
         self.daemon_metrics.reload_timestamp.set(time.time())
@@ -228,7 +313,13 @@ class Daemon:
     def readiness(self) -> tuple[bool, str]:
         if not self.scheduler.running:
             return False, "scheduler not running"
-        return True, f"ready: {len(self.scheduler.checks)} checks scheduled"
+        detail = f"ready: {len(self.scheduler.checks)} checks scheduled"
+        problem = self.store.problem
+        if problem is not None:
+            # Still ready: probing and /metrics do not need the store, and an orchestrator
+            # that pulled the daemon out of service would end the monitoring too.
+            detail += f"; history store unavailable ({problem}): runs are not recorded"
+        return True, detail
 
     async def _restore(self) -> None:
         """Each check's state and the open incidents, as they were before a restart."""
@@ -242,14 +333,50 @@ class Daemon:
         ]
         self.incidents.restore(open_incidents)
         self.notifications.restore(open_incidents)
-        if states or open_incidents:
-            log.info("state_restored", checks=len(states), open_incidents=len(open_incidents))
+        windows = await self.store.windows(ending_after=time.time())
+        self.maintenance.restore(windows)
+        if states or open_incidents or windows:
+            log.info(
+                "state_restored",
+                checks=len(states),
+                open_incidents=len(open_incidents),
+                maintenance_windows=len(windows),
+            )
+
+    async def _store_opened(self) -> None:
+        """The store opened after the start: history resumes from here.
+
+        Incidents stored open before the restart, of checks with none open now, are
+        tracked again, so a good run resolves them; incidents opened while the store was
+        away are written now rather than at their next change.
+        """
+        tracked = {incident.check for incident in self.incidents.open_incidents()}
+        orphans = [
+            incident
+            for incident in await self.store.open_incidents()
+            if incident.check in self.scheduler.checks and incident.check not in tracked
+        ]
+        self.incidents.restore(orphans)
+        self.notifications.restore(orphans)
+        for incident in self.incidents.open_incidents():
+            self.store.save_incident(incident)
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)
-        await self.store.open()
+        # The judging zygote imports for about a second in its own process: started now,
+        # the first heavy answer finds it ready.
+        await self.judging.start()
+        # A store that cannot be opened (full or read-only data dir) is retried in the
+        # background: probing and /metrics matter more than history.
+        opened = await self.store.start(
+            retry_interval=self.config.store.retry_interval, on_opened=self._store_opened
+        )
         self._apply(self.config)
-        await self._restore()
+        if opened:
+            try:
+                await self._restore()
+            except (sqlite3.Error, OSError) as exc:  # opened, but unreadable: start fresh
+                log.error("state_not_restored", error=str(exc))
         await self.notifications.start()
         self.scheduler.start()
         control = DaemonControl(
@@ -260,14 +387,17 @@ class Daemon:
             status=self,
             artifacts=self.artifacts,
         )
-        self._runner = web.AppRunner(build_web_app(control), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            build_web_app(control, self.connections), access_log=None, handle_signals=False
+        )
         await self._runner.setup()
         host, port = _split_listen(self.options.listen or self.config.server.listen)
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        bound = self._runner.addresses[0]  # the real port when asked for port 0
+        self._server = await self.connections.start_server(
+            self._runner, host, port, backlog=LISTEN_BACKLOG
+        )
+        bound = self._server.sockets[0].getsockname()  # the real port when asked for port 0
         self.address = (str(bound[0]), int(bound[1]))
-        self._watcher = asyncio.create_task(self._watch_config(), name="config-watcher")
+        self.housekeeping.start()
         log.info(
             "daemon_started",
             listen=f"{self.address[0]}:{self.address[1]}",
@@ -276,16 +406,14 @@ class Daemon:
         )
 
     async def _watch_config(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.server.watch_interval)
-            digest = self._digest()
-            if digest and digest != self._config_digest:
-                self._config_digest = digest
-                try:
-                    await self.reload("file_changed")
-                except Exception:
-                    # A bug in applying a config must not end watching for the next one.
-                    log.exception("config_watch_failed")
+        digest = self._digest()
+        if digest and digest != self._config_digest:
+            self._config_digest = digest
+            try:
+                await self.reload("file_changed")
+            except Exception:
+                # A bug in applying a config must not end watching for the next one.
+                log.exception("config_watch_failed")
 
     def request_stop(self, why: str) -> None:
         if not self._stop.is_set():
@@ -301,11 +429,12 @@ class Daemon:
         await self._stop.wait()
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self.housekeeping.stop()
         cancelled = await self.scheduler.stop(self.options.grace_seconds)
+        await self.judging.close()
         await self.notifications.close(self.options.grace_seconds)
+        if self._server is not None:
+            self._server.close()  # no new connections; the runner ends the open ones
         if self._runner is not None:
             await self._runner.cleanup()
         await self.close_resolver()
@@ -313,6 +442,10 @@ class Daemon:
         self.artifacts.close()
         await self.store.close()
         log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
+
+
+def _limit_value(limit: int | None) -> float:
+    return float("inf") if limit is None else float(limit)
 
 
 def load_deployment_config(options: DaemonOptions) -> Config:
@@ -361,6 +494,8 @@ def tune_garbage_collector() -> None:
 async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> int:
     """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
     tune_garbage_collector()
+    limits = raise_soft_limit()  # before anything holds a descriptor it could run out of
+    log.info("descriptor_limits", soft=limits.soft, hard=limits.hard)
     try:
         config = load_deployment_config(options)
     except ConfigError as exc:
@@ -376,6 +511,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     except (OSError, sqlite3.Error) as exc:
         log.error("start_failed", error=str(exc))
         await daemon.scheduler.stop(0)
+        await daemon.judging.close()
         await daemon.notifications.close(0)
         await daemon.close_resolver()
         await daemon.browsers.close()

@@ -209,7 +209,17 @@ def _validate(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    from uptime_probe.config.validate import maintenance_warnings
+
     _say_skipped(config)
+
+    for warning in maintenance_warnings(config, time.time()):
+        located = dataclasses.replace(warning, source=Path(args.config).name)
+        print(f"warning: {located}", file=sys.stderr)
     print(f"{args.config}: ok, {len(config.checks)} checks")
     return EXIT_OK
 

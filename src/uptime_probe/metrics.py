@@ -23,7 +23,8 @@ more than a couple of milliseconds, and no copy of the whole body is ever made.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
 
@@ -41,7 +42,7 @@ from prometheus_client.utils import floatToGoString
 
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig
-from uptime_probe.probe.model import BUILTIN_REASONS, PHASES, PhaseTimings, Status
+from uptime_probe.probe.model import COMMON_REASONS, KIND_REASONS, PHASES, PhaseTimings, Status
 from uptime_probe.sinks import RunOutcome
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -115,6 +116,10 @@ class CheckSeries:
     last_run: float = 0.0
     last_success: float = 0.0
     last_failure: tuple[str, str] | None = None
+    retries: int = 0
+    maintenance_runs: int = 0
+    maintenance_failures: int = 0
+    depends_on: tuple[str, ...] = ()
 
 
 # (name as exposed, type, help): the one list both renderers follow, in order.
@@ -143,6 +148,21 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "Reason and failing step of the check's most recent down run.",
     ),
     ("uptime_probe_runs_skipped_total", "counter", "Runs skipped: the previous still in flight."),
+    (
+        "uptime_probe_check_retries_total",
+        "counter",
+        "Down tries made again within a run (retries:); the run's last try is what counts.",
+    ),
+    (
+        "uptime_probe_check_maintenance_runs_total",
+        "counter",
+        "Runs that started inside a maintenance window covering the check.",
+    ),
+    (
+        "uptime_probe_check_maintenance_failures_total",
+        "counter",
+        "Down runs that started inside a maintenance window covering the check.",
+    ),
     ("uptime_probe_step_duration_seconds", "histogram", "Duration of a step, polls included."),
     ("uptime_probe_step_phase_seconds", "gauge", "Time in each phase of the step's last run."),
     ("uptime_probe_step_http_status_code", "gauge", "HTTP status of the step's last run."),
@@ -151,6 +171,27 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "gauge",
         "Expiry of the certificate the step's target presented.",
     ),
+)
+
+# Families whose values move without a run of their check (a window opens, a dependency
+# starts failing): computed at each scrape from the calendar and the states, never cached,
+# and exposed after the families above. One line per check, and per dependency.
+LIVE_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    (
+        "uptime_probe_check_in_maintenance",
+        "gauge",
+        "1 while a maintenance window covers the check: it runs, but alerts nobody.",
+    ),
+    (
+        "uptime_probe_check_suppressed",
+        "gauge",
+        "1 while the check `by`, which this check depends on, is failing: "
+        "this check's alerting is held back.",
+    ),
+)
+_LIVE_HEADERS: tuple[bytes, ...] = tuple(
+    f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+    for name, kind, help_text in LIVE_FAMILIES
 )
 
 _HEADERS: tuple[bytes, ...] = tuple(
@@ -228,6 +269,10 @@ def render_check(series: CheckSeries) -> tuple[str, ...]:
         f"uptime_probe_check_interval_seconds{{{base}}} {_num(series.interval)}\n",
         info,
         f"uptime_probe_runs_skipped_total{{{base}}} {series.skipped}.0\n",
+        f"uptime_probe_check_retries_total{{{base}}} {series.retries}.0\n",
+        f"uptime_probe_check_maintenance_runs_total{{{base}}} {series.maintenance_runs}.0\n",
+        f"uptime_probe_check_maintenance_failures_total{{{base}}} "
+        f"{series.maintenance_failures}.0\n",
         "".join(step_hist),
         "".join(phases),
         "".join(statuses),
@@ -235,11 +280,33 @@ def render_check(series: CheckSeries) -> tuple[str, ...]:
     )
 
 
-class CheckMetrics:
-    """The per-check series: a result sink, and a collector read at scrape time."""
+def _reasons(check: CheckConfig) -> tuple[str, ...]:
+    """The reasons a check's runs can have, declared at 0 before its first run: the common
+    ones, those of the kinds of step it has, and those its config names."""
+    kinds = sorted({step.kind for step in check.steps})
+    kind_reasons = [reason for kind in kinds for reason in KIND_REASONS.get(kind, ())]
+    return tuple(dict.fromkeys((*COMMON_REASONS, *kind_reasons, *sorted(check.reasons()))))
 
-    def __init__(self, location: str) -> None:
+
+class CheckMetrics:
+    """The per-check series: a result sink, and a collector read at scrape time.
+
+    `in_maintenance(now)` and `failing(check)` are read at each scrape for the live
+    families (app.py passes the maintenance calendar's and the check states' answers).
+    """
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        in_maintenance: Callable[[float], Collection[str]] = lambda _now: (),
+        failing: Callable[[str], bool] = lambda _check: False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.location = location
+        self._in_maintenance = in_maintenance
+        self._failing = failing
+        self._clock = clock
         self._series: dict[str, CheckSeries] = {}
         # Each check's rendered blocks (bytes, one per family), valid while its snapshot is
         # the same object. Only ever touched by single dict operations, which are atomic
@@ -254,7 +321,7 @@ class CheckMetrics:
             if name not in wanted:
                 del self._series[name]
         for name, check in wanted.items():
-            reasons = tuple(dict.fromkeys((*BUILTIN_REASONS, *sorted(check.reasons()))))
+            reasons = _reasons(check)
             old = self._series.get(name)
             if old is None:
                 self._series[name] = CheckSeries(
@@ -265,6 +332,7 @@ class CheckMetrics:
                     steps=tuple(StepSeries(s.name, HistogramData.empty()) for s in check.steps),
                     slo=check.slo_objective,
                     interval=check.interval_seconds,
+                    depends_on=tuple(check.depends_on),
                 )
                 continue
             counts = dict(zip(old.reasons, old.failures, strict=True))
@@ -279,6 +347,7 @@ class CheckMetrics:
                 ),
                 slo=check.slo_objective,
                 interval=check.interval_seconds,
+                depends_on=tuple(check.depends_on),
             )
 
     def accept(self, outcome: RunOutcome) -> None:
@@ -326,6 +395,9 @@ class CheckMetrics:
             last_run=result.started_at,
             last_success=result.started_at if up else old.last_success,
             last_failure=last_failure,
+            retries=old.retries + result.retries,
+            maintenance_runs=old.maintenance_runs + outcome.in_maintenance,
+            maintenance_failures=old.maintenance_failures + (outcome.in_maintenance and not up),
         )
 
     def restore_state(self, check: str, state: Status | None) -> None:
@@ -393,8 +465,36 @@ class CheckMetrics:
                 if size >= chunk_bytes:
                     yield b"".join(pending)
                     pending, size = [], 0
+        maintained = self._in_maintenance(self._clock())
+        for index, header in enumerate(_LIVE_HEADERS):
+            pending.append(header)
+            size += len(header)
+            for start in range(0, len(snapshot), _VISIT_SLICE):
+                text = "".join(
+                    self._live_lines(index, series, maintained)
+                    for series in snapshot[start : start + _VISIT_SLICE]
+                ).encode()
+                pending.append(text)
+                size += len(text)
+                if size >= chunk_bytes:
+                    yield b"".join(pending)
+                    pending, size = [], 0
+                else:
+                    yield b""  # a turn for the loop between slices
         if pending:
             yield b"".join(pending)
+
+    def _live_lines(self, family: int, series: CheckSeries, maintained: Collection[str]) -> str:
+        base = f'check="{series.check}",location="{_escape(series.location)}"'
+        if family == 0:
+            return (
+                f"uptime_probe_check_in_maintenance{{{base}}} {int(series.check in maintained)}.0\n"
+            )
+        return "".join(
+            f'uptime_probe_check_suppressed{{{base},by="{needed}"}} '
+            f"{int(self._failing(needed))}.0\n"
+            for needed in series.depends_on
+        )
 
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus-client families (OpenMetrics, and tests)."""
@@ -423,6 +523,21 @@ class CheckMetrics:
         interval = gauge("uptime_probe_check_interval_seconds")
         info = gauge("uptime_probe_check_last_failure_info", ["reason", "step"])
         skipped = counter("uptime_probe_runs_skipped_total")
+        retries = counter("uptime_probe_check_retries_total")
+        maintenance_runs = counter("uptime_probe_check_maintenance_runs_total")
+        maintenance_failures = counter("uptime_probe_check_maintenance_failures_total")
+        live = {name: help_text for name, _kind, help_text in LIVE_FAMILIES}
+        in_maintenance = GaugeMetricFamily(
+            "uptime_probe_check_in_maintenance",
+            live["uptime_probe_check_in_maintenance"],
+            labels=labels,
+        )
+        suppressed = GaugeMetricFamily(
+            "uptime_probe_check_suppressed",
+            live["uptime_probe_check_suppressed"],
+            labels=[*labels, "by"],
+        )
+        maintained = self._in_maintenance(self._clock())
         step_duration = histogram("uptime_probe_step_duration_seconds", ["step"])
         phase = gauge("uptime_probe_step_phase_seconds", ["step", "phase"])
         http_status = gauge("uptime_probe_step_http_status_code", ["step"])
@@ -449,6 +564,12 @@ class CheckMetrics:
             if s.last_failure is not None:
                 info.add_metric([*key, *s.last_failure], 1)
             skipped.add_metric(key, s.skipped)
+            retries.add_metric(key, s.retries)
+            maintenance_runs.add_metric(key, s.maintenance_runs)
+            maintenance_failures.add_metric(key, s.maintenance_failures)
+            in_maintenance.add_metric(key, int(s.check in maintained))
+            for needed in s.depends_on:
+                suppressed.add_metric([*key, needed], int(self._failing(needed)))
             for step in s.steps:
                 step_key = [*key, step.name]
                 step_duration.add_metric(step_key, buckets(step.duration), step.duration.total)
@@ -459,7 +580,8 @@ class CheckMetrics:
                     expiry.add_metric(step_key, step.tls_not_after)
         yield from (
             success, state, runs, failures, degraded, duration, last_run, last_success, slo,
-            interval, info, skipped, step_duration, phase, http_status, expiry,
+            interval, info, skipped, retries, maintenance_runs, maintenance_failures,
+            step_duration, phase, http_status, expiry, in_maintenance, suppressed,
         )  # fmt: skip
 
 
@@ -517,6 +639,33 @@ class DaemonMetrics:
             "uptime_probe_notifications",
             "Notification deliveries by notifier and result.",
             ["notifier", "result"],
+            registry=registry,
+        )
+        self.store_available = Gauge(
+            "uptime_probe_store_available",
+            "1 while the history store is open and its last write succeeded, else 0.",
+            registry=registry,
+        )
+        self.fd_limit = Gauge(
+            "uptime_probe_fd_limit",
+            "RLIMIT_NOFILE of the process, soft and hard (+Inf for unlimited).",
+            ["limit"],
+            registry=registry,
+        )
+        self.server_connections = Gauge(
+            "uptime_probe_server_connections",
+            "Connections the daemon's HTTP server holds open now.",
+            registry=registry,
+        )
+        self.server_connections_limit = Gauge(
+            "uptime_probe_server_connections_limit",
+            "The most connections the HTTP server holds at once (after the descriptor share).",
+            registry=registry,
+        )
+        self.server_connections_closed = Counter(
+            "uptime_probe_server_connections_closed",
+            "Connections the HTTP server closed to protect itself, by why.",
+            ["why"],
             registry=registry,
         )
         ProcessCollector(registry=registry)

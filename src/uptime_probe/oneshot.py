@@ -20,6 +20,7 @@ from uptime_probe.probe import (
 )
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
 from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
+from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.probe.resolve import ProbeResolver
 
 
@@ -32,13 +33,10 @@ async def run_checks_once(
 ) -> list[CheckResult]:
     """Run the checks named (all when none) once, concurrently. A failed browser step's
     screenshot goes under `artifacts` (none are written without it)."""
-    plans = compile_checks(config)
-    unknown = [name for name in names if name not in plans]
+    unknown = [name for name in names if name not in {check.name for check in config.checks}]
     if unknown:
-        raise UnknownCheck(
-            f"unknown check {', '.join(map(repr, unknown))}; known: {', '.join(plans)}"
-        )
-    selected = [plans[name] for name in names] if names else list(plans.values())
+        known = ", ".join(check.name for check in config.checks)
+        raise UnknownCheck(f"unknown check {', '.join(map(repr, unknown))}; known: {known}")
     resolver = ProbeResolver(config.dns)
     # Chromium starts only if a selected check has a browser step, on its first use.
     browsers = BrowserPool(config.browser.executable, max_concurrent=config.browser.max_concurrent)
@@ -53,7 +51,10 @@ async def run_checks_once(
             return await run_check(plan, resolver=resolver, resources=resources)
 
     try:
-        return list(await asyncio.gather(*(run(plan) for plan in selected)))
+        async with JudgingPool() as judging:
+            plans = compile_checks(config, judging=judging)
+            selected = [plans[name] for name in names] if names else list(plans.values())
+            return list(await asyncio.gather(*(run(plan) for plan in selected)))
     finally:
         await browsers.close()
         if store is not None:

@@ -1,8 +1,15 @@
-"""`uptime-probe incidents`: the incident timeline, as a first draft of a postmortem."""
+"""`uptime-probe incidents`: the incident timeline, as a first draft of a postmortem.
+
+The Markdown is pasted where it will be rendered (an issue, a wiki), so every text that
+came from a target, a message or a response sample, goes in code: a code span or a fenced
+block shows its content as it is. `<!--` would otherwise hide the rest of the document,
+`[x](http://...)` and `![x](...)` would become a link and an image loaded by every reader.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 import time
@@ -11,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from uptime_probe.state.incidents import Incident
+from uptime_probe.state.incidents import Incident, TimelineEntry
 from uptime_probe.state.store import Store
 
 
@@ -30,9 +37,29 @@ def _span(seconds: float) -> str:
     return " ".join(parts)
 
 
-def _inline(text: str) -> str:
-    """One line of Markdown: a message's line breaks would end the list item or table row."""
-    return " ".join(text.splitlines())
+def _code(text: str) -> str:
+    """A code span on one line: no HTML, link, image or emphasis in it is rendered, and a
+    line break would end the list item or the table row. Its fence is longer than any run
+    of backticks inside; a space pads content that starts or ends with one (CommonMark
+    strips one space from each end)."""
+    flat = " ".join(text.splitlines())
+    if not flat.strip():
+        return "-"
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat[0] in "` " or flat[-1] in "` " else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def _cell(text: str) -> str:
+    """A code span in a table cell: GFM splits cells on `|` before reading code spans, so
+    each pipe is escaped (`\\|` shows as `|`, in a code span too)."""
+    return _code(text).replace("|", "\\|")
+
+
+def _when(entry: TimelineEntry) -> str:
+    if entry.until is not None and entry.until != entry.at:
+        return f"{_clock(entry.at)} to {_clock(entry.until)}"
+    return _clock(entry.at)
 
 
 def _fence(text: str) -> str:
@@ -45,15 +72,15 @@ def _fence(text: str) -> str:
 
 def incident_markdown(incident: Incident, now: float) -> str:
     reasons = ", ".join(
-        f"`{reason}` x{count}"
+        f"{_code(reason)} x{count}"
         for reason, count in sorted(incident.reasons.items(), key=lambda kv: -kv[1])
     )
-    steps = ", ".join(f"`{step}`" for step in incident.failing_steps) or "-"
+    steps = ", ".join(_code(step) for step in incident.failing_steps) or "-"
     end = incident.resolved_at if incident.resolved_at is not None else now
     lines = [
         f"## {incident.check}: {incident.first_reason} ({incident.status.value})",
         "",
-        f"- Check: `{incident.check}` (location `{incident.location}`)",
+        f"- Check: {_code(incident.check)} (location {_code(incident.location)})",
         f"- Opened: {_clock(incident.opened_at)}"
         + (
             f"; resolved {_clock(incident.resolved_at)}"
@@ -65,7 +92,7 @@ def incident_markdown(incident: Incident, now: float) -> str:
         f"({_clock(incident.first_failure_at)})",
         f"- Reasons seen: {reasons}",
         f"- Failing steps: {steps}",
-        f"- First failure: {_inline(incident.first_message)}",
+        f"- First failure: {_code(incident.first_message)}",
     ]
     if incident.artifact:
         lines.append(f"- Screenshot of the latest failing run: `artifacts/{incident.artifact}`")
@@ -77,8 +104,7 @@ def incident_markdown(incident: Incident, now: float) -> str:
         ]
     lines += ["", "| time | status | update |", "| --- | --- | --- |"]
     for entry in incident.timeline:
-        message = _inline(entry.message.replace("|", "\\|"))
-        lines.append(f"| {_clock(entry.at)} | {entry.status.value} | {message} |")
+        lines.append(f"| {_when(entry)} | {entry.status.value} | {_cell(entry.message)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -98,8 +124,17 @@ def incident_json(incident: Incident) -> dict[str, object]:
         "artifact": incident.artifact,
         "reasons": incident.reasons,
         "failing_steps": list(incident.failing_steps),
+        "held_back": list(incident.held_back),
         "timeline": [
-            {"at": e.at, "status": e.status.value, "message": e.message} for e in incident.timeline
+            {
+                "at": e.at,
+                "status": e.status.value,
+                "message": e.message,
+                "kind": e.kind.value,
+                "count": e.count,
+                "until": e.until,
+            }
+            for e in incident.timeline
         ],
     }
 

@@ -1,9 +1,17 @@
 """Runs each check at its interval: spread starts, one run per check in flight, a global cap.
 
-APScheduler decides *when*; this module decides *whether* and *how many*. Its job
-only starts our own task and returns, so APScheduler never holds a run: overlap is
-skipped and counted here, the concurrency cap is our semaphore, and stop drains our
-in-flight set before APScheduler's shutdown (which would cancel running jobs).
+Each check has its own loop timer (`loop.call_later`) armed for its next tick of its grid
+(a stable offset + k * interval); when it fires it re-arms for the following tick and
+starts our run task. Overlap is skipped and counted here, the concurrency cap is
+`RunSlots`, and stop drains our in-flight set before cancelling what is left.
+
+Why not APScheduler jobs, the project's scheduling library, for the runs: a due job went
+through APScheduler's job store, its trigger's datetime arithmetic, its executor's
+bookkeeping and a task of its own before reaching ours, about 106 µs per run
+(bench/micro.py's `scheduler_cost`, docs/benchmarks.md); one timer per check costs a
+timer handle and our task. APScheduler still runs the daemon's housekeeping (`housekeeping.py`),
+periodic jobs where its coalescing and single-instance rules are what is wanted
+and a few wake-ups a minute cost nothing.
 
 It schedules and runs, nothing more: each finished run goes to `on_result` with its
 schedule lag (app.py hands it to `state.checks.CheckStates`, which keeps the states).
@@ -19,19 +27,15 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.schedulers.base import STATE_STOPPED
-from apscheduler.triggers.interval import IntervalTrigger
 
 from uptime_probe.probe import CheckPlan, CheckResult, run_check
 
 log = structlog.get_logger("uptime_probe.scheduler")
 
 
-def _timer_slack(loop: asyncio.AbstractEventLoop) -> float:
+def timer_slack(loop: asyncio.AbstractEventLoop) -> float:
     """How early a timer of `loop` may fire. asyncio's own loop reads a precise clock when it
     arms and runs timers; uvloop rounds a delay to whole milliseconds from a clock it reads
     once per iteration, so its timers can fire up to 1.5 ms early
@@ -118,40 +122,21 @@ class RunSlots:
         waiter.set_result(None)
 
 
-class _LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]
-    """APScheduler's asyncio scheduler with its wake-ups made cheap.
+class _Timer:
+    """One check's place on its grid and the loop timer armed for its next tick."""
 
-    Measured with bench/micro.py's `scheduler_cost` (1,000 checks a second, uvloop), the
-    stock scheduler processed its job store 11 times per run and cost 211 µs per run:
-    its timer fired before the next job was due (see `_timer_slack`), found nothing to run
-    and re-armed with an ever smaller delay; and every wake-up, even its own timer's,
-    went through `call_soon_threadsafe`, a write to the loop's wake-up descriptor. Here
-    the timer never fires early, and wake-ups asked for in one loop iteration (a reload
-    adding 10,000 jobs asks 10,000 times) are served by one pass.
-    """
+    __slots__ = ("due", "handle", "interval", "offset")
 
-    _wakeup_pending = False
+    def __init__(self, interval: float, offset: float) -> None:
+        self.interval = interval
+        self.offset = offset
+        self.due = 0.0  # epoch seconds of the next tick
+        self.handle: asyncio.TimerHandle | None = None
 
-    def wakeup(self) -> None:
-        if self._wakeup_pending or self._eventloop is None:
-            return
-        self._wakeup_pending = True
-        self._eventloop.call_soon_threadsafe(self._process_now)
-
-    def _process_now(self) -> None:
-        self._wakeup_pending = False
-        if self.state == STATE_STOPPED:
-            return  # a wake-up asked for just before shutdown
-        self._stop_timer()
-        self._start_timer(self._process_jobs())
-
-    def _start_timer(self, wait_seconds: float | None) -> None:
-        self._stop_timer()
-        if wait_seconds is not None and self._eventloop is not None:
-            loop = self._eventloop
-            loop.time()  # uvloop: brings the clock its timers count from up to date
-            delay = wait_seconds + _timer_slack(loop)
-            self._timeout = loop.call_later(delay, self._process_now)
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,17 +165,22 @@ class Scheduler:
         self._last_duration: dict[str, float] = {}  # its place in the queue for a slot
         self._skip_logged: set[str] = set()  # checks whose current overrun was logged
         self._plans: dict[str, CheckPlan] = {}
-        self._grids: dict[str, tuple[float, float]] = {}  # (interval, start offset)
+        self._timers: dict[str, _Timer] = {}  # each check's grid and its armed tick
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # started, probing or waiting
         self.runs_probing = 0  # holding one of max_concurrency slots
         self.runs_waiting = 0  # queued for a slot
-        self._apscheduler = _LoopScheduler(timezone=UTC)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.running = False
         self._stopping = False
 
     @property
     def checks(self) -> Mapping[str, CheckPlan]:
         return self._plans
+
+    def next_run(self, name: str) -> float | None:
+        """When `name` next starts (epoch seconds), or None if it is not scheduled."""
+        timer = self._timers.get(name)
+        return timer.due if timer is not None and timer.handle is not None else None
 
     def set_max_concurrency(self, value: int) -> None:
         if value != self._max_concurrency:
@@ -205,43 +195,60 @@ class Scheduler:
         updated = []
         for name in removed:
             del self._plans[name]
-            del self._grids[name]
+            self._timers.pop(name).cancel()
             self._last_duration.pop(name, None)
             self._skip_logged.discard(name)
-            if self._apscheduler.get_job(name) is not None:
-                self._apscheduler.remove_job(name)
         for name, plan in plans.items():
             interval = plan.check.interval_seconds
             previous = self._plans.get(name)
             self._plans[name] = plan
             if previous is not None and previous.check != plan.check:
                 updated.append(name)
-            if name not in self._grids or self._grids[name][0] != interval:
-                self._grids[name] = (interval, start_offset(name, interval))
-                self._schedule(name, *self._grids[name])
+            timer = self._timers.get(name)
+            if timer is None or timer.interval != interval:
+                if timer is not None:
+                    timer.cancel()
+                timer = self._timers[name] = _Timer(interval, start_offset(name, interval))
+                if self.running:
+                    self._arm_first(name, timer)
         return ScheduleChange(added, removed, tuple(updated))
 
-    def _schedule(self, name: str, interval: float, offset: float) -> None:
-        first = planned_start(time.time(), interval, offset)
-        self._apscheduler.add_job(
-            self._fire,
-            trigger=IntervalTrigger(
-                seconds=interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
-            ),
-            args=[name],
-            id=name,
-            name=name,
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=max(1, int(interval)),
-        )
-
     def start(self) -> None:
-        self._apscheduler.start()
+        self._loop = asyncio.get_running_loop()
         self.running = True
+        for name, timer in self._timers.items():
+            self._arm_first(name, timer)
 
-    async def _fire(self, name: str) -> None:
+    def _arm_first(self, name: str, timer: _Timer) -> None:
+        """Arm the first tick of the grid at or after now: a (re)start fires on the grid,
+        never at once for every check."""
+        now = time.time()
+        due = planned_start(now, timer.interval, timer.offset)
+        timer.due = due if due >= now else due + timer.interval
+        self._arm(name, timer, now)
+
+    def _arm(self, name: str, timer: _Timer, now: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        loop.time()  # uvloop: brings the clock its timers count from up to date
+        delay = max(0.0, timer.due - now) + timer_slack(loop)
+        timer.handle = loop.call_later(delay, self._tick, name, timer)
+
+    def _tick(self, name: str, timer: _Timer) -> None:
+        timer.handle = None
+        if self._stopping:
+            return
+        now = time.time()
+        if now < timer.due:  # the clock a timer counts from is not the wall clock
+            self._arm(name, timer, now)
+            return
+        # Coalesce: however late the loop got here, one run, for the latest tick passed.
+        planned = planned_start(now, timer.interval, timer.offset)
+        timer.due = planned + timer.interval
+        self._arm(name, timer, now)
+        self._fire(name, planned)
+
+    def _fire(self, name: str, planned: float) -> None:
         plan = self._plans.get(name)
         if plan is None or self._stopping:
             return
@@ -254,7 +261,6 @@ class Scheduler:
                 log.warning("run_skipped", check=name, why="previous run still in flight")
             return
         self._skip_logged.discard(name)
-        planned = planned_start(time.time(), *self._grids[name])
         task = asyncio.create_task(self._run_one(plan, planned), name=f"check:{name}")
         self.in_flight[name] = task
         task.add_done_callback(lambda _t: self.in_flight.pop(name, None))
@@ -296,8 +302,8 @@ class Scheduler:
         Returns how many runs were cancelled.
         """
         self._stopping = True
-        if self.running:
-            self._apscheduler.pause()
+        for timer in self._timers.values():
+            timer.cancel()
         pending = set(self.in_flight.values())
         if pending:
             log.info("draining_runs", in_flight=len(pending), grace_seconds=grace)
@@ -306,7 +312,5 @@ class Scheduler:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        if self.running:
-            self._apscheduler.shutdown(wait=False)
-            self.running = False
+        self.running = False
         return len(pending)

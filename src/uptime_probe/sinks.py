@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import structlog
@@ -16,6 +17,24 @@ import structlog
 from uptime_probe.probe.model import CheckResult, Status
 
 log = structlog.get_logger("uptime_probe.sinks")
+
+
+class HoldKind(StrEnum):
+    MAINTENANCE = "maintenance"
+    DEPENDENCY = "dependency"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a check's alerting is held back at a run: monitoring goes on, incidents wait.
+
+    `by` is the maintenance window's name, or the check depended on that is failing;
+    `until` is the window's end (None for a dependency: until it recovers).
+    """
+
+    kind: HoldKind
+    by: str
+    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +46,11 @@ class RunOutcome:
     previous_state: Status | None
     location: str
     lag_seconds: float = 0.0
+    hold: Hold | None = None
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.hold is not None and self.hold.kind is HoldKind.MAINTENANCE
 
     @property
     def state_changed(self) -> bool:

@@ -388,3 +388,30 @@ async def test_the_hmac_secret_appears_in_no_body_and_no_log(
 
 def test_results_are_a_closed_set() -> None:
     assert RESULTS == ("sent", "failed", "dropped", "retried")
+
+
+async def test_reminders_pause_while_the_check_is_in_maintenance_but_alertmanager_reposts(
+    serve_app: ServeApp, make_dispatcher: MakeDispatcher
+) -> None:
+    am, hook_receiver = Receiver(), Receiver()
+    am_url, hook_url = await serve_app(am.app()), await serve(serve_app, hook_receiver)
+    in_maintenance = {"history_sidebar"}
+    interval = 0.1
+    dispatcher, _results = make_dispatcher(
+        config(
+            {
+                "am": {"kind": "alertmanager", "url": am_url, "reminder_interval": interval},
+                "hook": hook(hook_url, reminder_interval=interval),
+            },
+            {"history_sidebar": ["am", "hook"]},
+        ),
+        in_maintenance=in_maintenance.__contains__,
+    )
+    await dispatcher.start()
+    dispatcher.notify(opened())  # opened before the window: sent
+    await wait_until(lambda: len(am.requests) >= 4, what="alertmanager re-posts")
+    assert hook_receiver.events() == ["opened"], "reminders pause in maintenance"
+    in_maintenance.clear()  # the window ends
+    await wait_until(lambda: "reminder" in hook_receiver.events(), what="a reminder after it")
+    dispatcher.notify(closed())
+    await wait_until(lambda: "resolved" in hook_receiver.events(), what="the resolve")

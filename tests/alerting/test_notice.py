@@ -138,3 +138,9 @@ def test_description_carries_first_message_counts_and_link() -> None:
     assert "Failed runs by reason: empty_history: 4, timeout: 1" in text
     assert "(30s after the first failed run) from location eu-west" in text
     assert text.endswith(f"Status page: {STATUS_PAGE}")
+
+
+def test_description_names_the_checks_an_incident_holds_back() -> None:
+    assert "Holding back" not in description(notice(NoticeKind.OPENED, incident()))
+    text = description(notice(NoticeKind.RESOLVED, incident(held_back=("checkout", "cart"))))
+    assert "Holding back (their alerts wait on this one): checkout, cart" in text

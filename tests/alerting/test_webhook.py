@@ -51,6 +51,7 @@ INCIDENT_OPEN = {
     "time_to_detect_seconds": 30.0,
     "reasons": {"empty_history": 2},
     "message": MESSAGE,
+    "held_back": [],
 }
 
 

@@ -197,3 +197,39 @@ def test_soak_names_the_minute_rss_stepped_up_in() -> None:
     text = soak.rss_step(_soak_result([100.0, 100.0, 100.0, 130.0, 130.0, 130.0, 130.0]))
     assert "minute 4" in text
     assert "high-water" in text
+
+
+def test_report_renders_the_judging_section_when_measured() -> None:
+    run = {
+        "body_bytes": 192,
+        "inline_us": 12.0,
+        "worker_round_trip_ms": {"median": 0.2},
+        "worker_1mib_ms": 30.0,
+        "thread_gil": {
+            "idle": {"ticks_per_second": 900.0, "lag_p50_ms": 0.1, "lag_max_ms": 1.0},
+            "query_in_a_thread": {"ticks_per_second": 150.0, "lag_p50_ms": 5.2, "lag_max_ms": 11.0},
+        },
+    }
+    text = report.judging_section({"micro": {"judging": [run, run, run]}})
+    assert text.startswith("## Judging off the loop")
+    assert "| the benchmark's answer (192 bytes, one JSON assertion) judged on the loop" in text
+    assert "12.0 (12.0..12.0) µs of CPU" in text
+    assert report.judging_section({"micro": {"render": []}}) == ""
+
+
+def test_report_renders_the_quiet_daemon_with_the_zygote_apart() -> None:
+    quiet = {
+        "checks": 100,
+        "interval": 30.0,
+        "window": 120.0,
+        "runs_per_second": 3.3,
+        "cpu_utilisation": 0.0025,
+        "children_cpu_utilisation": 0.0,
+        "rss_bytes": 58_000_000,
+        "children_rss_bytes": 40_000_000,
+    }
+    text = report.quiet_section({"quiet": {"ours": [quiet] * 3}})
+    assert "## A quiet daemon" in text
+    assert "| CPU, % of one core | 0.25 (0.25..0.25) | 0.00 (0.00..0.00) | <= 0.3% |" in text
+    assert "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | <= 60 MB |" in text
+    assert report.quiet_section({}) == ""

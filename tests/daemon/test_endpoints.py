@@ -12,8 +12,7 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from uptime_probe import __version__
-from uptime_probe.probe import BUILTIN_REASONS
-from uptime_probe.probe.model import PHASES
+from uptime_probe.probe.model import COMMON_REASONS, PHASES
 from uptime_probe.simulator import RunningSimulator
 
 from .conftest import StartDaemon
@@ -41,7 +40,7 @@ async def test_metrics_parse_and_counters_move(
         # Every series of the check, from the first scrape (runs may or may not have happened).
         assert first.find(RUNS, **base)
         assert {labels["reason"] for labels, _ in first.find(FAILURES, **base)} >= set(
-            BUILTIN_REASONS
+            COMMON_REASONS
         )
         states = first.find("uptime_probe_check_state", **base)
         assert {labels["state"] for labels, _ in states} == {"up", "degraded", "down"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from container_image import NOTES
 from dockerfile_syntax import Dockerfile, parse_dockerfile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -15,6 +16,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: takes more than 30 s (network installs); still runs in CI"
     )
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    # test_image.py says which way the image ran and what it cost, even when it passes.
+    notes = config.stash.get(NOTES, [])
+    if notes:
+        terminalreporter.write_sep("-", "container image")
+        for line in notes:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

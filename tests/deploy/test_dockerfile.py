@@ -1,8 +1,8 @@
 """The Dockerfile: hadolint-clean, and the structure the deployments rely on.
 
-No Docker engine runs here, so nothing is built: the checks read the Dockerfile and
-.dockerignore and catch what would break a build or a deployment (a missing COPY source, a
-root user, a curl healthcheck in an image without curl, a volume chowned after VOLUME).
+The checks read the Dockerfile and .dockerignore and catch what would break a build or a
+deployment (a missing COPY source, a root user, a curl healthcheck in an image without curl, a
+volume chowned after VOLUME) in a fraction of a second; test_image.py builds and runs it.
 """
 
 from __future__ import annotations

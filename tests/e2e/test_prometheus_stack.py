@@ -90,6 +90,8 @@ CONDITIONAL_METRICS = {
     # Labelled by (notifier, result), where notifier is a key of the config's `notifiers:`;
     # this config has none, so there is no series to export.
     "uptime_probe_notifications_total": "no notifier configured",
+    # One series per name in a check's `depends_on`; no check of this config has one.
+    "uptime_probe_check_suppressed": "no depends_on configured",
 }
 # uptime_probe_check_last_failure_info is conditional too (after the first down run), but is
 # checked: the metrics are asserted after the faults have made two checks fail.

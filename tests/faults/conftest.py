@@ -22,8 +22,9 @@ def config_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_daemon(config_path: Path) -> Iterator[StartDaemon]:
-    """`start_daemon(checks, grace=..., log_level=..., extra_args=..., **top_level_config)`
-    writes probes.yaml and starts a watched daemon on it (data in tmp_path/data)."""
+    """`start_daemon(checks, grace=..., log_level=..., extra_args=..., nofile=(soft, hard),
+    **top_level_config)` writes probes.yaml and starts a watched daemon on it (data in
+    tmp_path/data)."""
     started: list[DaemonProcess] = []
 
     def start(
@@ -32,11 +33,12 @@ def start_daemon(config_path: Path) -> Iterator[StartDaemon]:
         grace: float = 5.0,
         log_level: str = "info",
         extra_args: tuple[str, ...] = (),
+        nofile: tuple[int, int] | None = None,
         **top: Any,
     ) -> DaemonProcess:
         write_config(config_path, checks, **top)
         daemon = watched_daemon(
-            config_path, grace=grace, log_level=log_level, extra_args=extra_args
+            config_path, grace=grace, log_level=log_level, extra_args=extra_args, nofile=nofile
         )
         started.append(daemon)
         daemon.start()

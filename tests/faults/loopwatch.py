@@ -216,6 +216,10 @@ class LoopWatch:
 
 
 def main(argv: list[str]) -> int:
+    # The watch wraps asyncio's Handle: uvloop's callbacks (the CLI's default loop) are
+    # Cython handles it cannot see, and under uvloop it reported nothing at all. So the
+    # daemon runs on asyncio's loop, unless a test asks for a loop by name.
+    os.environ.setdefault("UPTIME_PROBE_EVENT_LOOP", "asyncio")
     LoopWatch().install()
     return cli_main(argv)
 

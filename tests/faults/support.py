@@ -27,6 +27,7 @@ from uptime_probe.scheduler import start_offset
 from uptime_probe.state.store import DB_FILE
 
 LOOPWATCH = Path(__file__).with_name("loopwatch.py")
+FDLIMIT = Path(__file__).with_name("fdlimit.py")
 POLL = 0.05
 
 
@@ -36,13 +37,18 @@ def watched_daemon(
     grace: float = 5.0,
     log_level: str = "info",
     extra_args: Iterable[str] = (),
+    nofile: tuple[int, int] | None = None,
 ) -> DaemonProcess:
-    """`uptime-probe run` as DaemonProcess runs it, but through loopwatch.py."""
+    """`uptime-probe run` as DaemonProcess runs it, but through loopwatch.py; with
+    `nofile` (soft, hard), under that RLIMIT_NOFILE from its first instruction."""
     daemon = DaemonProcess(
         config_path, grace=grace, log_level=log_level, extra_args=list(extra_args)
     )
     assert daemon.args[1:3] == ["-m", "uptime_probe.cli"], daemon.args
-    daemon.args[1:3] = [str(LOOPWATCH)]
+    if nofile is None:
+        daemon.args[1:3] = [str(LOOPWATCH)]
+    else:
+        daemon.args[1:3] = [str(FDLIMIT), str(nofile[0]), str(nofile[1])]
     return daemon
 
 

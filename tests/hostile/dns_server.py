@@ -10,6 +10,7 @@ runs exactly as in production, pointed at ``server.nameserver``::
         "slow.test": answer("127.0.0.1", delay=1.5),  # answers after 1.5 s
         "gone.test": NXDOMAIN,
         "text.test": Reply(records={"TXT": ('"hello"',)}),
+        "big.test": Reply(records={"A": ("127.0.0.1",)}, truncated=True),  # TC over UDP
     }) as server:
         server.nameserver        # "127.0.0.1:PORT", for `dns: {servers: [...]}` or aiodns
         server.queries           # every question asked so far, in order
@@ -66,7 +67,9 @@ class Reply:
 
     ``records`` maps a record type to rdata in zone-file text (``{"A": ("127.0.0.1",)}``,
     ``{"MX": ("10 mail.test.",)}``); ``rcode`` is a DNS rcode name; ``delay`` waits that
-    many seconds first; ``silent`` reads the question and never answers.
+    many seconds first; ``silent`` reads the question and never answers; ``truncated``
+    answers a UDP question with the TC flag and no records, so the client must ask again
+    over TCP (which gets the records).
     """
 
     records: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
@@ -74,6 +77,7 @@ class Reply:
     delay: float = 0.0
     silent: bool = False
     ttl: int = 60
+    truncated: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.delay <= MAX_DELAY_SECONDS:
@@ -233,6 +237,10 @@ class LoopbackDns:
         response.flags |= dns.flags.RA
         response.set_rcode(dns.rcode.from_text(reply.rcode))
         question = query.question[0]
+        if reply.truncated and transport == "udp":
+            response.flags |= dns.flags.TC
+            truncated: bytes = response.to_wire()
+            return truncated
         if reply.rcode == "NOERROR":
             for rdtype, rdatas in reply.records.items():
                 if dns.rdatatype.from_text(rdtype) == question.rdtype and rdatas:

@@ -17,6 +17,9 @@ OpenSSL's ``verify_code`` for each case, as seen by a client:
     untrusted_ca_cert    20  unable to get local issuer certificate
     expired_cert         10  certificate has expired
     wrong_host_cert      64  IP address mismatch (62 for a name)
+    incomplete_chain_cert 20 unable to get local issuer certificate
+
+``expiring_cert(directory, days=3)`` verifies, but expires in ``days`` days.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from cryptography.x509.oid import NameOID
 __all__ = [
     "TlsCase",
     "expired_cert",
+    "expiring_cert",
+    "incomplete_chain_cert",
     "self_signed_cert",
     "untrusted_ca_cert",
     "valid_cert",
@@ -159,3 +164,34 @@ def self_signed_cert(directory: Path) -> TlsCase:
     context.load_cert_chain(cert_path, key_path)
     unrelated = _write_ca(trustme.CA(), directory, "self-signed-unrelated")
     return TlsCase(context, unrelated, cert.not_valid_after_utc)
+
+
+def expiring_cert(directory: Path, days: float = 3.0) -> TlsCase:
+    """Valid and trusted, but it expires in ``days`` days."""
+    now = datetime.now(UTC)
+    return _issued_case(
+        directory,
+        "expiring",
+        SERVER_IDENTITIES,
+        not_before=now - timedelta(days=60),
+        not_after=now + timedelta(days=days),
+    )
+
+
+def incomplete_chain_cert(directory: Path) -> TlsCase:
+    """Issued by an intermediate CA that the server does not send: a client that trusts
+    only the root (``ca_path``) cannot build the chain, as with a forgotten
+    ``fullchain.pem``."""
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    leaf = intermediate.issue_cert(*SERVER_IDENTITIES)
+    cert_path = directory / "incomplete-chain-leaf.pem"
+    key_path = directory / "incomplete-chain-key.pem"
+    cert_path.write_bytes(leaf.cert_chain_pems[0].bytes())  # the leaf alone
+    leaf.private_key_pem.write_to_path(str(key_path))
+    context = _server_context()
+    context.load_cert_chain(cert_path, key_path)
+    served = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    return TlsCase(
+        context, _write_ca(root, directory, "incomplete-chain"), served.not_valid_after_utc
+    )

@@ -16,6 +16,7 @@ from uptime_probe.metrics import (
     CHUNK_BYTES,
     DURATION_BUCKETS,
     FAMILIES,
+    LIVE_FAMILIES,
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     CheckMetrics,
@@ -23,8 +24,8 @@ from uptime_probe.metrics import (
     HistogramData,
     MetricsExposition,
 )
-from uptime_probe.probe import BUILTIN_REASONS, Status
-from uptime_probe.probe.model import PHASES, PhaseTimings
+from uptime_probe.probe import Status
+from uptime_probe.probe.model import COMMON_REASONS, PHASES, PhaseTimings
 
 from .fixtures import CHECKS, Parsed, load, outcome, step_result
 
@@ -105,7 +106,7 @@ def test_every_series_exists_before_any_run() -> None:
         reasons = {s.labels["reason"]: s.value for s in parsed.find(
             "uptime_probe_check_failures_total", **base
         )}  # fmt: skip
-        assert reasons == dict.fromkeys({*BUILTIN_REASONS, *check.reasons()}, 0.0)
+        assert reasons == dict.fromkeys({*COMMON_REASONS, *check.reasons()}, 0.0)
         buckets = parsed.find("uptime_probe_check_duration_seconds_bucket", **base)
         assert len(buckets) == len(DURATION_BUCKETS) + 1
         assert parsed.value("uptime_probe_check_last_run_timestamp_seconds", **base) == 0
@@ -289,11 +290,11 @@ def test_fast_text_renderer_equals_library_exposition(state: str) -> None:
     library = Parsed.of_text(generate_latest(m).decode())
     assert fast.samples == library.samples
     assert fast.types == library.types
-    # Every family in FAMILIES is announced, in order, with its type.
+    # Every family is announced, in order, with its type: the live ones last.
     announced = [
         line.split()[2:4] for line in m.render_text().splitlines() if line.startswith("# TYPE")
     ]
-    assert announced == [[name, kind] for name, kind, _help in FAMILIES]
+    assert announced == [[name, kind] for name, kind, _help in (*FAMILIES, *LIVE_FAMILIES)]
 
 
 def test_fast_renderer_cache_follows_each_run() -> None:
@@ -454,7 +455,7 @@ def test_openmetrics_exposition_parses() -> None:
 def test_label_values_come_from_closed_sets() -> None:
     config = load()
     m = rich()
-    allowed_reasons = {c.name: {*BUILTIN_REASONS, *c.reasons()} for c in config.checks}
+    allowed_reasons = {c.name: {*COMMON_REASONS, *c.reasons()} for c in config.checks}
     allowed_steps = {c.name: {s.name for s in c.steps} for c in config.checks}
     for text in (m.render_text(), generate_latest(m).decode()):
         for family in text_string_to_metric_families(text):

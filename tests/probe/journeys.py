@@ -10,6 +10,7 @@ import yaml
 
 from uptime_probe.config import parse_config
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
+from uptime_probe.probe.judging import JudgingPool
 
 CHECK = "journey"
 
@@ -20,15 +21,24 @@ def plan_of(
     secrets: dict[str, str] | None = None,
     variables: dict[str, str] | None = None,
     base_dir: Path | None = None,
+    judging: JudgingPool | None = None,
+    defaults: dict[str, Any] | None = None,
+    check: dict[str, Any] | None = None,
 ) -> CheckPlan:
-    """One check named `journey` with these steps, loaded as probes.yaml would be."""
+    """One check named `journey` with these steps, loaded as probes.yaml would be.
+
+    `judging` judges heavy responses off the loop, as the daemon does; `defaults` is the
+    file's `defaults:` section, `check` more keys of the check itself.
+    """
+    fields = {"name": CHECK, "interval": "60s", "timeout": timeout, **(check or {})}
     document = {
         "variables": variables or {},
         "secrets": secrets or {},
-        "checks": [{"name": CHECK, "interval": "60s", "timeout": timeout, "steps": list(steps)}],
+        "defaults": defaults or {},
+        "checks": [{**fields, "steps": list(steps)}],
     }
     config = parse_config(yaml.safe_dump(document), env={}, base_dir=base_dir)
-    return compile_checks(config)[CHECK]
+    return compile_checks(config, judging=judging)[CHECK]
 
 
 def step(url: str, name: str = "fetch", **fields: Any) -> dict[str, Any]:

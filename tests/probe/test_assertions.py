@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from uptime_probe.probe.assertions import ResponseView
-from uptime_probe.probe.kinds.http import judge
+from tests.conftest import ServeApp
+from uptime_probe.probe.assertions import ResponseView, Verdict, judge_response
 from uptime_probe.probe.model import Status
 from uptime_probe.probe.plan import StepPlan
 
@@ -38,9 +39,13 @@ def step_plan(expect: dict[str, Any], base_dir: Path | None = None, **fields: An
     return plan_of(step("http://127.0.0.1/", expect=expect, **fields), base_dir=base_dir).steps[0]
 
 
+def judge(plan: StepPlan, status: int, headers: Any, body: bytes) -> Verdict:
+    return judge_response(plan.judge.rules, status, headers, body)
+
+
 def outcome_of(assertion: dict[str, Any], body: bytes = BODY) -> Any:
     plan = step_plan({"json": [assertion]})
-    (check,) = plan.assertions
+    (check,) = plan.judge.rules.assertions
     return check(ResponseView(200, HEADERS, body))
 
 
@@ -292,3 +297,144 @@ async def test_deep_json_from_a_real_server_is_never_internal(
     shallow = step(target.url + "/deep?depth=400", expect={"json_schema": "schema.json"})
     result = await run(plan_of(shallow, base_dir=recursive_schema))
     assert result.reason == "schema_mismatch"
+
+
+# --- secrets: redacted before any cut -------------------------------------------------------
+
+SECRET = "tok-Zq9xVal42AbCdEf"
+
+
+def no_part_of_the_secret(text: str) -> bool:
+    """Not even 5 characters in a row of it (a cut made first kept all but the last one)."""
+    return not any(SECRET[i : i + 5] in text for i in range(len(SECRET) - 4))
+
+
+def secret_plan(expect: dict[str, Any], base_dir: Path, **fields: Any) -> StepPlan:
+    (base_dir / "schema.json").write_text(
+        json.dumps({"type": "object", "properties": {"v": {"type": "integer"}}})
+    )
+    document = step("http://127.0.0.1/", expect=expect, **fields)
+    return plan_of(document, secrets={"token": SECRET}, base_dir=base_dir).steps[0]
+
+
+def json_body(value: str) -> bytes:
+    return json.dumps({"v": value}).encode()
+
+
+# What a target answers, given the text it was made to carry, and what the step expects:
+# each puts the target's text in a message that is cut (its limit in the id).
+CUT_MESSAGES = [
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {"json": [{"query": "v", "equals": "x"}]},
+        {},
+        id="json-value-120",
+    ),
+    pytest.param(
+        lambda text: (200, {"X-Echo": text}, b"{}"),
+        {"headers": {"X-Echo": "^never"}},
+        {},
+        id="header-value-120",
+    ),
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {"json": [{"query": "abs(v)", "gt": 0}]},
+        {},
+        id="jmespath-error-100",
+    ),
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {"json_schema": "schema.json"},
+        {},
+        id="schema-error-150",
+    ),
+    pytest.param(
+        lambda text: (429, {"Retry-After": text}, b""),
+        {},
+        {},
+        id="retry-after-20",
+    ),
+    pytest.param(
+        lambda text: (200, {}, json_body(text)),
+        {},
+        {"extract": {"n": "abs(v)"}},
+        id="extraction-error-100",
+    ),
+]
+
+
+@pytest.mark.parametrize(("answer", "expect", "fields"), CUT_MESSAGES)
+def test_a_message_quoting_the_target_is_redacted_before_it_is_cut(
+    answer: Any, expect: dict[str, Any], fields: dict[str, Any], tmp_path: Path
+) -> None:
+    plan = secret_plan(expect, tmp_path, **fields)
+    for padding in range(0, 160):
+        status, headers, body = answer("." * padding + SECRET + "," * 40)
+        view = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json", **headers}))
+        attempt = judge(plan, status, view, body)
+        assert attempt.status is Status.DOWN, attempt
+        shown = [attempt.message, *(o.actual for o in attempt.assertions)]
+        assert all(no_part_of_the_secret(text) for text in shown), (padding, shown)
+        # The target's text really reaches the message (up to the cut).
+        assert "." * min(padding, 10) in attempt.message, (padding, attempt.message)
+
+
+# --- repeated headers: any value may match (blackbox_exporter's rule) -----------------------
+
+COOKIES = CIMultiDictProxy(
+    CIMultiDict(
+        [
+            ("Set-Cookie", "a=1; Domain=other.org; Path=/"),
+            ("Set-Cookie", "b=2; Domain=.example.com; Path=/"),
+        ]
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "passed", "actual"),
+    [
+        pytest.param(r"Domain=\.example\.com", True, None, id="second-value-matches"),
+        pytest.param(r"^a=1", True, None, id="first-value-matches"),
+        pytest.param(
+            r"Domain=\.nowhere\.net",
+            False,
+            '["a=1; Domain=other.org; Path=/", "b=2; Domain=.example.com; Path=/"]',
+            id="no-value-matches",
+        ),
+    ],
+)
+def test_a_repeated_header_passes_when_any_value_matches(
+    pattern: str, passed: bool, actual: str | None
+) -> None:
+    verdict = judge(step_plan({"headers": {"set-cookie": pattern}}), 200, COOKIES, BODY)
+    (outcome,) = verdict.assertions
+    assert outcome.passed is passed
+    if actual is not None:
+        assert outcome.actual == actual
+        assert verdict.message == f"header set-cookie = {actual}, expected to match {pattern!r}"
+
+
+async def test_repeated_headers_from_a_real_server(serve_app: ServeApp) -> None:
+    async def cookies(request: web.Request) -> web.Response:
+        response = web.Response(text="ok")
+        response.headers.add("Set-Cookie", "session=x; Domain=other.org; Path=/")
+        response.headers.add("Set-Cookie", "region=eu; Domain=.example.com; Path=/")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/cookies", cookies)
+    url = await serve_app(app) + "/cookies"
+
+    second = await run(
+        plan_of(step(url, expect={"headers": {"Set-Cookie": r"Domain=\.example\.com"}}))
+    )
+    first = await run(plan_of(step(url, expect={"headers": {"Set-Cookie": "^session="}})))
+    neither = await run(plan_of(step(url, expect={"headers": {"Set-Cookie": "Domain=nowhere"}})))
+
+    assert (second.status, first.status) == ("up", "up"), (second, first)
+    assert (neither.status, neither.reason) == ("down", "assertion_failed")
+    assert neither.message == (
+        'fetch: header Set-Cookie = ["session=x; Domain=other.org; Path=/", '
+        "\"region=eu; Domain=.example.com; Path=/\"], expected to match 'Domain=nowhere'"
+    )

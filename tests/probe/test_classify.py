@@ -8,16 +8,24 @@ import importlib
 import pkgutil
 import socket
 import ssl
+from typing import Any
 
 import aiohttp
 import aiohttp.client_exceptions
 import pytest
+from aiohttp import http_exceptions
 from aiohttp.client_reqrep import ConnectionKey, RequestInfo
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe import run_check
-from uptime_probe.probe.classify import MAPPED_CLIENT_ERRORS, classify_exception, classify_status
+from uptime_probe.probe.classify import (
+    MAPPED_CLIENT_ERRORS,
+    MESSAGE_LIMIT,
+    classify_exception,
+    classify_status,
+)
 from uptime_probe.probe.model import BUILTIN_REASONS
 from uptime_probe.probe.resolve import LookupTimedOut
 from uptime_probe.probe.tracing import CONNECTING, IDLE, RESOLVING, TRANSFERRING, WAITING
@@ -200,6 +208,44 @@ EXCEPTIONS = [
         "redirect to a non-HTTP URL: ftp://example.test/",
         id="redirect-ftp",
     ),
+    # The probe's own host out of descriptors, buffers or memory: never the target's fault,
+    # and checked before any other reading of the errno (most specific first).
+    pytest.param(
+        aiohttp.ClientConnectorError(KEY, _os_error(errno.EMFILE)),
+        "local_resources",
+        "cannot open a connection to example.test:443: this process is out of file descriptors",
+        id="emfile-connecting",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorError(KEY, _os_error(errno.ENFILE)),
+        "local_resources",
+        "the system is out of file descriptors",
+        id="enfile-connecting",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorError(KEY, _os_error(errno.ENOBUFS)),
+        "local_resources",
+        "the probe host is out of memory",
+        id="enobufs-connecting",
+    ),
+    pytest.param(
+        aiohttp.ClientOSError(errno.EMFILE, "Too many open files"),
+        "local_resources",
+        "this process is out of file descriptors",
+        id="emfile-os",
+    ),
+    pytest.param(
+        OSError(errno.EMFILE, "Too many open files"),
+        "local_resources",
+        "this process is out of file descriptors",
+        id="emfile-raw",
+    ),
+    pytest.param(
+        aiohttp.ClientConnectorDNSError(KEY, _os_error(errno.EMFILE)),
+        "local_resources",
+        "cannot resolve example.test: this process is out of file descriptors",
+        id="emfile-resolving",
+    ),
     pytest.param(aiohttp.ClientError("odd"), "connection_reset", "client error: odd", id="base"),
     pytest.param(ssl.SSLError(1, "decryption failed"), "tls", "TLS error", id="bare-ssl-error"),
     pytest.param(
@@ -267,7 +313,11 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         "dns", "connect_refused", "connect_timeout", "tls", "timeout", "connection_reset",
         "too_many_redirects", "http_4xx", "http_5xx", "rate_limited", "unexpected_status",
         "invalid_json", "invalid_encoding", "body_too_large", "schema_mismatch", "assertion_failed",
-        "extraction_failed", "poll_timeout", "element_missing", "page_error", "internal",
+        "extraction_failed", "poll_timeout", "local_resources", "internal",
+        # issue 15: the dns, certificate and websocket kinds' own
+        "cert_expiring", "dns_rcode", "dns_no_answer", "ws_closed", "no_message",
+        # issue 16: the browser kind's own
+        "element_missing", "page_error",
     }  # fmt: skip
 
 
@@ -296,3 +346,24 @@ async def test_run_cancelled_while_polling_propagates_cancelled_error(target: Ta
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(ssl.SSLError, id="ssl"),
+        pytest.param(lambda text: OSError(errno.EIO, text), id="oserror"),
+        pytest.param(
+            lambda text: http_exceptions.BadHttpMessage(text), id="invalid-http-after-the-head"
+        ),
+    ],
+)
+def test_an_exception_quoting_the_target_is_redacted_before_it_is_cut(make: Any) -> None:
+    """An exception can quote the target (the line the parser rejected): the message is
+    cut after redaction, so not even the start of a secret across the cut is kept."""
+    secret = "tok-Zq9xVal42AbCdEf"
+    redact = Redactor([secret])
+    for padding in range(MESSAGE_LIMIT - 60, MESSAGE_LIMIT + 2):
+        _, text = classify_exception(make("." * padding + secret + "," * 50), redact=redact)
+        assert not any(secret[i : i + 5] in text for i in range(len(secret) - 4)), text
+        assert len(text) <= MESSAGE_LIMIT + len("[REDACTED]")

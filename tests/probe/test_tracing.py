@@ -17,7 +17,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from uptime_probe.probe.kinds import http as steps
+from uptime_probe.probe import judging
 from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
 
 from .conftest import Target
@@ -148,13 +148,13 @@ async def test_a_run_ends_when_its_answer_arrived_not_when_the_loop_got_to_it(
 ) -> None:
     """A busy loop (here: a judgement that holds it for 300 ms) comes back to a run late;
     the run's and the step's durations stop at the answer's last bytes all the same."""
-    real_judge = steps.judge
+    real_judge = judging.judge_response
 
     def busy_judge(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.3)  # stands for a loop busy with other runs' work
         return real_judge(*args, **kwargs)
 
-    monkeypatch.setattr(steps, "judge", busy_judge)
+    monkeypatch.setattr(judging, "judge_response", busy_judge)
     plan = plan_of(step(target.url + "/status/200"))
 
     started = time.perf_counter()

@@ -27,10 +27,10 @@ RUNBOOKS = REPO / "docs" / "runbooks.md"
 RUNBOOK_BASE_URL = "https://github.com/uptime-probe/uptime-probe/blob/main/docs/runbooks.md"
 
 # The daemon's closed set of transport/HTTP failure reasons. Everything else a
-# check can fail with is a content reason (open: configs name their own) or
-# `internal`. UptimeProbeSemanticFailure must exclude exactly these and
-# `internal`; if the daemon's set changes, this constant and the rule change
-# together.
+# check can fail with is a content reason (open: configs name their own) or one
+# of the prober's own (`local_resources`, `internal`). UptimeProbeSemanticFailure
+# must exclude exactly these and the prober's; if the daemon's set changes, this
+# constant and the rule change together.
 TRANSPORT_HTTP_REASONS = frozenset(
     {
         "dns",
@@ -46,7 +46,7 @@ TRANSPORT_HTTP_REASONS = frozenset(
         "unexpected_status",
     }
 )
-INTERNAL_REASON = "internal"
+PROBER_REASONS = frozenset({"local_resources", "internal"})
 BUILT_IN_CONTENT_REASONS = frozenset(
     {
         "invalid_json",
@@ -65,6 +65,7 @@ EXPECTED_RECORDING_RULES = frozenset(
         "check:uptime_probe_check_slo_objective:max",
         "check:uptime_probe_check_failures:delta1m",
         "check:uptime_probe_check_errors:burn_rate_fast",
+        "check:uptime_probe_check_alerts_held:max",
     }
 )
 EXPECTED_ALERTS = frozenset(
@@ -227,7 +228,7 @@ def test_semantic_failure_excludes_exactly_the_transport_reasons() -> None:
         for listed in lists:
             excluded = listed.split("|")
             assert len(excluded) == len(set(excluded)), f"duplicate in {listed}"
-            assert set(excluded) == TRANSPORT_HTTP_REASONS | {INTERNAL_REASON}
+            assert set(excluded) == TRANSPORT_HTTP_REASONS | PROBER_REASONS
             assert not set(excluded) & BUILT_IN_CONTENT_REASONS
 
 
@@ -236,6 +237,47 @@ def test_runbook_reason_table_matches_the_transport_reasons() -> None:
     text = RUNBOOKS.read_text(encoding="utf-8")
     row = next(line for line in text.splitlines() if line.startswith("| transport / HTTP"))
     assert set(re.findall(r"`([a-z0-9_]+)`", row)) == TRANSPORT_HTTP_REASONS
+
+
+# Alerts about a check's availability wait while the daemon holds its alerting back
+# (maintenance, a failing dependency). The certificate and not-running alerts do not: a
+# certificate expires whatever the window, and a window never stops probing.
+HELD_ALERTS = frozenset(
+    {
+        "UptimeProbeErrorBudgetBurn",
+        "UptimeProbeCheckDown",
+        "UptimeProbeCheckDownFromOneLocation",
+        "UptimeProbeCheckDownMultiLocation",
+        "UptimeProbeSemanticFailure",
+        "UptimeProbeSemanticFailureMultiLocation",
+        "UptimeProbeCheckDegraded",
+    }
+)
+HELD = "unless on (check, location) check:uptime_probe_check_alerts_held:max"
+
+
+@pytest.mark.parametrize("rule", ALERT_RULES, ids=_alert_id)
+def test_availability_alerts_wait_for_maintenance_and_dependencies(rule: dict[str, Any]) -> None:
+    expr = " ".join(rule["expr"].split())
+    held = rule["alert"] in HELD_ALERTS and rule["labels"]["severity"] != "ticket"
+    assert (HELD in expr) is held, rule["alert"]
+    # Every read of a down state is held, not only the first.
+    if held:
+        assert expr.count('state{state="down"}) == 1') == expr.count(
+            f'state{{state="down"}}) == 1 {HELD}'
+        )
+
+
+def test_error_ratios_leave_maintenance_runs_out() -> None:
+    ratios = [
+        r
+        for r in _rules()
+        if r.get("record", "").startswith("check:uptime_probe_check_errors:ratio_rate")
+    ]
+    assert len(ratios) == len(ERROR_RATIO_WINDOWS)
+    for rule in ratios:
+        assert "uptime_probe_check_maintenance_failures_total" in rule["expr"], rule["record"]
+        assert "uptime_probe_check_maintenance_runs_total" in rule["expr"], rule["record"]
 
 
 def test_failure_count_offset_matches_its_group_interval() -> None:

@@ -87,9 +87,10 @@ async def test_runs_fire_on_their_grid(harness: MakeHarness) -> None:
     h = harness()
     h.start(plans_of("a", "b", "c"))
     for name in ("a", "b", "c"):
-        fire_at = h.scheduler._apscheduler.get_job(name).next_run_time.timestamp()
+        fire_at = h.scheduler.next_run(name)
+        assert fire_at is not None
         off_grid = (fire_at - start_offset(name, 0.3)) % 0.3
-        assert min(off_grid, 0.3 - off_grid) < 1e-3, name  # to APScheduler's microseconds
+        assert min(off_grid, 0.3 - off_grid) < 1e-6, name
     await wait_until(lambda: all(h.run.runs(n) >= 3 for n in "abc"), "3 runs each")
     for name in ("a", "b", "c"):
         for started in h.run.starts[name]:
@@ -156,14 +157,14 @@ async def test_apply_keeps_unchanged_checks_and_diffs_the_rest(harness: MakeHarn
     await wait_until(
         lambda: len(h.results.of("keep")) >= 2 and len(h.results.of("gone")) >= 1, "runs of both"
     )
-    # Peeks at APScheduler's job: an unchanged check must keep the very same job (its timing).
-    job = h.scheduler._apscheduler.get_job("keep")
-    next_run = job.next_run_time
+    # Peeks at the check's timer: an unchanged check must keep the very same one (its timing).
+    timer = h.scheduler._timers["keep"]
+    next_run = h.scheduler.next_run("keep")
     change = h.scheduler.apply(plans_of("keep", "new"))  # freshly compiled, equal config
     assert change == ScheduleChange(added=("new",), removed=("gone",), updated=())
-    assert h.scheduler._apscheduler.get_job("keep") is job
-    assert job.next_run_time == next_run
-    assert h.scheduler._apscheduler.get_job("gone") is None
+    assert h.scheduler._timers["keep"] is timer
+    assert h.scheduler.next_run("keep") == next_run
+    assert h.scheduler.next_run("gone") is None
     assert set(h.scheduler.checks) == {"keep", "new"}
     gone_runs = h.run.runs("gone")
     kept = len(h.results.of("keep"))
@@ -177,21 +178,23 @@ async def test_apply_keeps_unchanged_checks_and_diffs_the_rest(harness: MakeHarn
 async def test_apply_reports_updates_and_reschedules_a_new_interval(harness: MakeHarness) -> None:
     h = harness()
     h.start(plans_of("a", "b"))
-    job_a = h.scheduler._apscheduler.get_job("a")
-    job_b = h.scheduler._apscheduler.get_job("b")
+    timer_a = h.scheduler._timers["a"]
+    timer_b = h.scheduler._timers["b"]
     change = h.scheduler.apply(
         plans_of(check_dict("a", timeout="100ms"), check_dict("b", interval="1s"))
     )
     assert change == ScheduleChange(added=(), removed=(), updated=("a", "b"))
-    assert h.scheduler._apscheduler.get_job("a") is job_a  # same interval: same timing
+    assert h.scheduler._timers["a"] is timer_a  # same interval: same timing
     assert h.scheduler.checks["a"].timeout == pytest.approx(0.1)  # but the new plan runs
-    new_b = h.scheduler._apscheduler.get_job("b")
-    assert new_b is not job_b
-    assert new_b.trigger.interval.total_seconds() == pytest.approx(1.0)
-    # Still on b's grid (to the microsecond APScheduler keeps), now at the new interval.
-    first_b = new_b.next_run_time.timestamp()
+    new_b = h.scheduler._timers["b"]
+    assert new_b is not timer_b
+    assert timer_b.handle is None  # the old tick will not fire
+    assert new_b.interval == pytest.approx(1.0)
+    # Still on b's grid, now at the new interval.
+    first_b = h.scheduler.next_run("b")
+    assert first_b is not None
     off_grid = (first_b - start_offset("b", 1.0)) % 1.0
-    assert min(off_grid, 1.0 - off_grid) < 1e-3
+    assert min(off_grid, 1.0 - off_grid) < 1e-6
 
 
 async def test_result_of_a_removed_check_is_dropped(harness: MakeHarness) -> None:

@@ -1,8 +1,9 @@
-"""The scheduler's APScheduler wake-ups: never early, and one pass for many requests.
+"""The scheduler's per-check timers: never early, nothing per check on a reload, a tick each.
 
-Both are what made the stock AsyncIOScheduler cost 211 µs a run on uvloop (docs/benchmarks.md):
-its timer fired before the next job was due and spun, and each of a reload's add_job calls
-woke it through call_soon_threadsafe.
+An early wake-up (uvloop rounds delays to whole ms from a clock read once per iteration)
+finds its tick not yet due and must re-arm; a reload of many checks must not wake the loop
+through its wake-up descriptor once per check; and a check armed on a running scheduler
+still fires on its grid.
 """
 
 from __future__ import annotations
@@ -14,49 +15,47 @@ from typing import Any
 
 import pytest
 import uvloop
-from apscheduler.triggers.interval import IntervalTrigger
 
-from uptime_probe.scheduler import _LoopScheduler
+from uptime_probe.scheduler import planned_start, start_offset
 
-from .fakes import Harness, check_dict, plans_of, wait_until
+from .fakes import FakeRun, Harness, build_harness, check_dict, plans_of, wait_until
 
 MakeHarness = Callable[..., Harness]
 
 
-def test_the_timer_never_fires_before_the_wait_on_uvloop() -> None:
-    """uvloop rounds delays to whole ms from a clock read at the start of the iteration; a
-    wake-up that comes early finds nothing due and re-arms, so it must not come early."""
+def test_a_tick_never_starts_a_run_before_its_time_on_uvloop() -> None:
+    """Ticks whose runs would start before their planned time are re-armed, not run: every
+    run starts at or after its grid tick, even after busy iterations left uvloop's clock stale."""
 
     async def measure() -> list[float]:
-        scheduler = _LoopScheduler()
-        scheduler.start(paused=True)
-        fired: list[float] = []
-        scheduler._process_jobs = lambda: fired.append(time.perf_counter())  # type: ignore[method-assign]
-        early: list[float] = []
-        for wait in (0.0004, 0.0013, 0.0049, 0.0101):
+        h = build_harness(FakeRun())
+        # A long interval next to the busy iterations: an early run shows as late by almost
+        # a whole interval, which no loaded machine makes an on-time run.
+        h.start(plans_of(*(check_dict(f"c{i}", interval="250ms", timeout="40ms") for i in range(5))))
+        for _ in range(200):
             time.sleep(0.0007)  # a busy iteration: uvloop's cached clock is now stale
-            armed = time.perf_counter()
-            scheduler._start_timer(wait)
-            count = len(fired)
-            while len(fired) == count:
-                await asyncio.sleep(0)
-            early.append(wait - (fired[-1] - armed))
-        scheduler.shutdown(wait=False)
-        await asyncio.sleep(0)
-        return early
+            await asyncio.sleep(0.003)
+        await h.scheduler.stop(1.0)
+        return [
+            started - planned_start(started, 0.25, start_offset(name, 0.25))
+            for name, starts in h.run.starts.items()
+            for started in starts
+        ]
 
-    early = uvloop.run(measure())
-    assert all(e <= 0 for e in early), early
+    lateness = uvloop.run(measure())
+    assert len(lateness) >= 10
+    # A run that started early would sit just before the next tick: late by almost a whole
+    # interval. On time, every run is a little after its tick.
+    assert all(0 <= late < 0.24 for late in lateness), lateness
 
 
-async def test_a_reload_of_many_checks_wakes_the_job_store_once(
+async def test_a_reload_of_many_checks_never_wakes_the_loop_per_check(
     harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each add_job asks for a wake-up; 300 of them in one reload make one pass."""
+    """300 checks added to a running scheduler arm 300 timers and nothing else: no
+    thread-safe wake-up (a write to the loop's descriptor) per check."""
     h = harness()
     h.scheduler.start()
-    for _ in range(3):  # the start's own pass
-        await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
     hops = 0
     call_soon_threadsafe = loop.call_soon_threadsafe
@@ -68,22 +67,19 @@ async def test_a_reload_of_many_checks_wakes_the_job_store_once(
 
     monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
     h.scheduler.apply(plans_of(*(check_dict(f"c{i:03d}", interval="1h") for i in range(300))))
-    assert hops == 1
-    apscheduler = h.scheduler._apscheduler
-    await wait_until(lambda: not apscheduler._wakeup_pending, "the one pass asked for")
-    assert len(apscheduler.get_jobs()) == 300
+    assert hops == 0
+    now = time.time()
+    for i in range(300):
+        due = h.scheduler.next_run(f"c{i:03d}")
+        assert due is not None
+        assert now - 1 <= due < now + 3600
 
 
-async def test_jobs_added_while_running_are_still_due_on_their_grid() -> None:
-    """Coalescing wake-ups must not lose one: a job added to a running scheduler fires."""
-    scheduler = _LoopScheduler()
-    scheduler.start()
-    fired = asyncio.Event()
-
-    async def job() -> None:
-        fired.set()
-
-    scheduler.add_job(job, IntervalTrigger(seconds=0.05), id="j")
-    await asyncio.wait_for(fired.wait(), timeout=10)
-    scheduler.shutdown(wait=False)
-    await asyncio.sleep(0)
+async def test_checks_added_while_running_are_due_on_their_grid(harness: MakeHarness) -> None:
+    h = harness()
+    h.scheduler.start()
+    h.scheduler.apply(plans_of(check_dict("late", interval="50ms", timeout="40ms")))
+    await wait_until(lambda: h.run.runs("late") >= 2, "two runs of the check added late")
+    for started in h.run.starts["late"]:
+        late = started - planned_start(started, 0.05, start_offset("late", 0.05))
+        assert 0 <= late < 0.04

@@ -9,9 +9,17 @@ One real daemon probes tests/hostile's echo modes with `Authorization: Bearer {{
     echo_redirect  /redirect-echo-auth redirects to /landing?token=<the header>, so the
                    secret is in a URL the client followed; the check fails too
     passing        /landing with the same header: up, so a healthy check is covered
+    echo_FORM      an echo target on 127.0.0.1 answers with the header in one encoding
+                   each (`ECHOES`: PHP's and Go's JSON escapes, `\\u` for every
+                   character, base64 and base64url of the whole `Bearer <secret>`, upper-
+                   cased, HTML entities, URL-encoded); the check fails, so it is the sample
+    value_cut      a JSON value whose display (120 characters) is cut inside the secret
+    sample_cut     a body whose 2 KiB sample is cut inside the secret
 
 Every output is then read and searched for the secret in the forms it could take on the
-way (as is, URL-encoded three ways, base64 and base64url, JSON- and HTML-escaped):
+way (`secret_forms`: every encoding the targets used and more, and what a cut made before
+redacting would have left: all but the secret's last character), each also as the output
+would carry it (HTML-escaped on the page, JSON-escaped in the API and the database):
 
     the daemon's log (every line, from start to exit), including the `config_reload_failed`
     of a rejected file that quotes the secret; /metrics; the status page `/`; the JSON API
@@ -33,7 +41,7 @@ import html
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,28 +59,145 @@ from uptime_probe.state.store import DB_FILE
 # URL-, form-, HTML- and JSON-special characters: each encoded form differs from the rest.
 SECRET = 'sk_live&Zx9/Qa+Vb=7%C "q"<x>?>'
 REDACTED = "[REDACTED]"
-CHECKS = ("echo_body", "echo_redirect", "passing")
 CLI_TIMEOUT = 60.0
+SAMPLE_BYTES = 2048
+VALUE_SHOWN = 120  # the display of a JSON value in a message, "..." included
+
+
+def json_escaped(text: str) -> str:
+    return json.dumps(text)[1:-1]
+
+
+def every_char_u(text: str) -> str:
+    return "".join(f"\\u{ord(char):04x}" for char in text)
+
+
+def html_entities(text: str) -> str:
+    """Decimal, hex and named references in turn."""
+    forms = (lambda c: f"&#{ord(c)};", lambda c: f"&#x{ord(c):x};", html.escape)
+    return "".join(forms[i % 3](char) for i, char in enumerate(text))
+
+
+def go_json(text: str) -> str:
+    escaped = json_escaped(text)
+    return escaped.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def json_object(escaped: str) -> str:
+    """A JSON object whose one value is `escaped`, already escaped as a JSON string."""
+    return '{"auth": "' + escaped + '"}'
+
+
+def base64_core(text: str, *, urlsafe: bool = False) -> str:
+    """base64 of `Bearer <text>`: the characters the secret alone decides (the 7 bytes of
+    `Bearer ` put it 1 byte into a 3-byte group: 10 characters in, 2 short of the end)."""
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    return encode(f"Bearer {text}".encode()).decode()[10:-3]
+
+
+# What the echo target answers with, given the request's Authorization header.
+ECHOES: dict[str, Callable[[str], str]] = {
+    "php_json": lambda header: json_object(json_escaped(header).replace("/", "\\/")),
+    "go_json": lambda header: json_object(go_json(header)),
+    "unicode_escaped": lambda header: json_object(every_char_u(header)),
+    "base64": lambda header: base64.b64encode(header.encode()).decode(),
+    "base64url": lambda header: base64.urlsafe_b64encode(header.encode()).decode().rstrip("="),
+    "upper": str.upper,
+    "html": lambda header: f"<p>{html_entities(header)}</p>",
+    "url": lambda header: f"next=/cb?auth={quote(header, safe='')}",
+}
+CHECKS = (
+    "echo_body",
+    "echo_redirect",
+    "passing",
+    *(f"echo_{name}" for name in ECHOES),
+    "value_cut",
+    "sample_cut",
+)
 
 
 def secret_forms(secret: str = SECRET) -> dict[str, str]:
     raw = secret.encode()
     return {
         "plain": secret,
+        "upper-cased": secret.upper(),
+        "lower-cased": secret.lower(),
         "url-encoded": quote(secret, safe=""),
         "url-encoded, / kept": quote(secret),
         "form-encoded": quote_plus(secret),
         "base64": base64.b64encode(raw).decode().rstrip("="),
         "base64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        "json-escaped": json.dumps(secret)[1:-1],
+        # (its first half reads the same in both alphabets)
+        "base64 of Bearer <secret>, its first half": base64_core(secret)[:20],
+        "base64 of Bearer <secret>, its second half": base64_core(secret)[-20:],
+        "base64url of Bearer <secret>, its second half": base64_core(secret, urlsafe=True)[-20:],
+        "json-escaped": json_escaped(secret),
+        "json-escaped, PHP style": json_escaped(secret).replace("/", "\\/"),
+        "json-escaped, Go style": go_json(secret),
+        "json, \\u for every character": every_char_u(secret),
         "html-escaped": html.escape(secret),
+        "html entities": html_entities(secret),
+        # What a cut before redaction kept: all but the last character.
+        "all but the last character": secret[:-1],
+        "json-escaped, all but the last character": json_escaped(secret)[:-1],
+        "its first 10 characters": secret[:10],
     }
+
+
+def searched_forms() -> dict[str, bytes]:
+    """Each form as is, and as an output would carry it: HTML- or JSON-escaped."""
+    searched = {}
+    for name, form in secret_forms().items():
+        for how, carried in (
+            ("", form),
+            (", HTML-escaped", html.escape(form)),
+            (", JSON-escaped", json_escaped(form)),
+        ):
+            searched.setdefault(carried.encode(), name + how)
+    return {name: data for data, name in searched.items()}
 
 
 def assert_no_secret(where: str, text: str | bytes) -> None:
     data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
-    found = [name for name, form in secret_forms().items() if form.encode() in data]
+    found = [name for name, form in searched_forms().items() if form in data]
     assert not found, f"the secret ({', '.join(found)}) is in {where}"
+
+
+def value_cut_document() -> str:
+    """A JSON value shown as `"<padding><secret>"`: the padding puts the secret's last
+    character just past the display's cut, so a cut first kept all the rest of it."""
+    escaped = json_escaped(SECRET)
+    keep = VALUE_SHOWN - len("...")
+    padding = "." * (keep - len(escaped) + 1 - len('"'))
+    return json.dumps({"v": padding + SECRET + "," * 20})
+
+
+def sample_cut_body() -> str:
+    """A body whose 2 KiB sample ends one character before the secret's end."""
+    return "." * (SAMPLE_BYTES - len(SECRET) + 1) + SECRET + "," * 100
+
+
+def echo_app() -> web.Application:
+    """The echo target: the request's Authorization header back, encoded one way a path."""
+
+    async def echo(request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        body = ECHOES[request.match_info["form"]](header)
+        return web.Response(text=body, content_type="text/plain")
+
+    async def value_cut(request: web.Request) -> web.Response:
+        assert request.headers.get("Authorization") == f"Bearer {SECRET}"
+        return web.Response(text=value_cut_document(), content_type="application/json")
+
+    async def sample_cut(request: web.Request) -> web.Response:
+        assert request.headers.get("Authorization") == f"Bearer {SECRET}"
+        return web.Response(text=sample_cut_body(), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/echo/{form}", echo)
+    app.router.add_get("/value-cut", value_cut)
+    app.router.add_get("/sample-cut", sample_cut)
+    return app
 
 
 @dataclass
@@ -91,10 +216,10 @@ class Receiver:
         return web.Response(status=204)
 
 
-def probes(hostile: str, receiver: str) -> dict[str, Any]:
+def probes(hostile: str, receiver: str, echo: str) -> dict[str, Any]:
     auth = {"Authorization": "Bearer {{ token }}"}
 
-    def check(name: str, path: str, expect: dict[str, Any]) -> dict[str, Any]:
+    def check(name: str, path: str, expect: dict[str, Any], base: str = hostile) -> dict[str, Any]:
         return {
             "name": name,
             "interval": "300ms",
@@ -104,7 +229,7 @@ def probes(hostile: str, receiver: str) -> dict[str, Any]:
             "steps": [
                 {
                     "name": "fetch",
-                    "request": {"url": f"{hostile}{path}", "headers": auth},
+                    "request": {"url": f"{base}{path}", "headers": auth},
                     "expect": expect,
                 }
             ],
@@ -119,6 +244,9 @@ def probes(hostile: str, receiver: str) -> dict[str, Any]:
             check("echo_body", "/echo-auth", {"status": 201}),
             check("echo_redirect", "/redirect-echo-auth", {"body_contains": "never-there"}),
             check("passing", "/landing", {"body_contains": "ok"}),
+            *(check(f"echo_{name}", f"/echo/{name}", {"status": 201}, echo) for name in ECHOES),
+            check("value_cut", "/value-cut", {"json": [{"query": "v", "equals": "x"}]}, echo),
+            check("sample_cut", "/sample-cut", {"status": 201}, echo),
         ],
     }
 
@@ -171,8 +299,9 @@ async def test_secret_never_leaves_the_daemon(
     db_files = (data_dir / DB_FILE, data_dir / f"{DB_FILE}-wal")
     outputs: list[tuple[str, str | bytes]] = []
 
+    echo_url = await serve_app(echo_app())
     async with HostileServer() as hostile:
-        config = probes(hostile.url, receiver_url)
+        config = probes(hostile.url, receiver_url, echo_url)
         write_text(config_path, yaml.safe_dump(config, sort_keys=False))
         daemon.start()
         await daemon.started()
@@ -182,8 +311,9 @@ async def test_secret_never_leaves_the_daemon(
             lambda s: all(s.get("uptime_probe_check_runs_total", check=c) >= 3 for c in CHECKS),
             "three runs of each check",
         )
-        await daemon.wait_for_log("notification_sent", check="echo_body")
-        await daemon.wait_for_log("notification_sent", check="echo_redirect")
+        for check in CHECKS:
+            if check != "passing":
+                await daemon.wait_for_log("notification_sent", check=check)
         for _ in range(200):  # the store writes in batches: wait for the runs to be there
             status, text, _ = await daemon.request("GET", "/api/v1/checks/echo_body/runs")
             if status == 200 and json.loads(text)["runs"]:
@@ -201,6 +331,8 @@ async def test_secret_never_leaves_the_daemon(
             status, text, headers = await daemon.request("GET", path)
             assert status == 200, (path, status)
             outputs.append((f"GET {path}", text + json.dumps(headers)))
+            if path == "/api/v1/incidents":
+                incidents = json.loads(text)["incidents"]
         for check in CHECKS:
             path = f"/api/v1/checks/{check}/runs"
             status, text, _ = await daemon.request("GET", path)
@@ -242,9 +374,15 @@ async def test_secret_never_leaves_the_daemon(
     api_runs = dict(outputs)["GET /api/v1/checks/echo_body/runs"]
     assert isinstance(api_runs, str)
     assert "HTTP 200, expected 201" in api_runs
-    incidents = dict(outputs)["GET /api/v1/incidents"]
-    assert isinstance(incidents, str)
-    assert f"Bearer {REDACTED}" in incidents  # echo_body's response sample, scrubbed
+    by_check = {incident["check"]: incident for incident in incidents}
+    # echo_body's response sample, scrubbed
+    assert by_check["echo_body"]["response_sample"] == f"Bearer {REDACTED}"
+    # Every echo target's answer is in its incident, with the secret's place redacted.
+    for name in ECHOES:
+        sample = by_check[f"echo_{name}"]["response_sample"]
+        assert REDACTED in sample, (name, sample)
+    assert by_check["value_cut"]["first_message"].endswith(f"{REDACTED}..., expected == 'x'")
+    assert by_check["sample_cut"]["response_sample"].endswith(f".{REDACTED}")
     for where, seen in outputs:
         assert_no_secret(where, seen)
 
@@ -253,3 +391,13 @@ def test_every_form_is_searched_for() -> None:
     """The forms differ from each other, so none of the searches is a duplicate."""
     forms = secret_forms()
     assert len(set(forms.values())) == len(forms)
+
+
+def test_the_cut_targets_cut_inside_the_secret() -> None:
+    """The two cut targets put the cut where a cut made before redacting keeps all but the
+    secret's last character (the defect they guard against)."""
+    shown = json.dumps(json.loads(value_cut_document())["v"], ensure_ascii=False)
+    assert len(shown) > VALUE_SHOWN
+    kept = shown[: VALUE_SHOWN - len("...")]
+    assert kept.endswith(json_escaped(SECRET)[:-1])
+    assert sample_cut_body()[:SAMPLE_BYTES].endswith(SECRET[:-1])

@@ -13,11 +13,17 @@ import pytest
 from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import (
+    FLAPS_SHOWN,
+    MAX_ENTRY_MESSAGE,
+    MAX_TIMELINE,
+    EntryKind,
     Incident,
     IncidentEvent,
     IncidentEventKind,
     IncidentStatus,
     IncidentTracker,
+    TimelineEntry,
+    add_entry,
 )
 from uptime_probe.state.machine import CheckState, next_state
 
@@ -393,3 +399,87 @@ def test_default_ids_differ_per_incident() -> None:
     assert len(ids) == 2
     assert len(set(ids)) == 2
     assert all(i.startswith(f"{CHECK}-") for i in ids)
+
+
+# --- a flapping check: counted, and a bounded timeline -------------------------------------------
+
+
+def test_a_flapping_check_is_counted_not_appended() -> None:
+    """success_threshold 2, down and up in turn: the incident never resolves and every run
+    changes its status. 10,000 of them are one counted entry, not 10,000."""
+    feed = Feed(failure=2, success=2)
+    feed.runs("dd")  # opened at T0+10
+    flips = 10_000
+    for _ in range(flips // 2):
+        feed.runs("ud")
+    incident = feed.events[-1].incident
+    assert incident.open
+    opened, flapping = incident.timeline
+    assert (opened.at, opened.kind) == (T0 + 10, EntryKind.UPDATE)
+    assert flapping.kind is EntryKind.FLAPPING
+    assert flapping.count == flips
+    assert flapping.at == T0 + 20  # the first change of state
+    assert flapping.until == T0 + 10 + flips * STEP_SECONDS  # the latest
+    assert flapping.status is incident.status is IncidentStatus.INVESTIGATING
+    assert flapping.message.startswith(
+        "Flapped 10,000 times between investigating and monitoring; the latest: "
+        "empty_history at step conversations"
+    )
+
+
+def test_a_few_changes_of_state_are_shown_one_by_one() -> None:
+    feed = Feed(failure=2, success=2)
+    feed.runs("dd" + "ud" * (FLAPS_SHOWN // 2))
+    timeline = feed.events[-1].incident.timeline
+    assert [e.kind for e in timeline] == [EntryKind.UPDATE] * (1 + FLAPS_SHOWN)
+    feed.run("u")  # one more: they become one counted entry
+    timeline = feed.events[-1].incident.timeline
+    assert [(e.kind, e.count) for e in timeline] == [
+        (EntryKind.UPDATE, 1),
+        (EntryKind.FLAPPING, FLAPS_SHOWN + 1),
+    ]
+    assert timeline[-1].status is IncidentStatus.MONITORING
+
+
+def test_flapping_then_resolution_and_a_new_reason_read_in_order() -> None:
+    feed = Feed(failure=2, success=2)
+    feed.runs("dd" + "ud" * 10)  # flapping on empty_history
+    feed.runs("t")  # still investigating: a new reason is its own entry
+    feed.runs("ut" * 10)  # flapping again
+    feed.runs("uu")  # resolved
+    incident = feed.events[-1].incident
+    assert [(e.kind, e.status) for e in incident.timeline] == [
+        (EntryKind.UPDATE, IncidentStatus.INVESTIGATING),
+        (EntryKind.FLAPPING, IncidentStatus.INVESTIGATING),
+        (EntryKind.UPDATE, IncidentStatus.INVESTIGATING),  # new failure: timeout
+        (EntryKind.FLAPPING, IncidentStatus.MONITORING),
+        (EntryKind.UPDATE, IncidentStatus.RESOLVED),
+    ]
+    assert incident.timeline[1].count == 20
+    assert incident.timeline[3].count == 21  # 20 and the first good run of the recovery
+    assert "timeout" in incident.timeline[2].message
+
+
+def test_a_timeline_keeps_at_most_max_timeline_entries() -> None:
+    timeline: tuple[TimelineEntry, ...] = ()
+    for i in range(500):
+        entry = TimelineEntry(T0 + i, IncidentStatus.INVESTIGATING, f"New failure: reason_{i}")
+        timeline = add_entry(timeline, entry)
+        assert len(timeline) <= MAX_TIMELINE
+    first, omitted, *latest = timeline
+    assert first.message == "New failure: reason_0"
+    assert omitted.kind is EntryKind.OMITTED
+    assert omitted.count == 500 - 1 - len(latest)
+    assert (omitted.at, omitted.until) == (T0 + 1, T0 + 500 - len(latest) - 1)
+    assert (
+        omitted.message
+        == f"{omitted.count:,} earlier updates not kept (a timeline keeps 50 entries)"
+    )
+    assert [e.message for e in latest] == [f"New failure: reason_{i}" for i in range(452, 500)]
+
+
+def test_a_long_message_is_cut_in_the_timeline() -> None:
+    entry = TimelineEntry(T0, IncidentStatus.INVESTIGATING, "x" * 10_000)
+    (kept,) = add_entry((), entry)
+    assert len(kept.message) == MAX_ENTRY_MESSAGE
+    assert kept.message.endswith("...")

@@ -25,11 +25,13 @@ from structlog.testing import capture_logs
 from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import (
+    EntryKind,
     IncidentEvent,
     IncidentEventKind,
     IncidentStatus,
     IncidentTracker,
 )
+from uptime_probe.state.machine import CheckState, next_state
 from uptime_probe.state.store import DB_FILE, MIGRATIONS, RunRow, Store
 
 DAY = 86400.0
@@ -619,3 +621,56 @@ async def test_text_sqlite_cannot_encode_does_not_lose_the_batch(open_store: Ope
     assert [r.message for r in await store.runs("a")] == ["ok", "items[0] = '?'", "ok"]
     (incident,) = await store.incidents(check="b")
     assert incident.response_sample == '["?"]'
+
+
+async def test_a_flapping_incident_keeps_a_small_row(open_store: OpenStore) -> None:
+    """10,000 runs, down and up in turn, under success_threshold 2: the incident stays open
+    and is rewritten on every run; its row stays small and reads back as it was."""
+    store = await open_store()
+    events: list[IncidentEvent] = []
+    tracker = IncidentTracker([events.append, store.record_incident])
+    start = time.time() - 3 * 86400  # one run every 10 s
+    state = CheckState()
+    for i in range(10_002):
+        status = Status.DOWN if i < 2 or i % 2 else Status.UP
+        state = next_state(state, status, failure_threshold=2, success_threshold=2)
+        message = f"length(items) = 0, expected > 0 (run {i})"
+        tracker.accept(
+            outcome("flappy", status, start + 10 * i, state=state.state, message=message)
+        )
+        if i % 1000 == 0:
+            assert await store.flush()  # as the writer keeps up in the daemon
+    assert await store.flush()
+    latest = events[-1].incident
+    assert latest.open
+    async with store.db.execute(
+        "SELECT length(timeline), length(id) + length(first_message) + length(reasons) "
+        "+ length(failing_steps) + length(timeline) + length(coalesce(response_sample, '')) "
+        "FROM incidents WHERE check_name = 'flappy'"
+    ) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    timeline_bytes, row_bytes = row
+    assert timeline_bytes < 1024, timeline_bytes  # two entries (was 670 KB after a day)
+    assert row_bytes < 2048, row_bytes
+    (stored,) = await store.incidents(check="flappy")
+    assert stored == latest
+    assert [(e.kind, e.count) for e in stored.timeline] == [
+        (EntryKind.UPDATE, 1),
+        (EntryKind.FLAPPING, 10_000),
+    ]
+    assert stored.timeline[1].until == start + 10 * 10_001
+
+
+async def test_rows_written_before_counted_entries_read_back(open_store: OpenStore) -> None:
+    """A timeline stored as [at, status, message] (before counted entries) still reads."""
+    store = await open_store()
+    event = opened_event("old")
+    store.record_incident(event)
+    assert await store.flush()
+    async with store.db.execute("SELECT timeline FROM incidents") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    assert all(len(entry) == 3 for entry in json.loads(row[0]))
+    (stored,) = await store.incidents(check="old")
+    assert stored == event.incident

@@ -18,6 +18,7 @@ from uptime_probe.sinks import FanOut, RunOutcome
 from uptime_probe.state.checks import CheckStates
 from uptime_probe.state.incidents import IncidentTracker
 from uptime_probe.state.latest import LatestOutcomes
+from uptime_probe.state.maintenance import MaintenanceCalendar
 from uptime_probe.state.store import Store
 from uptime_probe.web.server import DaemonControl, ReloadOutcome
 
@@ -45,13 +46,17 @@ class Harness:
     latest: LatestOutcomes = field(default_factory=LatestOutcomes)
     incidents: IncidentTracker = field(init=False)
     check_states: CheckStates = field(init=False)
+    maintenance: MaintenanceCalendar = field(default_factory=MaintenanceCalendar)
 
     def __post_init__(self) -> None:
         self.incidents = IncidentTracker([self.store.record_incident])
         self.check_states = CheckStates(
-            FanOut([self.latest, self.store, self.incidents]), location=self.config.location
+            FanOut([self.latest, self.store, self.incidents]),
+            location=self.config.location,
+            calendar=self.maintenance,
         )
         self.check_states.apply(self.config.checks)
+        self.maintenance.apply(self.config)
 
     def run(
         self,
@@ -120,3 +125,24 @@ def control_for(source: Any, artifacts: ArtifactStore | None = None) -> DaemonCo
 
 def now() -> float:
     return time.time()
+
+
+FLAPS = 10_000
+
+
+async def flapping(make_harness: Any, at: float) -> Harness:
+    """`flappy` down twice (opens), then up and down in turn for FLAPS more runs, 10 s apart,
+    under success_threshold 2: one incident that never resolves, its status changing on
+    every run."""
+    config = make_config(
+        {"name": "flappy"}, defaults={"failure_threshold": 2, "success_threshold": 2}
+    )
+    harness: Harness = await make_harness(config)
+    for i in range(FLAPS + 2):
+        status = Status.DOWN if i < 2 or i % 2 else Status.UP
+        reason = "http_5xx" if status is Status.DOWN else None
+        harness.run("flappy", status, at=at + 10 * i, reason=reason, http_status=503)
+        if i % 1000 == 0:
+            await harness.flush()  # the store's writer keeps up in the daemon
+    await harness.flush()
+    return harness

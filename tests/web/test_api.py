@@ -9,7 +9,7 @@ from uptime_probe.probe.model import Status
 from uptime_probe.web.api import BadParameter, parse_limit, parse_since
 
 from .conftest import MakeClient, MakeHarness
-from .harness import HOSTILE, Harness, make_config, now
+from .harness import FLAPS, HOSTILE, Harness, flapping, make_config, now
 
 DAY = 86400.0
 
@@ -288,3 +288,20 @@ def test_parse_limit(text: str | None, expected: int) -> None:
 def test_parse_limit_rejects(text: str) -> None:
     with pytest.raises(BadParameter, match="limit must be"):
         parse_limit(text, 7, 50)
+
+
+async def test_a_flapping_incident_is_one_counted_entry(
+    make_harness: MakeHarness, make_client: MakeClient
+) -> None:
+    start = now() - 2 * DAY
+    harness = await flapping(make_harness, start)
+    client = await make_client(harness)
+    response = await client.get("/api/v1/incidents?check=flappy")
+    assert response.status == 200
+    (incident,) = (await response.json())["incidents"]
+    assert incident["status"] == "investigating"
+    opened, counted = incident["timeline"]
+    assert (opened["kind"], opened["count"], opened["until"]) == ("update", 1, None)
+    assert (counted["kind"], counted["count"]) == ("flapping", FLAPS)
+    assert (counted["at"], counted["until"]) == (start + 20, start + 10 * (FLAPS + 1))
+    assert counted["message"].startswith(f"Flapped {FLAPS:,} times between")

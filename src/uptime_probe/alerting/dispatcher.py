@@ -97,8 +97,12 @@ class NotificationDispatcher:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         hostname: str | None = None,
         clock: Callable[[], float] = time.time,
+        in_maintenance: Callable[[str], bool] = lambda _check: False,
     ) -> None:
         self._on_result = on_result
+        # Reminders pause while a window covers the incident's check (docs/configuration.md,
+        # maintenance); Alertmanager re-posts do not, they keep its alert's state true.
+        self._in_maintenance = in_maintenance
         self._session_factory = session_factory
         self._retry = retry or RetryPolicy()
         self._queue_size = queue_size
@@ -270,10 +274,15 @@ class NotificationDispatcher:
                     notifier = self._config.notifiers.get(name)
                     interval = reminder_interval(notifier) if notifier is not None else None
                     key = (name, check)
+                    paused = not isinstance(notifier, AlertmanagerNotifier) and (
+                        self._in_maintenance(check)
+                    )
                     # One reminder per notifier and incident in a queue at a time: a slow
                     # receiver must not fill its lane with reminders and lose the resolve.
-                    if key not in self._reminding and self._enqueue(
-                        name, NoticeKind.REMINDER, tracked.incident
+                    if (
+                        not paused
+                        and key not in self._reminding
+                        and self._enqueue(name, NoticeKind.REMINDER, tracked.incident)
                     ):
                         self._reminding.add(key)
                     if interval is None:

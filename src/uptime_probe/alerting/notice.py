@@ -188,6 +188,10 @@ def description(notice: Notice) -> str:
         lines.append(f"First failure: {incident.first_message}")
     if incident.reasons:
         lines.append(f"Failed runs by reason: {reason_counts(incident)}")
+    if incident.held_back:
+        lines.append(
+            f"Holding back (their alerts wait on this one): {', '.join(incident.held_back)}"
+        )
     lines.append(
         f"Opened {iso_time(incident.opened_at)}"
         f" ({human_duration(incident.time_to_detect)} after the first failed run)"

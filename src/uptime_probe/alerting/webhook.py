@@ -67,6 +67,7 @@ def payload(notice: Notice) -> dict[str, Any]:
             "time_to_detect_seconds": round(incident.time_to_detect, 3),
             "reasons": dict(incident.reasons),
             "message": incident.first_message,
+            "held_back": list(incident.held_back),
         },
         "status_page": notice.status_page,
     }

@@ -19,7 +19,7 @@ from uptime_probe.config.chromium import INSTALL_HINT, what_is_missing
 from uptime_probe.config.errors import ConfigError, ConfigIssue, Path
 from uptime_probe.config.model import Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import BrowserStep, Expect, TlsConfig
+from uptime_probe.config.steps import BrowserStep, ContentExpect, TlsConfig
 from uptime_probe.config.validate import semantic_issues
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -268,7 +268,13 @@ def _clean_loc(loc: tuple[Any, ...], document: Any) -> Path:
             current = current[part]
         elif part == "[key]":
             continue  # pydantic's mark for "the key itself", already in the path
-        elif last and isinstance(part, str) and not part.startswith(("function-", "tagged-union")):
+        elif (
+            last
+            and isinstance(part, str)
+            and not part.startswith(("function-", "tagged-union"))
+            # A step kind's tag (config/steps: "stream step"), where its own rule failed.
+            and not part.endswith(" step")
+        ):
             path.append(part)
     return tuple(path)
 
@@ -322,7 +328,7 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
                         # Resolved once here, so the engine never depends on the working folder.
                         object.__setattr__(tls, "ca_file", str(ca))
             expect = getattr(step, "expect", None)
-            name = expect.json_schema if isinstance(expect, Expect) else None
+            name = expect.json_schema if isinstance(expect, ContentExpect) else None
             if expect is None or name is None:
                 continue
             where = (*path, "expect", "json_schema")

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from uptime_probe.config.base import Model
+from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.steps import StepConfig
 from uptime_probe.config.types import (
     BasicUsername,
@@ -27,6 +28,14 @@ from uptime_probe.config.types import (
 
 LOCATION_PATTERN = r"^[A-Za-z0-9_.-]{1,63}$"
 MAX_DNS_TIMEOUT = 60.0
+MAX_RETRIES = 10
+
+
+class RetriesConfig(Model):
+    """A down run tried again within the same run slot before it counts."""
+
+    count: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    delay: Duration = 1.0
 
 
 class CheckConfig(Model):
@@ -42,6 +51,9 @@ class CheckConfig(Model):
     success_threshold: int | None = Field(default=None, ge=1, le=100)
     notifiers: list[Slug] | None = None
     locations: list[Annotated[str, Field(pattern=LOCATION_PATTERN)]] | None = None
+    tags: list[Slug] = []
+    depends_on: list[Slug] = []
+    retries: RetriesConfig | None = None
 
     @property
     def interval_seconds(self) -> float:
@@ -57,6 +69,11 @@ class CheckConfig(Model):
     def slo_objective(self) -> float:
         assert self.slo is not None, "Config resolves defaults"
         return self.slo
+
+    @property
+    def retry_policy(self) -> RetriesConfig:
+        assert self.retries is not None, "Config resolves defaults"
+        return self.retries
 
     @property
     def failure_threshold_runs(self) -> int:
@@ -83,6 +100,7 @@ class DefaultsConfig(Model):
     failure_threshold: int = Field(default=2, ge=1, le=100)
     success_threshold: int = Field(default=1, ge=1, le=100)
     notifiers: list[Slug] = []
+    retries: RetriesConfig = RetriesConfig()
 
 
 class BasicAuth(Model):
@@ -103,7 +121,15 @@ class AuthConfig(Model):
 
 
 class ServerConfig(Model):
+    # All interfaces: the daemon is scraped from elsewhere (a container's port is reached
+    # through its network namespace). Strangers' connections are bounded by the two
+    # settings below, so exposure costs them nothing (docs/configuration.md, server).
     listen: str = "0.0.0.0:9713"
+    # The most connections the server holds at once; fewer when the descriptor limit
+    # leaves no room beside the probes' (app.py, descriptors.py).
+    max_connections: int = Field(default=256, ge=1, le=100_000)
+    # From a connection's first byte (or its accept) to the end of the request's headers.
+    header_timeout: Duration = Field(default=5.0, gt=0)
     enable_lifecycle: bool = False
     watch_interval: Duration = 5.0
     public_url: str | None = None
@@ -150,6 +176,9 @@ NotifierConfig = Annotated[
 class StoreConfig(Model):
     raw_retention: Duration = 14 * 86400.0
     rollup_retention: Duration = 400 * 86400.0
+    # How often the daemon tries again to open a store it could not open (full or
+    # read-only data dir): it probes and serves meanwhile.
+    retry_interval: Duration = Field(default=30.0, gt=0)
 
 
 class StatusPageConfig(Model):
@@ -197,6 +226,7 @@ class Config(Model):
     store: StoreConfig = StoreConfig()
     status_page: StatusPageConfig = StatusPageConfig()
     dns: DnsConfig = DnsConfig()
+    maintenance: list[MaintenanceConfig] = []
     browser: BrowserConfig = BrowserConfig()
     # Set by the loader when `browser.when_missing: skip` dropped checks: their names, and
     # why (what is missing, how to install it).
@@ -224,6 +254,7 @@ class Config(Model):
                     "failure_threshold": check.failure_threshold or d.failure_threshold,
                     "success_threshold": check.success_threshold or d.success_threshold,
                     "notifiers": check.notifiers if check.notifiers is not None else d.notifiers,
+                    "retries": check.retries if check.retries is not None else d.retries,
                 }
             )
             for check in self.checks

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from typing import Annotated, Any
 
 import jmespath
 import jmespath.exceptions
+import jmespath.visitor
+import re2
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
+from uptime_probe.config.origin import Origin, parse_origin
 from uptime_probe.config.template import Template
 from uptime_probe.config.units import format_duration, parse_duration, parse_size
 
@@ -110,23 +114,146 @@ HeaderTemplate = Annotated[
 ]
 
 
-def compile_regex(value: Any) -> re.Pattern[str]:
-    if isinstance(value, re.Pattern):
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is ours to report, located, not RE2's on stderr
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class LinearPattern:
+    """A regular expression compiled by RE2 (google-re2): a search takes time linear in the
+    text, whatever the pattern, so no body or header a target sends can make it backtrack.
+
+    Python's `re` backtracks: `^(a+)+$` against 26 `a`s and a `!` ran for 5-7 s, holding
+    the event loop. RE2's syntax is Go's and Prometheus's (what blackbox_exporter uses):
+    no backreferences or lookaround, `\\d \\w \\s \\b` are ASCII, `$` without `(?m)` is
+    the very end of the text (`\\z`; Python's `\\Z` is not accepted). A pattern RE2 cannot
+    compile is a load error that says so (docs/configuration.md, "Regular expressions").
+    """
+
+    __slots__ = ("_compiled", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        try:
+            self._compiled = re2.compile(pattern, _RE2_OPTIONS)
+        except re2.error as exc:
+            raise ValueError(_regex_error(pattern, exc)) from None
+
+    def found_in(self, text: str) -> bool:
+        """True when the pattern matches somewhere in `text` (a search, not anchored)."""
+        return self._search(text) is not None
+
+    def named_groups_in(self, text: str) -> dict[str, str] | None:
+        """The named groups of the first match in `text` (those that took part in it), or
+        None when the pattern matches nowhere in it."""
+        match = self._search(text)
+        if match is None:
+            return None
+        return {name: value for name, value in match.groupdict().items() if value is not None}
+
+    def _search(self, text: str) -> Any:
+        try:
+            return self._compiled.search(text)
+        except UnicodeEncodeError:
+            # RE2 reads UTF-8; a lone surrogate (a header's undecodable byte, a JSON
+            # "\\ud800") cannot be encoded: it matches as U+FFFD, as body text does.
+            return self._compiled.search(_LONE_SURROGATE.sub("\ufffd", text))
+
+    def __reduce__(self) -> tuple[type[LinearPattern], tuple[str]]:
+        return LinearPattern, (self.pattern,)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LinearPattern) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+    def __repr__(self) -> str:
+        return f"LinearPattern({self.pattern!r})"
+
+
+def _regex_error(pattern: str, exc: Exception) -> str:
+    detail = exc.args[0] if exc.args else str(exc)
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", errors="replace")
+    try:
+        re.compile(pattern)
+    except re.error as python_error:
+        # Python's message gives the position; the pattern is broken in any dialect.
+        return f"invalid regex {pattern!r}: {python_error}"
+    return (
+        f"invalid regex {pattern!r}: {_unsupported(detail)} is not RE2 syntax ({detail}); "
+        "regexes run on RE2, which matches in linear time and so has no backreferences, "
+        "lookaround or possessive repeats"
+    )
+
+
+def _unsupported(detail: str) -> str:
+    """What a user wrote that RE2 refused, named from RE2's message."""
+    if re.match(r"invalid escape sequence: \\[1-9]", detail):
+        return "a backreference"
+    if detail.startswith(("invalid perl operator: (?=", "invalid perl operator: (?!")):
+        return "a lookahead"
+    if detail.startswith(("invalid perl operator: (?<=", "invalid perl operator: (?<!")):
+        return "a lookbehind"
+    if detail.startswith("bad repetition operator: ") and detail.endswith("+"):
+        return "a possessive repeat"
+    if detail == "invalid escape sequence: \\Z":
+        return "`\\Z` (RE2 writes the end of text `\\z`)"
+    return "the pattern"
+
+
+OriginString = Annotated[
+    Origin,
+    BeforeValidator(parse_origin),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+/?$",
+            "description": "An origin: scheme://host[:port], no path.",
+        }
+    ),
+]
+
+
+def compile_regex(value: Any) -> LinearPattern:
+    if isinstance(value, LinearPattern):
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression string, got {type(value).__name__}")
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+    return LinearPattern(value)
 
 
 Regex = Annotated[
-    re.Pattern[str],
+    LinearPattern,
     BeforeValidator(compile_regex),
     PlainSerializer(lambda pattern: pattern.pattern, return_type=str),
     WithJsonSchema({"type": "string", "format": "regex"}),
 ]
+
+
+class QueryTooSlow(Exception):
+    """A query ran past the instant it was given (see Query.search)."""
+
+
+class _BoundedInterpreter(jmespath.visitor.TreeInterpreter):  # type: ignore[misc]
+    """JMESPath's own interpreter, made to give up at an instant.
+
+    Every node of the expression, for every value it is applied to, goes through `visit`
+    (functions' `&expr` arguments too), so the clock is read between any two steps: a
+    query stops within one step of its instant. A step itself (one function call such as
+    `sort`, `contains`, `to_string`) is linear or n-log-n in the document it is given.
+    """
+
+    def __init__(self, until: float) -> None:
+        super().__init__()
+        self._until = until
+
+    def visit(self, node: Any, *args: Any, **kwargs: Any) -> Any:
+        if time.perf_counter() > self._until:
+            raise QueryTooSlow
+        return super().visit(node, *args, **kwargs)
 
 
 class Query:
@@ -152,8 +279,12 @@ class Query:
             raise ValueError("expected a JMESPath expression string")
         return cls(value)
 
-    def search(self, document: Any) -> Any:
-        return self._compiled.search(document)
+    def search(self, document: Any, until: float | None = None) -> Any:
+        """The query's value in `document`; with `until` (a `time.perf_counter()` instant),
+        QueryTooSlow is raised once the query runs past it."""
+        if until is None:
+            return self._compiled.search(document)
+        return _BoundedInterpreter(until).visit(self._compiled.parsed, document)
 
     def __str__(self) -> str:
         return self.expression

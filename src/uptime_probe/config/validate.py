@@ -10,14 +10,15 @@ import datetime
 import ipaddress
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from yarl import URL
 
 from uptime_probe.config.errors import ConfigIssue, Path
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.config.steps import BrowserStep, HttpStepBase
+from uptime_probe.config.steps import BrowserStep, HttpStepBase, JsonExpect, StepBase
 from uptime_probe.config.template import Template, TemplateError, template_names_in
 from uptime_probe.config.types import HEADER_VALUE_CONTROL, has_header_control
 from uptime_probe.config.units import format_duration
@@ -45,6 +46,8 @@ def _issues(config: Config) -> Iterator[ConfigIssue]:
             )
         seen_checks.setdefault(check.name, index)
         yield from _check_issues(config, check, path, global_names)
+    yield from _dependency_issues(config.checks, seen_checks)
+    yield from _maintenance_issues(config, seen_checks)
 
 
 def _check_issues(
@@ -56,6 +59,17 @@ def _check_issues(
             f"timeout {format_duration(check.timeout_seconds)} is longer than "
             f"interval {format_duration(check.interval_seconds)}: runs would overlap",
         )
+    retries = check.retry_policy
+    if retries.count:
+        slot = (retries.count + 1) * check.timeout_seconds + retries.count * retries.delay
+        if slot > check.interval_seconds:
+            yield ConfigIssue(
+                (*path, "retries"),
+                f"{retries.count} retries of a {format_duration(check.timeout_seconds)} timeout "
+                f"{format_duration(retries.delay)} apart take up to {format_duration(slot)}, "
+                f"longer than interval {format_duration(check.interval_seconds)}: "
+                "runs would overlap",
+            )
     for position, notifier in enumerate(check.notifiers or ()):
         if notifier not in config.notifiers:
             yield ConfigIssue((*path, "notifiers", position), f"unknown notifier '{notifier}'")
@@ -86,11 +100,7 @@ def _check_issues(
                 yield ConfigIssue((*step_path, *where), _undefined_message(name))
         for where, url, schemes in step.urls():
             yield from _url_issues((*step_path, *where), url, schemes, values)
-        for header, value in (step.headers_sent or {}).items():
-            where = (*step_path, step.handler, "headers", header)
-            yield from _header_from_values(where, value, values)
-        if isinstance(step, HttpStepBase):
-            yield from _http_step_issues(step, step_path)
+        yield from _step_value_issues(step, step_path, values)
         if isinstance(step, BrowserStep):
             yield from _browser_step_issues(step, step_path, check.timeout_seconds)
         if step.poll is not None and step.poll.within > check.timeout_seconds:
@@ -108,6 +118,65 @@ def _check_issues(
             known.add(variable)
 
 
+def _dependency_issues(
+    checks: Sequence[CheckConfig], index_of: dict[str, int]
+) -> Iterator[ConfigIssue]:
+    """Unknown dependencies, a check depending on itself, and cycles, each reported once."""
+    graph: dict[str, set[str]] = {}
+    for index, check in enumerate(checks):
+        for position, name in enumerate(check.depends_on):
+            where: Path = ("checks", index, "depends_on", position)
+            if name == check.name:
+                yield ConfigIssue(where, f"check '{name}' cannot depend on itself")
+            elif name not in index_of:
+                yield ConfigIssue(where, f"unknown check '{name}'")
+            else:
+                graph.setdefault(check.name, set()).add(name)
+    # Each cycle found is reported, then one of its edges set aside to look for the next:
+    # at most one round per edge.
+    for _ in range(sum(len(needs) for needs in graph.values()) + 1):
+        try:
+            tuple(TopologicalSorter(graph).static_order())
+            return
+        except CycleError as exc:
+            # Each node of the cycle is a predecessor of the next: reversed, each depends
+            # on the next. Start it at the check written first.
+            cycle = list(reversed(exc.args[1]))[:-1]
+            first = min(range(len(cycle)), key=lambda i: index_of[cycle[i]])
+            cycle = cycle[first:] + cycle[:first]
+            head, needs = cycle[0], cycle[1 % len(cycle)]
+            check = checks[index_of[head]]
+            yield ConfigIssue(
+                ("checks", index_of[head], "depends_on", check.depends_on.index(needs)),
+                f"dependency cycle: {' -> '.join([*cycle, head])}",
+            )
+            graph[head].discard(needs)
+
+
+def _maintenance_issues(config: Config, index_of: dict[str, int]) -> Iterator[ConfigIssue]:
+    tags = {tag for check in config.checks for tag in check.tags}
+    seen: dict[str, int] = {}
+    for index, window in enumerate(config.maintenance):
+        path: Path = ("maintenance", index)
+        if window.name in seen:
+            yield ConfigIssue(
+                (*path, "name"),
+                f"duplicate window name '{window.name}' (also maintenance[{seen[window.name]}])",
+            )
+        seen.setdefault(window.name, index)
+        for position, name in enumerate(window.checks):
+            if name not in index_of:
+                yield ConfigIssue((*path, "checks", position), f"unknown check '{name}'")
+        for position, tag in enumerate(window.tags):
+            if tag not in tags:
+                yield ConfigIssue((*path, "tags", position), f"no check has the tag '{tag}'")
+        if window.start is not None and window.end is not None and window.end <= window.start:
+            yield ConfigIssue(
+                (*path, "end"),
+                f"end {window.end.isoformat()} is not after start {window.start.isoformat()}",
+            )
+
+
 def _undefined(path: Path, template: Template, names: frozenset[str]) -> Iterator[ConfigIssue]:
     for name in sorted(template.names - names):
         yield ConfigIssue(path, _undefined_message(name))
@@ -120,11 +189,20 @@ def _undefined_message(name: str) -> str:
     )
 
 
-def _http_step_issues(step: HttpStepBase, step_path: Path) -> Iterator[ConfigIssue]:
-    """Values in `json:` that JSON cannot hold."""
-    request, key = step.http_request, step.handler
-    yield from _not_json((*step_path, key, "json"), request.json_body)
-    for position, assertion in enumerate(step.expect.json_assertions):
+def _step_value_issues(
+    step: StepBase, step_path: Path, values: Mapping[str, str]
+) -> Iterator[ConfigIssue]:
+    """Header values from variables (any kind that sends HTTP headers), and values in a
+    `json:` body or JSON assertion (any kind that has them) that JSON cannot hold."""
+    key = step.handler
+    for header, value in (step.http_headers() or {}).items():
+        yield from _header_from_values((*step_path, key, "headers", header), value, values)
+    if isinstance(step, HttpStepBase):
+        yield from _not_json((*step_path, key, "json"), step.http_request.json_body)
+    expect = getattr(step, "expect", None)
+    if not isinstance(expect, JsonExpect):
+        return
+    for position, assertion in enumerate(expect.json_assertions):
         if assertion.operator in ("equals", "not_equals", "contains"):
             where = (*step_path, "expect", "json", position, assertion.operator)
             yield from _not_json(where, assertion.expected)
@@ -283,3 +361,21 @@ def _no_json_form(item: Any) -> str:
     if isinstance(item, set | frozenset):
         return "a set (!!set) has no JSON form: use a list"
     return f"{type(item).__name__} has no JSON form"
+
+
+def maintenance_warnings(config: Config, now: float) -> list[ConfigIssue]:
+    """One-off windows already over: inert, so not an error.
+
+    A config must not turn invalid with the passing of time alone: a window left in the
+    file after its maintenance would otherwise stop the next restart or reload.
+    `uptime-probe validate` prints these; the daemon logs them at each load.
+    """
+    return [
+        ConfigIssue(
+            ("maintenance", index, "end"),
+            f"window '{window.name}' ended {window.end.isoformat()}: it mutes nothing any "
+            "more and can be removed",
+        )
+        for index, window in enumerate(config.maintenance)
+        if window.end is not None and window.end.timestamp() <= now
+    ]

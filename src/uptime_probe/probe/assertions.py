@@ -1,21 +1,36 @@
-"""A step's `expect:` compiled into callables that judge one response.
+"""A step's `expect:` and `extract:` compiled into rules that judge one response.
 
-Each callable returns an AssertionOutcome carrying the real value, so a failure
-explains itself: `length(items) = 0, expected > 0`.
+Each assertion returns an AssertionOutcome carrying the real value, so a failure
+explains itself: `length(items) = 0, expected > 0`. `judge_response` applies them all
+and gives the step's Verdict. It is a pure function of (rules, status, headers, body), so
+it gives the same verdict on the event loop and in a worker process (probe/judging.py
+decides where): on the loop it runs under an InlineBudget and raises OverBudget rather
+than hold the loop longer than the budget allows.
+
+Every kind judges this way. The HTTP kinds judge a status, headers and body; a kind that
+receives no HTTP response judges what it has as a body without a status (`status` None):
+a WebSocket message, or the JSON document it made of what it received (a DNS answer, a
+certificate, a TCP exchange's lines; `document_body`), which `expect.json` and `extract`
+read as they read an HTTP body.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 import referencing.exceptions
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
-from uptime_probe.config.steps import Expect, JsonAssertion
-from uptime_probe.probe.model import AssertionOutcome, FailureReason
+from uptime_probe.config.redaction import Redactor
+from uptime_probe.config.steps import ContentExpect, Expect, ExpectBase, JsonAssertion, JsonExpect
+from uptime_probe.config.types import LinearPattern, Query, QueryTooSlow, StatusMatcher
+from uptime_probe.probe.classify import classify_status
+from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 
 _ACTUAL_LIMIT = 120
 
@@ -24,26 +39,70 @@ class InvalidJson(Exception):
     """The body had to be JSON and was not."""
 
 
+class OverBudget(Exception):
+    """Judging this response on the event loop would cost more than its InlineBudget."""
+
+
+@dataclass(frozen=True, slots=True)
+class InlineBudget:
+    """What judging on the event loop may cost: text and JSON work is linear in the body's
+    size (so a size bounds it), a JMESPath query is not (so a clock does)."""
+
+    text_bytes: int
+    json_bytes: int
+    until: float  # a time.perf_counter() instant
+
+
+Progress = Callable[[str], None]
+
+# The headers of what a kind that speaks no HTTP judges: none.
+NO_HEADERS: MultiMapping[str] = CIMultiDictProxy(CIMultiDict())
+
+
+def document_body(document: Any) -> bytes:
+    """The JSON text a kind's document is judged as (and a failure's sample shows)."""
+    return json.dumps(document, ensure_ascii=False, indent=1).encode()
+
+
 @dataclass(slots=True)
 class ResponseView:
-    """What a step's assertions may look at; the body is decoded at most once, lazily."""
+    """What a step's assertions may look at; the body is decoded at most once, lazily.
 
-    status: int
-    headers: Mapping[str, str]
+    With a budget, every costly look first checks that it fits, and raises OverBudget
+    when it does not; `progress` hears what is about to be judged, for a deadline's message.
+    """
+
+    status: int | None  # None: not an HTTP response (see the module docstring)
+    headers: MultiMapping[str]
     body: bytes
+    budget: InlineBudget | None = None
+    progress: Progress | None = None
     _text: str | None = field(default=None, repr=False)
     _json: Any = field(default=None, repr=False)
     _json_error: str | None = field(default=None, repr=False)
     _json_done: bool = field(default=False, repr=False)
+    _judging: str = field(default="", repr=False)
+
+    def judging(self, what: str) -> None:
+        """Tell `progress` what is judged from now on."""
+        self._judging = what
+        if self.progress is not None:
+            self.progress(what)
 
     @property
     def text(self) -> str:
         if self._text is None:
+            if self.budget is not None and len(self.body) > self.budget.text_bytes:
+                raise OverBudget
             self._text = self.body.decode("utf-8", errors="replace")
         return self._text
 
     def json(self) -> Any:
         if not self._json_done:
+            if self.budget is not None and len(self.body) > self.budget.json_bytes:
+                raise OverBudget
+            judging = self._judging
+            self.judging(f"parsing the body as JSON ({len(self.body)} bytes)")
             self._json_done = True
             try:
                 if not self.body.strip():
@@ -53,41 +112,186 @@ class ResponseView:
                 self._json_error = f"body is not UTF-8 ({exc.reason} at byte {exc.start})"
             except RecursionError:
                 self._json_error = "JSON nested too deeply to parse"
-            except ValueError as exc:
+            except ValueError as exc:  # json's messages quote no part of the body
                 self._json_error = f"body is not valid JSON: {str(exc)[:200]}"
+            self.judging(judging)
         if self._json_error is not None:
             raise InvalidJson(self._json_error)
         return self._json
 
+    def search(self, query: Query) -> Any:
+        """A JMESPath query's value in the JSON body (InvalidJson when it is not JSON)."""
+        document = self.json()
+        if self.budget is None:
+            return query.search(document)
+        try:
+            return query.search(document, until=self.budget.until)
+        except QueryTooSlow:
+            raise OverBudget from None
 
-Assertion = Callable[[ResponseView], AssertionOutcome]
+    def within_budget(self) -> None:
+        if self.budget is not None and time.perf_counter() > self.budget.until:
+            raise OverBudget
 
 
-def show(value: Any) -> str:
-    """A short, JSON-like rendering of a real value for messages."""
+@dataclass(frozen=True, slots=True)
+class Assertion:
+    """One expectation, and what it judges in words: "judging the body against json ..."."""
+
+    judging: str
+    check: Callable[[ResponseView], AssertionOutcome]
+
+    def __call__(self, response: ResponseView) -> AssertionOutcome:
+        return self.check(response)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRules:
+    """Everything that judges a step's response: its expect and extract, compiled."""
+
+    status: StatusMatcher | None  # None: the kind has no HTTP status to judge
+    assertions: tuple[Assertion, ...]
+    extract: tuple[tuple[str, Query], ...]
+    redact: Redactor  # the check's: every cut of a target's text redacts first
+
+    @property
+    def needs_body(self) -> bool:
+        return bool(self.assertions or self.extract)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A step's judgement of one response: plain data, picklable, the same wherever made."""
+
+    status: Status
+    reason: str | None
+    message: str
+    assertions: tuple[AssertionOutcome, ...] = ()
+    extracted: Mapping[str, str] = field(default_factory=dict)
+
+
+def show(value: Any, redact: Redactor) -> str:
+    """A short, JSON-like rendering of a real value for messages, secrets redacted before
+    it is cut (a cut first could keep all but the end of one)."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
     except (ValueError, RecursionError):
         text = repr(value)
-    return text if len(text) <= _ACTUAL_LIMIT else text[: _ACTUAL_LIMIT - 3] + "..."
+    return redact.cut(text, _ACTUAL_LIMIT)
 
 
-def compile_expect(expect: Expect) -> tuple[Assertion, ...]:
-    """Everything after the status line, in the order a person would check it."""
+def compile_rules(
+    expect: ExpectBase, extract: Mapping[str, Query], redact: Redactor
+) -> ResponseRules:
+    status = expect.status if isinstance(expect, Expect) else None
+    return ResponseRules(
+        status, compile_expect(expect, redact=redact), tuple(extract.items()), redact
+    )
+
+
+def compile_expect(expect: ExpectBase, *, redact: Redactor) -> tuple[Assertion, ...]:
+    """Everything after the status line, in the order a person would check it.
+
+    Each kind's `expect` has the parts it can judge (config/steps/parts.py): headers (the
+    HTTP kinds), body text (an HTTP body, a WebSocket message), JSON assertions (any body,
+    or the document a kind made of what it received).
+    """
     compiled: list[Assertion] = []
-    for name, pattern in expect.headers.items():
-        compiled.append(_header(name, pattern.pattern, pattern.search))
-    for needle in expect.body_contains:
-        compiled.append(_body_contains(needle, present=True))
-    for needle in expect.body_not_contains:
-        compiled.append(_body_contains(needle, present=False))
-    if expect.body_matches is not None:
-        compiled.append(_body_matches(expect.body_matches.pattern, expect.body_matches.search))
-    for assertion in expect.json_assertions:
-        compiled.append(_json(assertion))
-    if expect.schema_document is not None:
-        compiled.append(_schema(expect.schema_document))
+    if isinstance(expect, Expect):
+        for name, pattern in expect.headers.items():
+            compiled.append(_header(name, pattern, redact))
+    if isinstance(expect, ContentExpect):
+        for needle in expect.body_contains:
+            compiled.append(_body_contains(needle, present=True))
+        for needle in expect.body_not_contains:
+            compiled.append(_body_contains(needle, present=False))
+        if expect.body_matches is not None:
+            compiled.append(_body_matches(expect.body_matches))
+    if isinstance(expect, JsonExpect):
+        for assertion in expect.json_assertions:
+            compiled.append(_json(assertion, redact))
+    if isinstance(expect, ContentExpect) and expect.schema_document is not None:
+        compiled.append(_schema(expect.schema_document, redact))
     return tuple(compiled)
+
+
+def judge_response(
+    rules: ResponseRules,
+    status: int | None,
+    headers: MultiMapping[str],
+    body: bytes,
+    *,
+    budget: InlineBudget | None = None,
+    progress: Progress | None = None,
+) -> Verdict:
+    """Status, then assertions in order, then extraction; the first critical failure decides.
+
+    With a budget, raises OverBudget as soon as the rest would not fit in it. Without an
+    HTTP status (`status` None, rules without one), judging starts at the assertions, and
+    a pass says "as expected": the kind says better what passed.
+    """
+    if rules.status is not None:
+        assert status is not None, "rules with a status judge HTTP responses"
+        if status not in rules.status:
+            return _wrong_status(rules, status, headers)
+    view = ResponseView(status, headers, body, budget, progress)
+    outcomes: list[AssertionOutcome] = []
+    try:
+        for assertion in rules.assertions:
+            view.within_budget()
+            view.judging(assertion.judging)
+            outcomes.append(assertion(view))
+        extracted = _extract(rules.extract, view, rules.redact)
+    except InvalidJson as exc:
+        return Verdict(Status.DOWN, FailureReason.INVALID_JSON, str(exc), tuple(outcomes))
+    return _decide(status, outcomes, extracted)
+
+
+def _wrong_status(rules: ResponseRules, status: int, headers: MultiMapping[str]) -> Verdict:
+    reason = classify_status(status)
+    retry = headers.get("Retry-After")
+    hint = (
+        f" (Retry-After: {rules.redact.cut(retry, 20)})"
+        if reason is FailureReason.RATE_LIMITED and retry
+        else ""
+    )
+    return Verdict(Status.DOWN, reason, f"HTTP {status}, expected {rules.status}{hint}")
+
+
+def _decide(
+    status: int | None, outcomes: Sequence[AssertionOutcome], extracted: dict[str, str] | str
+) -> Verdict:
+    failed = [o for o in outcomes if not o.passed]
+    critical = next((o for o in failed if o.severity == "critical"), None)
+    if critical is not None:
+        return Verdict(Status.DOWN, critical.reason, critical.message, tuple(outcomes))
+    if isinstance(extracted, str):
+        return Verdict(Status.DOWN, FailureReason.EXTRACTION_FAILED, extracted, tuple(outcomes))
+    if failed:
+        message = "; ".join(o.message for o in failed)
+        return Verdict(Status.DEGRADED, None, message, tuple(outcomes), extracted)
+    passed = "as expected" if status is None else f"HTTP {status}"
+    return Verdict(Status.UP, None, passed, tuple(outcomes), extracted)
+
+
+def _extract(
+    extract: Sequence[tuple[str, Query]], view: ResponseView, redact: Redactor
+) -> dict[str, str] | str:
+    """Extracted values, or a message saying which one could not be found."""
+    values: dict[str, str] = {}
+    for name, query in extract:
+        view.within_budget()
+        view.judging(f"extracting {name} with `{query}`")
+        try:
+            value = view.search(query)
+        except (InvalidJson, OverBudget):
+            raise
+        except Exception as exc:  # JMESPath raises several types for runtime type errors
+            return f"extract {name}: query {query} failed ({redact.cut(str(exc), 100)})"
+        if value is None:
+            return f"extract {name}: query {query} found nothing"
+        values[name] = value if isinstance(value, str) else json.dumps(value)
+    return values
 
 
 def _outcome(
@@ -101,32 +305,36 @@ def _outcome(
     return AssertionOutcome(subject, expectation, passed, actual, reason, severity)
 
 
-def _header(name: str, pattern: str, search: Callable[[str], Any]) -> Assertion:
+def _header(name: str, pattern: LinearPattern, redact: Redactor) -> Assertion:
     def check(response: ResponseView) -> AssertionOutcome:
-        value = response.headers.get(name)
-        passed = value is not None and search(value) is not None
-        return _outcome(f"header {name}", f"to match {pattern!r}", passed, show(value))
+        # A header sent several times (Set-Cookie) passes when any of its values matches,
+        # as blackbox_exporter judges it.
+        values = response.headers.getall(name, [])
+        passed = any(pattern.found_in(value) for value in values)
+        actual = show(values[0] if len(values) == 1 else values or None, redact)
+        return _outcome(f"header {name}", f"to match {pattern.pattern!r}", passed, actual)
 
-    return check
+    return Assertion(f"judging the header {name} against `{pattern.pattern}`", check)
 
 
 def _body_contains(needle: str, *, present: bool) -> Assertion:
+    expectation = f"{'to contain' if present else 'not to contain'} {needle!r}"
+
     def check(response: ResponseView) -> AssertionOutcome:
         found = needle in response.text
-        expectation = f"{'to contain' if present else 'not to contain'} {needle!r}"
         actual = f"{len(response.body)} bytes {'with' if found else 'without'} it"
         return _outcome("body", expectation, found is present, actual)
 
-    return check
+    return Assertion(f"judging the body {expectation}", check)
 
 
-def _body_matches(pattern: str, search: Callable[[str], Any]) -> Assertion:
+def _body_matches(pattern: LinearPattern) -> Assertion:
     def check(response: ResponseView) -> AssertionOutcome:
-        passed = search(response.text) is not None
+        passed = pattern.found_in(response.text)
         actual = f"{len(response.body)} bytes {'matching' if passed else 'not matching'}"
-        return _outcome("body", f"to match {pattern!r}", passed, actual)
+        return _outcome("body", f"to match {pattern.pattern!r}", passed, actual)
 
-    return check
+    return Assertion(f"judging the body against body_matches `{pattern.pattern}`", check)
 
 
 def json_equal(a: Any, b: Any) -> bool:
@@ -170,7 +378,7 @@ def _compare(operator: str, value: Any, expected: Any) -> bool:
             return isinstance(expected, str) and expected in value
         return False
     if operator == "matches":
-        return isinstance(value, str) and expected.search(value) is not None
+        return isinstance(value, str) and bool(expected.found_in(value))
     if operator == "exists":
         return (value is not None) is expected
     if operator == "empty":
@@ -178,32 +386,38 @@ def _compare(operator: str, value: Any, expected: Any) -> bool:
     raise AssertionError(f"operator {operator!r} is validated at load")
 
 
-def _json(assertion: JsonAssertion) -> Assertion:
+def _json(assertion: JsonAssertion, redact: Redactor) -> Assertion:
     subject, expectation = str(assertion.query), assertion.expectation()
     reason = assertion.reason or FailureReason.ASSERTION_FAILED
     query, operator, expected = assertion.query, assertion.operator, assertion.expected
 
     def check(response: ResponseView) -> AssertionOutcome:
-        document = response.json()
         try:
-            value = query.search(document)
+            value = response.search(query)
+        except (InvalidJson, OverBudget):
+            raise
         except Exception as exc:  # JMESPathError, and RecursionError from to_string on deep JSON
             # e.g. length(items) when items is missing: the query fails, so does the assertion.
-            detail = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+            # JMESPath quotes the value it choked on: the target's text.
+            detail = redact.cut(str(exc).splitlines()[0], 100) if str(exc) else type(exc).__name__
             actual = f"query error ({detail})"
             return AssertionOutcome(subject, expectation, False, actual, reason, assertion.severity)
         passed = _compare(operator, value, expected)
         return AssertionOutcome(
-            subject, expectation, passed, show(value), reason, assertion.severity
+            subject, expectation, passed, show(value, redact), reason, assertion.severity
         )
 
-    return check
+    return Assertion(f"judging the body against json `{query}`", check)
 
 
-def _schema(document: Any) -> Assertion:
+def _schema(document: Any, redact: Redactor) -> Assertion:
     validator = jsonschema.validators.validator_for(document)(document)
 
     def check(response: ResponseView) -> AssertionOutcome:
+        if response.budget is not None:
+            # Never on the loop: jsonschema's `pattern` is Python's backtracking `re`, and
+            # keywords such as `uniqueItems` are quadratic in the body.
+            raise OverBudget
         try:
             error = jsonschema.exceptions.best_match(validator.iter_errors(response.json()))
         except RecursionError:
@@ -231,8 +445,8 @@ def _schema(document: Any) -> Assertion:
             "body",
             "to match the JSON schema",
             False,
-            f"{where}: {error.message[:150]}",
+            f"{where}: {redact.cut(error.message, 150)}",  # quotes the target's value
             FailureReason.SCHEMA_MISMATCH,
         )
 
-    return check
+    return Assertion("judging the body against its JSON schema", check)

@@ -17,13 +17,27 @@ import aiohttp
 import aiohttp.client_exceptions
 from aiohttp import http_exceptions
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.model import FailureReason
-from uptime_probe.probe.tracing import CONNECTING, HANDSHAKING, RESOLVING
+from uptime_probe.probe.tracing import CONNECTING, HANDSHAKING, JUDGING, RESOLVING, PhaseRecorder
 
 Classified = tuple[FailureReason, str]
 
+# A message is cut here, after redaction: an exception can quote the target (a header line
+# the parser rejected, a URL built from extracted values), so its text is never cut first.
+MESSAGE_LIMIT = 360
+_NO_SECRETS = Redactor(())
+
 _REFUSED_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
+# The probe host's own limits, whichever call met them (socket(), a resolver's socket, a
+# buffer): the run could not be made, and the target must not be blamed for it.
+_LOCAL_ERRNOS = {
+    errno.EMFILE: "this process is out of file descriptors (RLIMIT_NOFILE)",
+    errno.ENFILE: "the system is out of file descriptors (fs.file-max)",
+    errno.ENOBUFS: "the probe host is out of memory for socket buffers",
+    errno.ENOMEM: "the probe host is out of memory",
+}
 
 
 def classify_status(status: int) -> FailureReason:
@@ -43,7 +57,7 @@ _OBJECT_REPR = re.compile(r"\s*(?:ssl:)?<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 def _first_line(exc: BaseException) -> str:
     text = _OBJECT_REPR.sub("", str(exc)).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0] if text else type(exc).__name__
 
 
 def _connector_detail(exc: aiohttp.ClientError) -> str:
@@ -54,6 +68,18 @@ def _connector_detail(exc: aiohttp.ClientError) -> str:
         detail = reason or os_error.strerror or _first_line(os_error)
         return f"{exc.host}:{exc.port}: {detail}"
     return _first_line(exc)
+
+
+def _local_resources(exc: OSError) -> Classified | None:
+    words = _LOCAL_ERRNOS.get(exc.errno) if exc.errno is not None else None
+    if words is None:
+        return None
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return FailureReason.LOCAL_RESOURCES, f"cannot resolve {exc.host}: {words}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = f"{exc.host}:{exc.port}"
+        return FailureReason.LOCAL_RESOURCES, f"cannot open a connection to {where}: {words}"
+    return FailureReason.LOCAL_RESOURCES, f"cannot open a connection: {words}"
 
 
 def _certificate(exc: aiohttp.ClientError) -> Classified:
@@ -110,7 +136,7 @@ def _response_error(exc: aiohttp.ClientError) -> Classified:
     # We never call raise_for_status, so a bare ClientResponseError comes from the
     # HTTP parser: the target answered something that is not valid HTTP.
     assert isinstance(exc, aiohttp.ClientResponseError)
-    return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {exc.message}"[:300]
+    return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {exc.message}"
 
 
 def _proxy_status(exc: aiohttp.ClientError) -> Classified:
@@ -210,13 +236,27 @@ def _host_name_error(exc: BaseException) -> str | None:
     return None
 
 
-def classify_exception(exc: BaseException, phase: str = "", host: str = "") -> Classified:
+def classify_exception(
+    exc: BaseException, phase: str = "", host: str = "", redact: Redactor | None = None
+) -> Classified:
     """The reason and a one-line message for an exception raised while running a step.
 
     `phase` is the recorder's state when the exception hit, so a deadline that expires
     while connecting reads as `connect_timeout`, not `timeout`; `host` is the name being
-    resolved then, if any.
+    resolved then, if any. The message is redacted with `redact` (the check's secrets),
+    then cut to MESSAGE_LIMIT.
     """
+    reason, message = _classify(exc, phase, host)
+    return reason, (redact or _NO_SECRETS).cut(message, MESSAGE_LIMIT)
+
+
+def _classify(exc: BaseException, phase: str, host: str) -> Classified:
+    if isinstance(exc, OSError):
+        # First: an aiohttp error that wraps EMFILE is a connector or DNS error by type,
+        # and its row would blame the target.
+        local = _local_resources(exc)
+        if local is not None:
+            return local
     bad_name = _host_name_error(exc)
     if bad_name is not None:
         return FailureReason.DNS, f"host name is not a valid DNS name ({bad_name})"
@@ -241,7 +281,7 @@ def classify_exception(exc: BaseException, phase: str = "", host: str = "") -> C
     if isinstance(exc, http_exceptions.HttpProcessingError):
         # aiohttp's pure-Python parser raises its own errors (not ClientErrors) for a body
         # it cannot parse after the head, e.g. a bad chunk size: as invalid as a bad head.
-        detail = " ".join(str(exc.message).split())[:300]
+        detail = " ".join(str(exc.message).split())
         return FailureReason.UNEXPECTED_STATUS, f"invalid HTTP response: {detail}"
     if isinstance(exc, ssl.SSLError):
         return FailureReason.TLS, f"TLS error: {_first_line(exc)}"
@@ -254,3 +294,11 @@ def classify_exception(exc: BaseException, phase: str = "", host: str = "") -> C
     if isinstance(exc, OSError):
         return FailureReason.CONNECTION_RESET, f"network error: {_first_line(exc)}"
     return FailureReason.INTERNAL, f"internal error ({type(exc).__name__}): {_first_line(exc)}"
+
+
+def classify_deadline(recorder: PhaseRecorder) -> Classified:
+    """A journey deadline that cut a step, told by what the step was doing at that moment."""
+    if recorder.state == JUDGING:
+        # The answer was in: what ran out of time was judging it (probe/judging.py).
+        return FailureReason.TIMEOUT, f"{recorder.judging} did not finish before the deadline"
+    return classify_exception(TimeoutError(), recorder.state, recorder.resolving_host)

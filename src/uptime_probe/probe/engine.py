@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 import aiohttp
 
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.probe.classify import classify_exception
+from uptime_probe.config.steps import ExpectBase
+from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.kinds.base import NO_RESOURCES
 from uptime_probe.probe.model import (
@@ -30,7 +31,7 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
-from uptime_probe.probe.tracing import PhaseRecorder
+from uptime_probe.probe.tracing import JUDGING, PhaseRecorder
 
 # A failed step keeps at most this much of the response, as a sample for a person to read.
 SAMPLE_BYTES = 2048
@@ -53,11 +54,35 @@ async def run_check(
     resolver: aiohttp.abc.AbstractResolver | None = None,
     resources: Mapping[str, object] = NO_RESOURCES,
 ) -> CheckResult:
-    """Run every step once (polls repeat theirs). Never raises, except CancelledError.
+    """Run the journey, and again up to `retries.count` times while it ends down.
+
+    The run that counts is the last one tried; `retries` says how many came before it.
+    Each try has the whole timeout (the loader checks that every try fits the interval).
+    Never raises, except CancelledError.
 
     `resources` are the long-lived objects kinds need beyond one run (the daemon's
     browser, where screenshots go), by key; the engine only hands them on.
     """
+    policy = plan.check.retries
+    result = await _run_journey(plan, resolver, resources)
+    tries_left = policy.count if policy is not None else 0
+    retries = 0
+    while result.status is Status.DOWN and tries_left > 0:
+        assert policy is not None
+        # Waiting between tries is the behaviour asked for, not synchronisation.
+        await asyncio.sleep(policy.delay)
+        tries_left -= 1
+        retries += 1
+        result = await _run_journey(plan, resolver, resources)
+    return replace(result, retries=retries) if retries else result
+
+
+async def _run_journey(
+    plan: CheckPlan,
+    resolver: aiohttp.abc.AbstractResolver | None,
+    resources: Mapping[str, object],
+) -> CheckResult:
+    """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
     started_at = time.time()
     started = time.perf_counter()
     results: list[StepResult] = []
@@ -83,7 +108,7 @@ async def run_check(
                 results.append(_deadline_result(run, progress, plan, time.perf_counter()))
     except Exception as exc:
         ended = None
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         results.append(
             StepResult(
                 name=progress.step.name if progress.step else "(setup)",
@@ -146,14 +171,14 @@ def _step_result(
     if status is Status.DOWN and poll is not None and reason and is_content_reason(reason):
         reason = poll.reason
         message = f"{message} after {progress.attempts} attempts in {now - progress.started:.1f}s"
-    # Every kind's `expect` may carry one (a request's, a browser page's).
-    max_latency = getattr(getattr(step.config, "expect", None), "max_latency", None)
+    expect = getattr(step.config, "expect", None)
+    max_latency = expect.max_latency if isinstance(expect, ExpectBase) else None
     if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
         status = Status.DEGRADED
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
     sample = None
     if status is Status.DOWN and attempt.body:
-        sample = redact(attempt.body[:SAMPLE_BYTES].decode("utf-8", errors="replace"))
+        sample = redact.cut_bytes(attempt.body, SAMPLE_BYTES)  # redacted, then cut
     return StepResult(
         name=step.name,
         status=status,
@@ -200,13 +225,11 @@ def _deadline_result(
         message = f"{last.message}; journey deadline {plan.timeout:g}s reached while polling"
         reason = last.reason
     else:
-        if run.deadline_note is not None:
+        if run.deadline_note is not None and run.recorder.state != JUDGING:
             reason, detail = run.deadline_note()
         else:
-            recorder = run.recorder
-            reason, detail = classify_exception(
-                TimeoutError(), recorder.state, recorder.resolving_host
-            )
+            # Judging off the loop (any kind's, probe/judging.py) is told the same way.
+            reason, detail = classify_deadline(run.recorder)
         message = f"{detail} (journey deadline {plan.timeout:g}s)"
         attempt = last or Attempt(Status.DOWN)
     return StepResult(

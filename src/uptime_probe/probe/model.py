@@ -8,10 +8,14 @@ The failure taxonomy (a down run carries exactly one reason):
     content     invalid_json, invalid_encoding, body_too_large, schema_mismatch, assertion_failed,
                 extraction_failed, poll_timeout, and every reason the config names
                 (empty_history, task_stuck, ...): "200 OK but wrong"
-      browser   element_missing (a `wait_for` ran out), page_error (the page threw, logged
-                a console error, or crashed): a `browser` step's own
-    internal    a bug in uptime-probe itself, or its own browser dying mid-run; never a
-                property of the target
+      kinds     cert_expiring (request, certificate), dns_rcode, dns_no_answer (dns),
+                ws_closed, no_message (websocket), element_missing (a `wait_for` ran
+                out), page_error (the page threw, logged a console error, or crashed)
+                (browser): what only those steps can say
+    the prober itself, never a property of the target:
+                local_resources (its host ran out of file descriptors, socket buffers or
+                memory: the run could not be made), internal (a bug in uptime-probe, or
+                its own browser dying mid-run)
 """
 
 from __future__ import annotations
@@ -46,12 +50,32 @@ class FailureReason(StrEnum):
     ASSERTION_FAILED = "assertion_failed"
     EXTRACTION_FAILED = "extraction_failed"
     POLL_TIMEOUT = "poll_timeout"
+    CERT_EXPIRING = "cert_expiring"
+    DNS_RCODE = "dns_rcode"
+    DNS_NO_ANSWER = "dns_no_answer"
+    WS_CLOSED = "ws_closed"
+    NO_MESSAGE = "no_message"
     ELEMENT_MISSING = "element_missing"
     PAGE_ERROR = "page_error"
+    LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"
 
 
 BUILTIN_REASONS: tuple[str, ...] = tuple(reason.value for reason in FailureReason)
+# Reasons only one kind of step reports, by its handler key: metrics pre-create them only
+# for the checks that have such a step, so an HTTP-only check carries no DNS series.
+# `cert_expiring` is also a reason a request step names when it sets cert_min_days.
+KIND_REASONS: dict[str, tuple[str, ...]] = {
+    "dns": (FailureReason.DNS_RCODE, FailureReason.DNS_NO_ANSWER),
+    "certificate": (FailureReason.CERT_EXPIRING,),
+    "websocket": (FailureReason.WS_CLOSED, FailureReason.NO_MESSAGE),
+}
+# The reasons any kind of step may report.
+COMMON_REASONS: tuple[str, ...] = tuple(
+    reason
+    for reason in BUILTIN_REASONS
+    if not any(reason in reasons for reasons in KIND_REASONS.values())
+)
 TRANSPORT_REASONS = frozenset(
     {
         FailureReason.DNS,
@@ -73,9 +97,17 @@ HTTP_REASONS = frozenset(
 )
 
 
+# Failures of the prober, not of the target: alerts and docs keep them apart.
+PROBER_REASONS = frozenset({FailureReason.LOCAL_RESOURCES, FailureReason.INTERNAL})
+
+
 def is_content_reason(reason: str) -> bool:
-    """True for "the server answered, but wrongly": not transport, HTTP or internal."""
-    return reason not in TRANSPORT_REASONS and reason not in HTTP_REASONS and reason != "internal"
+    """True for "the server answered, but wrongly": not transport, HTTP or the prober's."""
+    return (
+        reason not in TRANSPORT_REASONS
+        and reason not in HTTP_REASONS
+        and reason not in PROBER_REASONS
+    )
 
 
 _REASON_WORDS = {
@@ -97,8 +129,14 @@ _REASON_WORDS = {
     "assertion_failed": "the response did not meet an expectation",
     "extraction_failed": "a value could not be extracted",
     "poll_timeout": "the expected state never came",
+    "cert_expiring": "the certificate expires too soon",
+    "dns_rcode": "the DNS server answered with an unexpected code",
+    "dns_no_answer": "the DNS name has no record of that type",
+    "ws_closed": "the WebSocket closed before the expected message",
+    "no_message": "no WebSocket message arrived in time",
     "element_missing": "an element the page should show never appeared",
     "page_error": "the page raised an error",
+    "local_resources": "the prober ran out of file descriptors or memory",
     "internal": "an internal error in uptime-probe",
 }
 
@@ -189,6 +227,8 @@ class CheckResult:
     started_at: float
     duration_seconds: float
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    # Down tries made again within this run before this one (`retries:`); this is the last.
+    retries: int = 0
 
     @property
     def ok(self) -> bool:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import Expect, HttpStepBase, StepBase, TlsConfig
+from uptime_probe.config.steps import BrowserStep, ExpectBase, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
-from uptime_probe.probe.assertions import Assertion, compile_expect
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
+from uptime_probe.probe.judging import JudgingPool, StepJudge
 from uptime_probe.probe.kinds import StepKind, kind_of
+from uptime_probe.probe.request_url import RequestUrl
+from uptime_probe.probe.secret_origins import SecretPolicy
 
 USER_AGENT = f"uptime-probe/{__version__}"
 
@@ -22,11 +24,16 @@ USER_AGENT = f"uptime-probe/{__version__}"
 class StepPlan:
     config: StepBase
     kind: StepKind
-    # The check's and the step's headers, merged (kinds that send HTTP headers; empty for
-    # others).
+    # The check's and the step's headers, merged (kinds that send HTTP; empty for others).
     headers: tuple[tuple[str, Template], ...]
-    assertions: tuple[Assertion, ...]
+    # Judges a response against the step's `expect` and `extract` (None: a kind without them).
+    judge: StepJudge | None
     ssl: ssl.SSLContext | bool
+    redact: Redactor  # the check's: every cut of a target's text redacts first
+    # The URL the step requests (HTTP-based kinds, websocket) with the config's values in
+    # place, and (HTTP-based kinds) what of the request carries a secret (None: nothing).
+    url: RequestUrl | None = None
+    secret_policy: SecretPolicy | None = None
     # Lower-case names of the headers whose template names a secret: a kind that can reach
     # other origins (a browser page's third-party requests) keeps them to the step's own.
     secret_headers: frozenset[str] = frozenset()
@@ -75,47 +82,81 @@ def compile_check(
     variables: Mapping[str, str],
     secrets: Mapping[str, str],
     tls: TlsContexts,
+    judging: JudgingPool | None = None,
 ) -> CheckPlan:
-    steps = [_compile_step(step, check, tls, frozenset(secrets)) for step in check.steps]
+    values = {**variables, **secrets}
+    redact = Redactor(secrets.values())
+    steps = [
+        _compile_step(step, check, tls, redact, judging, values, frozenset(secrets))
+        for step in check.steps
+    ]
     return CheckPlan(
         check=check,
         steps=tuple(steps),
-        values={**variables, **secrets},
-        redact=Redactor(secrets.values()),
+        values=values,
+        redact=redact,
     )
 
 
 def _compile_step(
-    step: StepBase, check: CheckConfig, tls: TlsContexts, secrets: frozenset[str] = frozenset()
+    step: StepBase,
+    check: CheckConfig,
+    tls: TlsContexts,
+    redact: Redactor,
+    judging: JudgingPool | None,
+    values: Mapping[str, str],
+    secrets: frozenset[str],
 ) -> StepPlan:
     headers: dict[str, tuple[str, Template]] = {}
     settings = getattr(step, "tls", None)
-    own = step.headers_sent
+    url = policy = None
+    own = step.http_headers()
     if own is not None:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
         headers.update({name.lower(): (name, value) for name, value in own.items()})
-    if isinstance(step, HttpStepBase):
+    if own is not None and not isinstance(step, BrowserStep):
+        # Chromium sends its own User-Agent and decodes what it asks for; our client's
+        # defaults are for the kinds whose HTTP client is ours.
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         # What we decode, said explicitly (aiohttp's default depends on what is installed).
         headers.setdefault("accept-encoding", ("Accept-Encoding", Template(ACCEPT_ENCODING)))
+    requested = [template for _where, template, _schemes in step.urls()]
+    if len(requested) == 1:  # the URL an HTTP-based or websocket step requests
+        url = RequestUrl.compile(requested[0], values)
+    if isinstance(step, HttpStepBase):
+        assert url is not None, "an HTTP-based step requests one URL"
+        policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,
         kind=kind_of(step),
         headers=tuple(headers.values()),
-        assertions=compile_expect(expect) if isinstance(expect, Expect) else (),
+        judge=StepJudge(expect, step.extract, judging, redact)
+        if isinstance(expect, ExpectBase)
+        else None,
         ssl=tls.for_settings(settings) if isinstance(settings, TlsConfig) else False,
+        redact=redact,
+        url=url,
+        secret_policy=policy,
         secret_headers=frozenset(
             key for key, (_name, template) in headers.items() if template.names & secrets
         ),
     )
 
 
-def compile_checks(config: Config, tls: TlsContexts | None = None) -> dict[str, CheckPlan]:
+def compile_checks(
+    config: Config, tls: TlsContexts | None = None, judging: JudgingPool | None = None
+) -> dict[str, CheckPlan]:
+    """Every check's plan. `judging` judges heavy responses off the loop (probe/judging.py);
+    without it every response is judged on the loop, unbounded (tests, benchmarks)."""
     contexts = tls or TlsContexts()
     return {
         check.name: compile_check(
-            check, variables=config.variables, secrets=config.secrets, tls=contexts
+            check,
+            variables=config.variables,
+            secrets=config.secrets,
+            tls=contexts,
+            judging=judging,
         )
         for check in config.checks
     }

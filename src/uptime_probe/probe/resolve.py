@@ -72,6 +72,9 @@ class ProbeResolver(AbstractResolver):
     def __init__(self, config: DnsConfig | None = None) -> None:
         config = config or DnsConfig()
         self.timeout = config.timeout
+        # The top-level `dns.servers` (empty: the system's), which a `dns` step without a
+        # `server` of its own asks too (probe/kinds/dns.py).
+        self.servers: tuple[str, ...] = tuple(config.servers)
         self._inner = AsyncResolver(
             nameservers=list(config.servers) or None,
             timeout=config.timeout / _TRIES,

@@ -28,6 +28,7 @@ CONNECTING = "connecting"
 HANDSHAKING = "handshaking"  # TCP is up, the TLS handshake is not done
 WAITING = "waiting"
 TRANSFERRING = "transferring"
+JUDGING = "judging"
 
 
 class PhaseRecorder:
@@ -40,6 +41,7 @@ class PhaseRecorder:
         "_tcp_connected",
         "_transfer_start",
         "connect",
+        "judging",
         "last_data_at",
         "processing",
         "resolve",
@@ -59,6 +61,16 @@ class PhaseRecorder:
         # When the transport last handed the step's connection bytes: the end of the
         # response as the network delivered it, before our coroutine got the loop back.
         self.last_data_at = 0.0
+        # What is being judged while state is JUDGING, for a deadline's message.
+        self.judging = ""
+
+    def judging_now(self, what: str) -> None:
+        """The answer is in and is being judged off the loop: `what` says which part."""
+        self.state = JUDGING
+        self.judging = what
+
+    def judging_done(self) -> None:
+        self.state = IDLE
 
     def data_received(self) -> None:
         self.last_data_at = time.perf_counter()

@@ -8,6 +8,13 @@ and becomes an outcome with the state before and after it. The status page and t
 read states here. A restart restores them from the store; a reload forgets removed
 checks and keeps every other check's state, even one whose thresholds changed (its next
 run is judged by the new ones).
+
+Each outcome also says whether the check's alerting is held back at that run (`Hold`):
+by an open maintenance window covering it (`state/maintenance.py`), else by a check it
+`depends_on` that is failing, its state down or its latest run down. Failing, not only
+down: a dependency and its dependents break together, and the dependent must not win
+the race to the page because its threshold was met a run earlier. Monitoring is never
+held: the state moves and the outcome reaches every sink as always.
 """
 
 from __future__ import annotations
@@ -16,25 +23,66 @@ from collections.abc import Iterable, Mapping
 
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.probe.model import CheckResult, Status
-from uptime_probe.sinks import ResultSink, RunOutcome
+from uptime_probe.sinks import Hold, HoldKind, ResultSink, RunOutcome
 from uptime_probe.state.machine import CheckState, next_state
+from uptime_probe.state.maintenance import MaintenanceCalendar
 
 
 class CheckStates:
-    def __init__(self, sink: ResultSink, *, location: str) -> None:
+    def __init__(
+        self,
+        sink: ResultSink,
+        *,
+        location: str,
+        calendar: MaintenanceCalendar | None = None,
+    ) -> None:
         self._sink = sink
         self._location = location
+        self._calendar = calendar
         self._thresholds: dict[str, tuple[int, int]] = {}  # (failure, success) runs
+        self._depends_on: dict[str, tuple[str, ...]] = {}
         self._states: dict[str, CheckState] = {}
 
-    def apply(self, checks: Iterable[CheckConfig]) -> None:
-        """A config (re)load: these checks' thresholds from now on; removed checks forgotten."""
+    def apply(self, checks: Iterable[CheckConfig]) -> list[tuple[str, str]]:
+        """A config (re)load: these checks' thresholds and dependencies from now on;
+        removed checks forgotten. Returns the (check, dependency) pairs whose dependency
+        this process does not run: those never hold anything back."""
+        checks = list(checks)
         self._thresholds = {
             check.name: (check.failure_threshold_runs, check.success_threshold_runs)
             for check in checks
         }
+        self._depends_on = {check.name: tuple(check.depends_on) for check in checks}
         for name in [n for n in self._states if n not in self._thresholds]:
             del self._states[name]
+        return [
+            (check, needed)
+            for check, needs in self._depends_on.items()
+            for needed in needs
+            if needed not in self._thresholds
+        ]
+
+    def dependencies(self, check: str) -> tuple[str, ...]:
+        return self._depends_on.get(check, ())
+
+    def failing(self, check: str) -> bool:
+        """Down, or its latest run was: what makes it hold back the checks depending on it."""
+        found = self._states.get(check)
+        return found is not None and (found.state is Status.DOWN or found.consecutive_down > 0)
+
+    def failing_dependencies(self, check: str) -> tuple[str, ...]:
+        return tuple(needed for needed in self.dependencies(check) if self.failing(needed))
+
+    def hold_of(self, check: str, at: float) -> Hold | None:
+        """Why the check's alerting is held back at `at`: maintenance first, then the first
+        failing dependency in `depends_on` order; None when nothing holds it."""
+        if self._calendar is not None:
+            opening = self._calendar.open_for(check, at)
+            if opening is not None:
+                return Hold(HoldKind.MAINTENANCE, opening.window.name, opening.end)
+        for needed in self.failing_dependencies(check):
+            return Hold(HoldKind.DEPENDENCY, needed)
+        return None
 
     def restore(self, stored: Mapping[str, Status | None]) -> dict[str, Status | None]:
         """States read back from the store after a restart; returns those of checks this
@@ -74,5 +122,6 @@ class CheckStates:
                 previous_state=before.state,
                 location=self._location,
                 lag_seconds=lag_seconds,
+                hold=self.hold_of(result.check, result.started_at),
             )
         )

@@ -3,6 +3,20 @@
 An incident opens when a check's state turns down and resolves when it turns back
 up (or degraded). It reads like a public status page: `investigating` while down,
 `monitoring` after the first good run, `resolved` once the success threshold is met.
+
+A timeline stays small whatever the check does (`add_entry`). A check that flaps (down,
+up, down... without ever meeting its success threshold) would add an entry every run:
+after FLAPS_SHOWN changes between investigating and monitoring in a row, they become one
+counted entry, "Flapped 4,321 times between investigating and monitoring", from the first
+to the latest. And a timeline keeps at most MAX_TIMELINE entries: the opening one, then
+one counted entry for those left out, then the latest.
+
+A run whose alerting is held back (`RunOutcome.hold`: a maintenance window, or a failing
+check it depends on) opens no incident: the check's down streak goes on, and its first
+down run once nothing holds it opens one. A check held back by a dependency is listed on
+that dependency's open incident (`held_back`), or, down a chain, on the incident of the
+first check up the chain that has one. An incident already open is never held back, so
+its resolution always follows its opening.
 """
 
 from __future__ import annotations
@@ -12,13 +26,24 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from uptime_probe.probe.model import CheckResult, Status
-from uptime_probe.sinks import RunOutcome
+from uptime_probe.sinks import Hold, HoldKind, RunOutcome
 
 
 class IncidentStatus(StrEnum):
     INVESTIGATING = "investigating"
     MONITORING = "monitoring"
     RESOLVED = "resolved"
+
+
+class EntryKind(StrEnum):
+    UPDATE = "update"  # one change
+    FLAPPING = "flapping"  # `count` changes between investigating and monitoring in a row
+    OMITTED = "omitted"  # `count` earlier entries left out to keep the timeline bounded
+
+
+FLAPS_SHOWN = 4  # changes of state in a row shown one by one before they are counted
+MAX_TIMELINE = 50  # entries kept: the first, one for those left out, the latest
+MAX_ENTRY_MESSAGE = 500  # characters of a message kept in the timeline
 
 
 class IncidentEventKind(StrEnum):
@@ -30,9 +55,78 @@ class IncidentEventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
+    """One update; or, for a counted kind, `count` of them from `at` to `until`."""
+
     at: float
-    status: IncidentStatus
+    status: IncidentStatus  # the incident's status after it (after the latest, if counted)
     message: str
+    kind: EntryKind = EntryKind.UPDATE
+    count: int = 1
+    until: float | None = None
+
+
+_FLAPPING_STATES = frozenset({IncidentStatus.INVESTIGATING, IncidentStatus.MONITORING})
+
+
+def _flips(before: TimelineEntry, entry: TimelineEntry) -> bool:
+    """A change between investigating and monitoring (a new reason is not one)."""
+    return (
+        entry.kind is not EntryKind.OMITTED
+        and before.status is not entry.status
+        and {before.status, entry.status} <= _FLAPPING_STATES
+    )
+
+
+def _flapping(at: float, latest: TimelineEntry, count: int) -> TimelineEntry:
+    return TimelineEntry(
+        at,
+        latest.status,
+        f"Flapped {count:,} times between investigating and monitoring; "
+        f"the latest: {latest.message}",
+        EntryKind.FLAPPING,
+        count,
+        latest.at,
+    )
+
+
+def add_entry(
+    timeline: tuple[TimelineEntry, ...], entry: TimelineEntry
+) -> tuple[TimelineEntry, ...]:
+    """`timeline` with `entry` at its end: flapping counted, the length capped."""
+    if len(entry.message) > MAX_ENTRY_MESSAGE:
+        # Messages were redacted before they got here: a cut cannot expose a secret.
+        entry = replace(entry, message=entry.message[: MAX_ENTRY_MESSAGE - 3] + "...")
+    if timeline and _flips(timeline[-1], entry):
+        last = timeline[-1]
+        if last.kind is EntryKind.FLAPPING:
+            return (*timeline[:-1], _flapping(last.at, entry, last.count + 1))
+        shown = 0  # changes of state in a row at the timeline's end, each shown alone
+        while shown < min(FLAPS_SHOWN, len(timeline) - 1) and _flips(
+            timeline[-shown - 2], timeline[-shown - 1]
+        ):
+            shown += 1
+        if shown >= FLAPS_SHOWN:
+            first = timeline[-shown]
+            return _capped((*timeline[:-shown], _flapping(first.at, entry, shown + 1)))
+    return _capped((*timeline, entry))
+
+
+def _capped(timeline: tuple[TimelineEntry, ...]) -> tuple[TimelineEntry, ...]:
+    if len(timeline) <= MAX_TIMELINE:
+        return timeline
+    latest = MAX_TIMELINE - 2
+    left_out = timeline[1:-latest]
+    count = sum(entry.count for entry in left_out)
+    end = left_out[-1].until or left_out[-1].at
+    omitted = TimelineEntry(
+        left_out[0].at,
+        left_out[-1].status,
+        f"{count:,} earlier updates not kept (a timeline keeps {MAX_TIMELINE} entries)",
+        EntryKind.OMITTED,
+        count,
+        end,
+    )
+    return (timeline[0], omitted, *timeline[-latest:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +151,8 @@ class Incident:
     # The file the latest failing run that left one left (a browser step's screenshot of
     # the page as users saw it), relative to the artifact folder: the status page shows it.
     artifact: str | None = None
+    # Checks depending on this one whose own incidents it held back while open.
+    held_back: tuple[str, ...] = ()
 
     @property
     def time_to_detect(self) -> float:
@@ -117,6 +213,7 @@ class IncidentTracker:
         self._listeners = list(listeners)
         self._open: dict[str, Incident] = {}
         self._streaks: dict[str, _Streak] = {}
+        self._held: dict[str, Hold] = {}  # down checks whose incident is held back, by check
         self._new_id = new_id or (lambda check, at: f"{check}-{int(at * 1000)}")
 
     def add_listener(self, listener: Callable[[IncidentEvent], None]) -> None:
@@ -135,6 +232,11 @@ class IncidentTracker:
         """A check removed by a reload: its open incident stays in storage, untracked."""
         self._open.pop(check, None)
         self._streaks.pop(check, None)
+        self._held.pop(check, None)
+
+    def held(self, check: str) -> Hold | None:
+        """What holds the check's incident back now, while it is down without one."""
+        return self._held.get(check)
 
     def accept(self, outcome: RunOutcome) -> None:
         result = outcome.result
@@ -153,11 +255,16 @@ class IncidentTracker:
             if result.failed_step and result.failed_step not in streak.steps:
                 streak.steps.append(result.failed_step)
             if incident is None and outcome.state is Status.DOWN:
-                self._opened(outcome, streak)
+                if outcome.hold is None:
+                    self._held.pop(check, None)
+                    self._opened(outcome, streak)
+                else:
+                    self._hold(check, outcome.hold, result.started_at)
             elif incident is not None:
                 self._failed_again(incident, result)
             return
         self._streaks.pop(check, None)
+        self._held.pop(check, None)
         if incident is None:
             return
         if outcome.state is Status.DOWN:
@@ -170,6 +277,42 @@ class IncidentTracker:
                 )
             return
         self._resolved(incident, result)
+
+    def _hold(self, check: str, hold: Hold, at: float) -> None:
+        """A down check whose incident waits; listed on its dependency's incident."""
+        self._held[check] = hold
+        if hold.kind is not HoldKind.DEPENDENCY:
+            return
+        holder = self._holding_incident(hold.by)
+        if holder is None or check in holder.held_back:
+            return
+        updated = replace(
+            holder,
+            held_back=(*holder.held_back, check),
+            timeline=(
+                *holder.timeline,
+                TimelineEntry(
+                    at,
+                    holder.status,
+                    f"Holding back {check}, which depends on {hold.by}.",
+                ),
+            ),
+        )
+        self._open[holder.check] = updated
+        self._emit(IncidentEventKind.UPDATED, updated)
+
+    def _holding_incident(self, check: str) -> Incident | None:
+        """The open incident of `check`, or of the first check up its chain of held
+        dependencies that has one (the config has no cycles; bounded all the same)."""
+        for _ in range(len(self._held) + 1):
+            incident = self._open.get(check)
+            if incident is not None:
+                return incident
+            hold = self._held.get(check)
+            if hold is None or hold.kind is not HoldKind.DEPENDENCY:
+                return None
+            check = hold.by
+        return None
 
     def _emit(self, kind: IncidentEventKind, incident: Incident) -> None:
         for listener in self._listeners:
@@ -211,14 +354,14 @@ class IncidentTracker:
             entry = TimelineEntry(
                 result.started_at, IncidentStatus.INVESTIGATING, _reason_phrase(result)
             )
-            timeline, kind = (*timeline, entry), IncidentEventKind.UPDATED
+            timeline, kind = add_entry(timeline, entry), IncidentEventKind.UPDATED
         elif reason not in incident.reasons:
             entry = TimelineEntry(
                 result.started_at,
                 IncidentStatus.INVESTIGATING,
                 f"New failure: {_reason_phrase(result)}",
             )
-            timeline, kind = (*timeline, entry), IncidentEventKind.UPDATED
+            timeline, kind = add_entry(timeline, entry), IncidentEventKind.UPDATED
         updated = replace(
             incident,
             status=IncidentStatus.INVESTIGATING,
@@ -237,7 +380,7 @@ class IncidentTracker:
         updated = replace(
             incident,
             status=status,
-            timeline=(*incident.timeline, TimelineEntry(at, status, message)),
+            timeline=add_entry(incident.timeline, TimelineEntry(at, status, message)),
         )
         self._open[incident.check] = updated
         self._emit(IncidentEventKind.UPDATED, updated)
@@ -246,12 +389,11 @@ class IncidentTracker:
         now = result.started_at
         timeline = incident.timeline
         if incident.status is not IncidentStatus.MONITORING:
-            timeline = (
-                *timeline,
-                TimelineEntry(now, IncidentStatus.MONITORING, "A run succeeded."),
+            timeline = add_entry(
+                timeline, TimelineEntry(now, IncidentStatus.MONITORING, "A run succeeded.")
             )
-        timeline = (
-            *timeline,
+        timeline = add_entry(
+            timeline,
             TimelineEntry(now, IncidentStatus.RESOLVED, f"Check is {result.status.value} again."),
         )
         resolved = replace(

@@ -3,6 +3,12 @@
 One writer task drains a bounded queue in batches, one transaction a batch, on
 aiosqlite's own thread: a slow or failing disk never delays a probe. A full queue or
 a failed write loses those rows, counts them (`on_loss`) and logs; probing goes on.
+
+A store that cannot be opened at all (a full or read-only data directory, a file that
+is not a database) does not stop the daemon either: `start` reports it, tries again
+every `retry_interval`, and meanwhile reads raise `StoreUnavailable` and writes are
+counted as lost. Restarting during a disk-full event used to exit 1, so a crash loop
+took the monitoring away exactly when it was needed.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +31,13 @@ import structlog
 from uptime_probe.probe.model import Status
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import (
+    EntryKind,
     Incident,
     IncidentEvent,
     IncidentStatus,
     TimelineEntry,
 )
+from uptime_probe.state.maintenance import Window, WindowSource
 
 log = structlog.get_logger("uptime_probe.store")
 
@@ -93,11 +102,52 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE incidents ADD COLUMN last_http_status INTEGER;
     """,
-    # 3: the file of its latest failing run that left one: a browser step's screenshot.
+    # 3: the checks an incident held back (depends_on), and maintenance windows opened
+    # through the API (config windows live in the config).
+    """
+    ALTER TABLE incidents ADD COLUMN held_back TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE maintenance_windows (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        checks TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        start REAL NOT NULL,
+        end_at REAL NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX maintenance_windows_by_end ON maintenance_windows (end_at);
+    """,
+    # 4: the file of its latest failing run that left one: a browser step's screenshot.
     """
     ALTER TABLE incidents ADD COLUMN artifact TEXT;
     """,
 )
+
+
+class StoreUnavailable(sqlite3.OperationalError):
+    """The store is not open: a `sqlite3.Error`, so every reader that survives a failed
+    read (the status page, the API) survives this one too."""
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, without the path (logged beside it): "database or disk is full"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _filesystem_state(path: Path) -> str:
+    """ " (the filesystem is read-only)", " (... is full)" or "" for the file's directory."""
+    try:
+        found = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    if found.f_flag & os.ST_RDONLY:
+        return " (the filesystem is read-only)"
+    if found.f_bavail == 0:
+        return " (the filesystem is full)"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +184,22 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
+def _entry_row(entry: TimelineEntry) -> list[Any]:
+    """[at, status, message], and for a counted entry its kind, count and end as well."""
+    row: list[Any] = [entry.at, entry.status.value, _text(entry.message)]
+    if entry.kind is not EntryKind.UPDATE:
+        row += [entry.kind.value, entry.count, entry.until]
+    return row
+
+
+def _entry_from_row(row: Sequence[Any]) -> TimelineEntry:
+    at, status, message, *counted = row
+    if not counted:
+        return TimelineEntry(at, IncidentStatus(status), message)
+    kind, count, until = counted
+    return TimelineEntry(at, IncidentStatus(status), message, EntryKind(kind), count, until)
+
+
 def _incident_row(incident: Incident) -> tuple[Any, ...]:
     return (
         incident.id,
@@ -148,9 +214,10 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         _text(incident.response_sample) if incident.response_sample is not None else None,
         json.dumps(incident.reasons),
         json.dumps(list(incident.failing_steps)),
-        json.dumps([[e.at, e.status.value, _text(e.message)] for e in incident.timeline]),
+        json.dumps([_entry_row(entry) for entry in incident.timeline]),
         incident.last_reason,
         incident.last_http_status,
+        json.dumps(list(incident.held_back)),
         incident.artifact,
     )
 
@@ -169,17 +236,18 @@ def _incident_from_row(row: Sequence[Any]) -> Incident:
         response_sample=row[9],
         reasons=json.loads(row[10]),
         failing_steps=tuple(json.loads(row[11])),
-        timeline=tuple(TimelineEntry(at, IncidentStatus(s), m) for at, s, m in json.loads(row[12])),
+        timeline=tuple(_entry_from_row(entry) for entry in json.loads(row[12])),
         last_reason=row[13],
         last_http_status=row[14],
-        artifact=row[15],
+        held_back=tuple(json.loads(row[15])),
+        artifact=row[16],
     )
 
 
 _SELECT_INCIDENTS = (
     "SELECT id, check_name, location, status, opened_at, resolved_at, first_failure_at, "
     "first_reason, first_message, response_sample, reasons, failing_steps, timeline, "
-    "last_reason, last_http_status, artifact FROM incidents "
+    "last_reason, last_http_status, held_back, artifact FROM incidents "
 )
 
 
@@ -205,6 +273,80 @@ class Store:
         # take turns, or a DELETE's implicit transaction fails the writer's BEGIN.
         self._write_lock = asyncio.Lock()
         self.lost = 0
+        # Why the store cannot be opened (None once open) and why the last write failed
+        # (None once one succeeds): what `available` and `problem` report.
+        self._open_error: str | None = None
+        self._write_error: str | None = None
+        self._reopen: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    @property
+    def available(self) -> bool:
+        """Open, and its last write (if any) succeeded."""
+        return self._db is not None and self._write_error is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store is not available, in a few words; None when it is."""
+        if self._open_error is not None:
+            return f"cannot be opened: {self._open_error}"
+        if self._write_error is not None:
+            return f"writes are failing: {self._write_error}"
+        return None
+
+    async def start(
+        self,
+        *,
+        retry_interval: float,
+        on_opened: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Open the store for the daemon; if it cannot be opened, keep trying in the
+        background, calling `on_opened` once it is. True if it opened now."""
+        try:
+            await self.open()
+        except (sqlite3.Error, OSError) as exc:
+            await self._open_failed(exc, retry_interval)
+            self._reopen = asyncio.create_task(
+                self._reopen_loop(retry_interval, on_opened), name="store-reopen"
+            )
+            return False
+        return True
+
+    async def _open_failed(self, exc: BaseException, retry_interval: float) -> None:
+        # SQLite says "unable to open database file" for a read-only directory: the
+        # filesystem's own state says which it is.
+        self._open_error = _describe(exc) + await asyncio.to_thread(_filesystem_state, self.path)
+        log.error(
+            "store_unavailable",
+            path=str(self.path.absolute()),
+            error=self._open_error,
+            retry_in_seconds=retry_interval,
+        )
+
+    async def _reopen_loop(
+        self, retry_interval: float, on_opened: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        while True:
+            # Not a cancellable sleep: `close` waits for an attempt under way to end, or
+            # aiosqlite's thread could outlive the store.
+            try:
+                await asyncio.wait_for(self._closing.wait(), retry_interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.open()
+            except (sqlite3.Error, OSError) as exc:
+                await self._open_failed(exc, retry_interval)
+                continue
+            self._open_error = None
+            log.info("store_available", path=str(self.path.absolute()))
+            if on_opened is not None:
+                try:
+                    await on_opened()
+                except Exception:
+                    log.exception("store_reopen_hook_failed")
+            return
 
     async def open(self, *, readonly: bool = False) -> None:
         """Open (creating and migrating) the database; `readonly` only reads, for reports."""
@@ -230,7 +372,7 @@ class Store:
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise RuntimeError("store is not open")
+            raise StoreUnavailable(self._open_error or "store is not open")
         return self._db
 
     async def _migrate(self) -> None:
@@ -248,6 +390,12 @@ class Store:
     # -- writing (sinks: called on the event loop, never block) ------------------------
 
     def _enqueue(self, write: _Write) -> None:
+        if self._open_error is not None:
+            # Not opened, and retried on its own schedule: counted, not queued (nothing
+            # drains the queue meanwhile) and not logged row by row.
+            self.lost += 1
+            self._on_loss(1)
+            return
         try:
             self._queue.put_nowait(write)
         except asyncio.QueueFull:
@@ -262,7 +410,10 @@ class Store:
         self._enqueue(("run", outcome))
 
     def record_incident(self, event: IncidentEvent) -> None:
-        self._enqueue(("incident", event.incident))
+        self.save_incident(event.incident)
+
+    def save_incident(self, incident: Incident) -> None:
+        self._enqueue(("incident", incident))
 
     async def _write_loop(self) -> None:
         while True:
@@ -280,8 +431,13 @@ class Store:
                     except Exception as exc:
                         # Whatever fails (disk, a closed connection, a value SQLite will not
                         # bind), the writer goes on: these rows are lost and counted.
+                        self._write_error = _describe(exc)
                         self._lose(len(batch), f"{type(exc).__name__}: {exc}")
                         await self._rollback()
+                    else:
+                        if self._write_error is not None:
+                            log.info("store_writes_resumed", path=str(self.path.absolute()))
+                        self._write_error = None
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -354,8 +510,8 @@ class Store:
             await db.executemany(
                 "INSERT OR REPLACE INTO incidents (id, check_name, location, status, opened_at, "
                 "resolved_at, first_failure_at, first_reason, first_message, response_sample, "
-                "reasons, failing_steps, timeline, last_reason, last_http_status, artifact) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "reasons, failing_steps, timeline, last_reason, last_http_status, held_back, "
+                "artifact) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 list(incidents.values()),
             )
         await db.commit()
@@ -369,6 +525,10 @@ class Store:
         return True
 
     async def close(self, timeout: float = 5.0) -> None:
+        self._closing.set()
+        if self._reopen is not None:
+            await asyncio.gather(self._reopen, return_exceptions=True)
+            self._reopen = None
         if self._writer is not None:
             flushed = await self.flush(timeout)
             if not flushed:
@@ -403,11 +563,66 @@ class Store:
                 rollups = await db.execute(
                     "DELETE FROM rollups WHERE hour < ?", (now - self.rollup_retention,)
                 )
+                # API windows are kept as long as the runs they covered.
+                await db.execute(
+                    "DELETE FROM maintenance_windows WHERE end_at < ?",
+                    (now - self.raw_retention,),
+                )
                 await db.commit()
             except (sqlite3.Error, OSError):
                 await self._rollback()
                 raise
         return runs.rowcount, rollups.rowcount
+
+    # -- maintenance windows opened through the API -----------------------------------
+
+    async def save_window(self, window: Window) -> None:
+        """Write (or rewrite) an API window now, committed before this returns: the API
+        answers only once a restart would keep it. Not through the batching queue, which
+        may lose rows under pressure."""
+        if window.start is None or window.end is None:
+            raise ValueError("only one-off windows are stored")
+        row = (
+            window.id,
+            _text(window.name),
+            _text(window.description),
+            json.dumps(list(window.checks)),
+            json.dumps(list(window.tags)),
+            window.start,
+            window.end,
+            window.created_at if window.created_at is not None else window.start,
+        )
+        async with self._write_lock:
+            try:
+                await self.db.execute(
+                    "INSERT OR REPLACE INTO maintenance_windows VALUES (?,?,?,?,?,?,?,?)", row
+                )
+                await self.db.commit()
+            except (sqlite3.Error, OSError):
+                await self._rollback()
+                raise
+
+    async def windows(self, ending_after: float) -> list[Window]:
+        """API windows that end after `ending_after`, by start."""
+        query = (
+            "SELECT id, name, description, checks, tags, start, end_at, created_at "
+            "FROM maintenance_windows WHERE end_at > ? ORDER BY start"
+        )
+        async with self.db.execute(query, (ending_after,)) as cursor:
+            return [
+                Window(
+                    id=row[0],
+                    name=row[1],
+                    source=WindowSource.API,
+                    description=row[2],
+                    checks=tuple(json.loads(row[3])),
+                    tags=tuple(json.loads(row[4])),
+                    start=row[5],
+                    end=row[6],
+                    created_at=row[7],
+                )
+                async for row in cursor
+            ]
 
     # -- reading ---------------------------------------------------------------------
 

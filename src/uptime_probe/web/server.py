@@ -16,6 +16,7 @@ from uptime_probe.metrics import TEXT_CONTENT_TYPE, MetricsExposition, wants_ope
 from uptime_probe.probe.artifacts import ArtifactStore
 from uptime_probe.web.api import StatusApi
 from uptime_probe.web.auth import auth_middleware
+from uptime_probe.web.connections import ConnectionGuard
 from uptime_probe.web.offload import in_web_thread
 from uptime_probe.web.status import ARTIFACTS_PATH, StatusPage, StatusSource
 
@@ -163,14 +164,21 @@ async def _security_headers(_request: web.Request, response: web.StreamResponse)
         response.headers.setdefault(name, value)
 
 
-def build_web_app(control: DaemonControl) -> web.Application:
-    app = web.Application(middlewares=[auth_middleware(control.auth)])
+def build_web_app(
+    control: DaemonControl, connections: ConnectionGuard | None = None
+) -> web.Application:
+    """The application; with `connections`, its middleware marks each request's
+    connection busy (web/connections.py), outermost so that it sees every request."""
+    middlewares = [auth_middleware(control.auth)]
+    if connections is not None:
+        middlewares.insert(0, connections.middleware)
+    app = web.Application(middlewares=middlewares)
     app.on_response_prepare.append(_security_headers)
     app[CONTROL_KEY] = control
     if control.status is not None:
         page = StatusPage(control.status)
         app.router.add_get("/", page.handle)
-        StatusApi(control.status).add_routes(app)
+        StatusApi(control.status, writes_enabled=control.enable_lifecycle).add_routes(app)
         if control.artifacts is not None:
             app.router.add_get(ARTIFACTS_PATH + "/{check}/{name}", artifact)
     app.router.add_get("/metrics", metrics)

@@ -18,8 +18,8 @@ import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
@@ -34,6 +34,7 @@ from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifact
+from uptime_probe.state.maintenance import Opening, Window
 from uptime_probe.state.store import DailyUptime, RunRow
 from uptime_probe.web.offload import in_web_thread
 
@@ -43,6 +44,7 @@ REFRESH_SECONDS = 10
 ARTIFACTS_PATH = "/artifacts"  # where runs' files (screenshots) are served
 UPTIME_DAYS = 90
 INCIDENT_DAYS = 30
+MAINTENANCE_HORIZON_DAYS = 7  # upcoming windows listed on the page and by the API
 SPARKLINE_RUNS = 60
 GZIP_MIN_BYTES = 4096
 HISTORY_ERRORS = (sqlite3.Error, OSError)
@@ -55,6 +57,24 @@ class CheckStateReader(Protocol):
     """The reads of `state.checks.CheckStates` the page and the API use."""
 
     def state_of(self, check: str) -> Status | None: ...
+
+    def failing_dependencies(self, check: str) -> tuple[str, ...]: ...
+
+
+class MaintenanceWindows(Protocol):
+    """The reads and writes of `state.maintenance.MaintenanceCalendar` the web layer uses."""
+
+    def checks_in_maintenance(self, now: float) -> dict[str, Opening]: ...
+
+    def openings(self, now: float, horizon: float) -> list[Opening]: ...
+
+    def covers(self, window: Window) -> frozenset[str]: ...
+
+    def windows(self) -> Iterable[Window]: ...
+
+    def api_window(self, window_id: str) -> Window | None: ...
+
+    def put(self, window: Window) -> None: ...
 
 
 class LatestRuns(Protocol):
@@ -80,6 +100,12 @@ class History(Protocol):
 
     async def recent_durations(self, check: str, limit: int = ...) -> list[tuple[float, float]]: ...
 
+    @property
+    def problem(self) -> str | None:
+        """Why runs are not being recorded now (cannot open, writes failing); else None."""
+
+    async def save_window(self, window: Window) -> None: ...
+
 
 class StatusSource(Protocol):
     """What the status page and the JSON API read of the daemon; `app.Daemon` is one.
@@ -103,6 +129,9 @@ class StatusSource(Protocol):
     @property
     def store(self) -> History: ...
 
+    @property
+    def maintenance(self) -> MaintenanceWindows: ...
+
 
 def check_state(source: StatusSource, check: str) -> Status | None:
     return source.check_states.state_of(check)
@@ -120,6 +149,8 @@ class Banner(StrEnum):
     DEGRADED = "degraded"
     PARTIAL_OUTAGE = "partial_outage"
     MAJOR_OUTAGE = "major_outage"
+    # Nothing wrong outside the checks a maintenance window covers now.
+    MAINTENANCE = "maintenance"
     # Not one of the four a status page usually shows: right after a first start no
     # check has a state, and "all systems operational" would be a claim with no run
     # behind it.
@@ -140,18 +171,21 @@ _BANNER_TEXT = {
     Banner.DEGRADED: ("Degraded performance", "c98f00"),
     Banner.PARTIAL_OUTAGE: ("Partial outage", "e5660b"),
     Banner.MAJOR_OUTAGE: ("Major outage", "d33a2c"),
+    Banner.MAINTENANCE: ("Maintenance in progress", "2f6fd6"),
     Banner.PENDING: ("Waiting for the first results", "8a8f98"),
 }
 
 
-def derive_banner(states: Iterable[Status | None]) -> Banner:
+def derive_banner(states: Iterable[Status | None], in_maintenance: int = 0) -> Banner:
     """The page's headline from the checks' states (after thresholds, not single runs).
 
     Checks without a state yet are left out: "most" is counted among those that have one.
+    `states` leaves out the checks under maintenance; `in_maintenance` counts them, and the
+    banner says so when nothing else is wrong.
     """
     known = [state for state in states if state is not None]
     if not known:
-        return Banner.PENDING
+        return Banner.MAINTENANCE if in_maintenance else Banner.PENDING
     down = sum(1 for state in known if state is Status.DOWN)
     if down * 2 > len(known):
         return Banner.MAJOR_OUTAGE
@@ -159,7 +193,18 @@ def derive_banner(states: Iterable[Status | None]) -> Banner:
         return Banner.PARTIAL_OUTAGE
     if any(state is Status.DEGRADED for state in known):
         return Banner.DEGRADED
-    return Banner.OPERATIONAL
+    return Banner.MAINTENANCE if in_maintenance else Banner.OPERATIONAL
+
+
+def page_banner(
+    source: StatusSource, checks: Iterable[CheckConfig], maintained: Collection[str]
+) -> Banner:
+    """The banner over `checks`, those under maintenance counted apart."""
+    names = [check.name for check in checks]
+    return derive_banner(
+        (check_state(source, name) for name in names if name not in maintained),
+        sum(1 for name in names if name in maintained),
+    )
 
 
 # -- formatting -------------------------------------------------------------------------
@@ -229,6 +274,8 @@ class TimelineView:
     at_iso: str
     status: str
     message: str
+    until: str | None = None  # a counted entry (flapping, or entries left out) ends here
+    until_iso: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +291,7 @@ class IncidentView:
     reason_text: str
     reasons: list[str]
     failing_steps: list[str]
+    held_back: list[str]
     first_message: str
     response_sample: str | None
     time_to_detect: str
@@ -270,6 +318,24 @@ class CheckView:
     spark: Sparkline | None
     incident_id: str | None
     screenshot_url: str | None = None
+    maintenance: str | None = None  # the window covering it now
+    maintenance_until: str | None = None
+    maintenance_until_iso: str | None = None
+    affected_by: tuple[str, ...] = ()  # failing checks it depends on, while it fails too
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    id: str
+    name: str
+    description: str
+    source: str
+    open: bool
+    start: str
+    start_iso: str
+    end: str
+    end_iso: str
+    checks: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +351,10 @@ class PageView:
     incident_days: int
     uptime_days: int
     history_available: bool
+    # False while the store cannot be opened or written: what the page shows is not kept.
+    history_recording: bool = True
+    maintenance: list[WindowView] = field(default_factory=list)
+    maintenance_days: int = MAINTENANCE_HORIZON_DAYS
 
 
 BAR_WIDTH = 5  # viewBox units per day: 4 of bar, 1 of gap
@@ -361,14 +431,38 @@ def incident_view(incident: Incident, now: float) -> IncidentView:
             for name, count in sorted(incident.reasons.items(), key=lambda kv: -kv[1])
         ],
         failing_steps=list(incident.failing_steps),
+        held_back=list(incident.held_back),
         first_message=incident.first_message,
         response_sample=incident.response_sample,
         time_to_detect=span(incident.time_to_detect),
         timeline=[
-            TimelineView(clock(entry.at), iso(entry.at), entry.status.value, entry.message)
+            TimelineView(
+                clock(entry.at),
+                iso(entry.at),
+                entry.status.value,
+                entry.message,
+                clock(entry.until) if entry.until not in (None, entry.at) else None,
+                iso(entry.until) if entry.until not in (None, entry.at) else None,
+            )
             for entry in reversed(incident.timeline)  # newest first, like a status page
         ],
         screenshot_url=artifact_url(incident.artifact),
+    )
+
+
+def window_view(opening: Opening, covers: Iterable[str], now: float) -> WindowView:
+    window = opening.window
+    return WindowView(
+        id=window.id,
+        name=window.name,
+        description=window.description,
+        source=window.source.value,
+        open=opening.start <= now < opening.end,
+        start=clock(opening.start),
+        start_iso=iso(opening.start),
+        end=clock(opening.end),
+        end_iso=iso(opening.end),
+        checks=sorted(covers),
     )
 
 
@@ -380,8 +474,11 @@ def check_view(
     uptime_days: Sequence[DailyUptime],
     durations: Sequence[tuple[float, float]],
     now: float,
+    maintenance: Opening | None = None,
+    failing_dependencies: Sequence[str] = (),
 ) -> CheckView:
     result = outcome.result if outcome is not None else None
+    failing = state is Status.DOWN or (result is not None and result.status is Status.DOWN)
     reason_text = step = message = sample = screenshot = None
     if result is not None and result.status is Status.DOWN:
         reason_text = describe_reason(result.reason or "internal", result.http_status)
@@ -410,6 +507,10 @@ def check_view(
         spark=sparkline(durations),
         incident_id=incident.id if incident is not None else None,
         screenshot_url=screenshot,
+        maintenance=maintenance.window.name if maintenance is not None else None,
+        maintenance_until=clock(maintenance.end) if maintenance is not None else None,
+        maintenance_until_iso=iso(maintenance.end) if maintenance is not None else None,
+        affected_by=tuple(failing_dependencies) if failing else (),
     )
 
 
@@ -426,8 +527,9 @@ class _Reads:
         try:
             return await read
         except HISTORY_ERRORS as exc:
+            if self.ok:  # once a page: a store that is away fails every read alike
+                log.error("status_history_failed", read=what, error=str(exc))
             self.ok = False
-            log.error("status_history_failed", read=what, error=str(exc))
             return fallback
 
 
@@ -476,6 +578,7 @@ class StatusPage:
         names = {check.name for check in config.checks}
         for stale in [name for name in self._uptime_cache if name not in names]:
             del self._uptime_cache[stale]
+        maintained = source.maintenance.checks_in_maintenance(now)
         checks = []
         for check in config.checks:
             durations = await reads(
@@ -490,6 +593,8 @@ class StatusPage:
                     await self._uptime(reads, check.name, now),
                     durations,
                     now,
+                    maintained.get(check.name),
+                    source.check_states.failing_dependencies(check.name),
                 )
             )
         stored = await reads(
@@ -503,7 +608,7 @@ class StatusPage:
         open_now = sorted(incidents.values(), key=lambda incident: -incident.opened_at)
         return PageView(
             title=config.status_page.title,
-            banner=derive_banner(check_state(source, check.name) for check in config.checks),
+            banner=page_banner(source, config.checks, maintained),
             generated=clock(now),
             generated_iso=iso(now),
             refresh_seconds=REFRESH_SECONDS,
@@ -513,6 +618,11 @@ class StatusPage:
             incident_days=INCIDENT_DAYS,
             uptime_days=UPTIME_DAYS,
             history_available=reads.ok,
+            history_recording=source.store.problem is None,
+            maintenance=[
+                window_view(opening, source.maintenance.covers(opening.window), now)
+                for opening in source.maintenance.openings(now, MAINTENANCE_HORIZON_DAYS * 86400)
+            ],
         )
 
     async def current(self) -> PageView:

@@ -13,23 +13,33 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from pydantic import Discriminator, Tag
 
 from uptime_probe.config.steps.browser import BrowserExpect, BrowserStep, ElementAssertion
+from uptime_probe.config.steps.certificate import CertificateStep
+from uptime_probe.config.steps.dns import DnsStep
 from uptime_probe.config.steps.parts import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADER_SIZE,
     JSON_OPERATORS,
     MAX_REDIRECTS,
     MAX_RESPONSE_HEADERS,
+    ContentExpect,
     Expect,
+    ExpectBase,
     HttpStepBase,
     JsonAssertion,
+    JsonExpect,
     PollConfig,
     RequestSpec,
     StepBase,
     TlsConfig,
 )
 from uptime_probe.config.steps.request import RequestStep
+from uptime_probe.config.steps.tcp import TcpStep
+from uptime_probe.config.steps.websocket import WebsocketStep
 
-STEP_KINDS: dict[str, type[StepBase]] = {kind.handler: kind for kind in (RequestStep, BrowserStep)}
+STEP_KINDS: dict[str, type[StepBase]] = {
+    kind.handler: kind
+    for kind in (RequestStep, DnsStep, TcpStep, CertificateStep, WebsocketStep, BrowserStep)
+}
 
 
 def handler_key(data: Any) -> str | None:
@@ -72,15 +82,22 @@ __all__ = [
     "STEP_KINDS",
     "BrowserExpect",
     "BrowserStep",
+    "CertificateStep",
+    "ContentExpect",
+    "DnsStep",
     "ElementAssertion",
     "Expect",
+    "ExpectBase",
     "HttpStepBase",
     "JsonAssertion",
+    "JsonExpect",
     "PollConfig",
     "RequestSpec",
     "RequestStep",
     "StepBase",
     "StepConfig",
+    "TcpStep",
     "TlsConfig",
+    "WebsocketStep",
     "handler_key",
 ]

@@ -28,7 +28,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.errors import Path
-from uptime_probe.config.steps.parts import Severity, StepBase
+from uptime_probe.config.steps.parts import ExpectBase, Severity, StepBase
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import (
     SLUG_PATTERN,
@@ -195,11 +195,13 @@ class ElementAssertion(Model):
         return f"to contain {self.expected!r}"
 
 
-class BrowserExpect(Model):
+class BrowserExpect(ExpectBase):
+    """The main document's status, then the rendered page (DOM queries, judged by the kind:
+    they read the live page, not a body a StepJudge could be handed)."""
+
     status: StatusExpectation = Field(default="2xx", validate_default=True)
     elements: list[ElementAssertion] = Field(default=[], max_length=MAX_ELEMENTS)
     no_console_errors: bool = False
-    max_latency: Duration | None = None
 
 
 class BrowserPage(Model):
@@ -229,8 +231,7 @@ class BrowserStep(StepBase):
             )
         return value
 
-    @property
-    def headers_sent(self) -> Mapping[str, Template] | None:
+    def http_headers(self) -> Mapping[str, Template] | None:
         return self.browser.headers
 
     def templates(self) -> Iterator[tuple[Path, Any]]:

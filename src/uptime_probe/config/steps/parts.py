@@ -20,6 +20,7 @@ from uptime_probe.config.types import (
     HeaderName,
     HeaderTemplate,
     JmesPath,
+    OriginString,
     Regex,
     Size,
     Slug,
@@ -136,14 +137,25 @@ class JsonAssertion(Model):
         return f"to contain {self.expected!r}"
 
 
-class Expect(Model):
-    status: StatusExpectation = Field(default="2xx", validate_default=True)
+class ExpectBase(Model):
+    """What every kind's `expect` has: a latency above which a passing step is degraded."""
+
     max_latency: Duration | None = None
-    headers: dict[HeaderName, Regex] = {}
+
+
+class JsonExpect(ExpectBase):
+    """JMESPath assertions on a JSON document: a body, or the document a kind makes of
+    what it received (a DNS answer, a certificate), the same one `extract` reads."""
+
+    json_assertions: list[JsonAssertion] = Field(default=[], alias="json")
+
+
+class ContentExpect(JsonExpect):
+    """Assertions on a body that a target sent (an HTTP body, a WebSocket message)."""
+
     body_contains: StringList = []
     body_not_contains: StringList = []
     body_matches: Regex | None = None
-    json_assertions: list[JsonAssertion] = Field(default=[], alias="json")
     json_schema: str | None = None
     # The schema document, read by the loader (the model does no I/O).
     _schema_document: Any = PrivateAttr(default=None)
@@ -155,6 +167,15 @@ class Expect(Model):
     @property
     def needs_json(self) -> bool:
         return bool(self.json_assertions) or self.json_schema is not None
+
+
+class Expect(ContentExpect):
+    """`expect` of the HTTP kinds: the status and headers, then the body."""
+
+    status: StatusExpectation = Field(default="2xx", validate_default=True)
+    headers: dict[HeaderName, Regex] = {}
+    # Fewer days than this left on the certificate the target presented: cert_expiring.
+    cert_min_days: float | None = Field(default=None, gt=0)
 
 
 class RequestSpec(Model):
@@ -232,11 +253,16 @@ class StepBase(Model):
         scheme does not come from an extracted value."""
         return iter(())
 
+    def http_headers(self) -> Mapping[str, Template] | None:
+        """The headers the step sends on an HTTP request of its own, or None when it sends
+        none (a DNS query, a TCP exchange). The check's headers are merged under them."""
+        return None
+
     def reasons(self) -> frozenset[str]:
         """Failure reasons this step's config names."""
         named: set[str] = set()
         expect = getattr(self, "expect", None)
-        if isinstance(expect, Expect):
+        if isinstance(expect, JsonExpect):
             named |= {a.reason for a in expect.json_assertions if a.reason}
         if self.poll is not None:
             named.add(self.poll.reason)
@@ -251,6 +277,17 @@ class HttpStepBase(StepBase):
     max_body: Size = DEFAULT_MAX_BODY
     max_header_size: Size = Field(default=DEFAULT_MAX_HEADER_SIZE, ge=1024, le=16 * 1024 * 1024)
     tls: TlsConfig = TlsConfig()
+    # Origins besides the URL's own that may receive the headers and body carrying a secret.
+    send_secrets_to: list[OriginString] = []
+
+    @model_validator(mode="after")
+    def _certificate_needs_https(self) -> HttpStepBase:
+        url = self.http_request.url.source
+        if self.expect.cert_min_days is not None and url.startswith("http://"):
+            raise ValueError(
+                "expect.cert_min_days needs an https:// url: plain HTTP has no certificate"
+            )
+        return self
 
     @property
     def http_request(self) -> RequestSpec:
@@ -259,9 +296,12 @@ class HttpStepBase(StepBase):
         assert isinstance(spec, RequestSpec), "HTTP-based kinds hold a RequestSpec"
         return spec
 
-    @property
-    def headers_sent(self) -> Mapping[str, Template] | None:
+    def http_headers(self) -> Mapping[str, Template] | None:
         return self.http_request.headers
+
+    def reasons(self) -> frozenset[str]:
+        named = super().reasons()
+        return named | {"cert_expiring"} if self.expect.cert_min_days is not None else named
 
     def templates(self) -> Iterator[tuple[Path, Any]]:
         request, key = self.http_request, self.handler

@@ -19,6 +19,7 @@ from uptime_probe.probe.model import AssertionOutcome, Status, StepFigures
 from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
 
 if TYPE_CHECKING:
+    from uptime_probe.probe.assertions import Verdict
     from uptime_probe.probe.plan import StepPlan
 
 
@@ -41,6 +42,34 @@ class Attempt:
     artifact: str | None = None
     duration: float = 0.0
     ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
+
+    @classmethod
+    def of_verdict(
+        cls,
+        verdict: Verdict,
+        body: bytes,
+        *,
+        passed: str | None = None,
+        http_status: int | None = None,
+    ) -> Attempt:
+        """The attempt a verdict (probe/judging.py) makes of what was received, `body`
+        its failure sample; `passed`, when given, says what a pass means for the kind."""
+        return cls(
+            verdict.status,
+            verdict.reason,
+            passed if passed is not None and verdict.status is Status.UP else verdict.message,
+            http_status=http_status,
+            body=body,
+            body_bytes=len(body),
+            assertions=verdict.assertions,
+            extracted=dict(verdict.extracted),
+        )
+
+    def fail(self, problem: tuple[str, str] | None) -> None:
+        """Down for `problem` (a reason and a message), when there is one."""
+        if problem is not None:
+            self.status = Status.DOWN
+            self.reason, self.message = problem
 
 
 NO_RESOURCES: Mapping[str, object] = types.MappingProxyType({})

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -19,14 +19,16 @@ from uptime_probe.config.steps import (
     MAX_RESPONSE_HEADERS,
     HttpStepBase,
     RequestStep,
+    TlsConfig,
 )
 from uptime_probe.config.template import render_json
-from uptime_probe.probe.assertions import InvalidJson, ResponseView
-from uptime_probe.probe.classify import classify_exception, classify_status
+from uptime_probe.probe.certificates import certificate_problem
+from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.decoding import BodyDecoder, ContentDecodingError
 from uptime_probe.probe.kinds.base import Attempt, RunContext
-from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
+from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.secret_origins import OriginGuard, SecretWithheld
 
 _CHUNK = 64 * 1024
 
@@ -109,10 +111,16 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None:
-    """SNI and the name verified: `tls.server_name`, else the Host header the step sends."""
-    if config.tls.server_name:
-        return config.tls.server_name
+def render_headers(plan: StepPlan, values: Mapping[str, str]) -> dict[str, str]:
+    """The step's merged headers, rendered; ValueError for one values made unsendable."""
+    return {name: _header_value(name, template.render(values)) for name, template in plan.headers}
+
+
+def server_name(tls: TlsConfig, headers: Mapping[str, str]) -> str | None:
+    """SNI and the name verified: `tls.server_name`, else the Host header the step sends
+    (the HTTP kinds and websocket); None: the URL's host."""
+    if tls.server_name:
+        return tls.server_name
     host = next((value for name, value in headers.items() if name.lower() == "host"), None)
     if not host:
         return None
@@ -121,15 +129,43 @@ def _server_name(config: HttpStepBase, headers: Mapping[str, str]) -> str | None
     return name or None
 
 
-def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, Any]:
-    """The request's arguments; ValueError when values (extracted ones) make it unsendable."""
+@dataclass(slots=True)
+class OutgoingRequest:
+    """A step's request, ready for `session.request(method, url, **arguments)`."""
+
+    url: URL
+    arguments: dict[str, Any]
+    # Set when the request carries a secret: say what it withheld (`guard.note`).
+    guard: OriginGuard | None = None
+
+    def noted(self, attempt: Attempt) -> Attempt:
+        """The attempt, its message saying which headers were withheld from another origin."""
+        note = self.guard.note if self.guard is not None else ""
+        if note:
+            attempt.message = f"{attempt.message}; {note}" if attempt.message else note
+        return attempt
+
+
+def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingRequest:
+    """The request's URL and arguments.
+
+    ValueError (or UnicodeError) when values (extracted ones) make it unsendable;
+    SecretWithheld when they send it, carrying a secret that cannot be left out, to
+    another origin.
+    """
     config = plan.config
     assert isinstance(config, HttpStepBase)
+    assert plan.url is not None, "HTTP-based steps compile their URL"
     request = config.http_request
+    url = plan.url.render(values)
+    headers = render_headers(plan, values)
+    guard = None
+    if plan.secret_policy is not None:
+        guard = OriginGuard(plan.secret_policy, headers)
+        if plan.url.origin_varies:
+            url, headers = guard.check_first(url, headers)
     arguments: dict[str, Any] = {
-        "headers": {
-            name: _header_value(name, template.render(values)) for name, template in plan.headers
-        },
+        "headers": headers,
         "allow_redirects": config.follow_redirects,
         # aiohttp raises on the max_redirects-th redirect response, so it follows one fewer.
         "max_redirects": MAX_REDIRECTS + 1,
@@ -140,11 +176,17 @@ def _request_arguments(plan: StepPlan, values: Mapping[str, str]) -> dict[str, A
         "max_field_size": config.max_header_size,
         "max_headers": MAX_RESPONSE_HEADERS,
     }
+    if guard is not None and config.follow_redirects:
+        arguments["middlewares"] = (guard,)
+    if url.scheme == "https":
+        name = server_name(config.tls, headers)
+        if name is not None:
+            arguments["server_hostname"] = name
     if request.body is not None:
         arguments["data"] = request.body.render(values).encode()
     elif request.json_body is not None:
         arguments["json"] = render_json(request.json_body, values)
-    return arguments
+    return OutgoingRequest(url, arguments, guard)
 
 
 class RequestKind:
@@ -164,33 +206,30 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     try:
         session, connector = run.http()
     except Exception as exc:  # building a session cannot fail on the target's account
-        reason, message = classify_exception(exc)
+        reason, message = classify_exception(exc, redact=plan.redact)
         return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     connector.recorder = recorder
     connector.peer_certificate = None
-    url = config.request.url.render(values)
     try:
-        arguments = _request_arguments(plan, values)
-        if url[:8].lower() == "https://":
-            server_name = _server_name(config, arguments["headers"])
-            if server_name is not None:
-                arguments["server_hostname"] = server_name
+        outgoing = prepare_request(plan, values)
+    except SecretWithheld as exc:
+        return Attempt(Status.DOWN, exc.reason, exc.message, duration=time.perf_counter() - started)
     except (ValueError, UnicodeError) as exc:
-        # Values a target sent back (a line break, a lone surrogate) cannot be sent on.
-        return Attempt(
-            Status.DOWN,
-            FailureReason.EXTRACTION_FAILED,
-            f"cannot build the request: {str(exc)[:200]}",
-            duration=time.perf_counter() - started,
-        )
+        # Values a target sent back (a line break, a lone surrogate) cannot be sent on;
+        # a host name no resolver could look up is `dns`, as when aiohttp meets one.
+        reason, message = classify_exception(exc, redact=plan.redact)
+        if reason is not FailureReason.DNS:
+            reason = FailureReason.EXTRACTION_FAILED
+            message = f"cannot build the request: {plan.redact.cut(str(exc), 200)}"
+        return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
     try:
         async with session.request(
             config.request.method,
-            url,
+            outgoing.url,
             trace_request_ctx=recorder,
             # Decoded by _read_body, which knows when a compressed body was cut short.
             auto_decompress=False,
-            **arguments,
+            **outgoing.arguments,
         ) as response:
             not_after = certificate_not_after(connector.peer_certificate)
             try:
@@ -201,104 +240,53 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
                 )
             except (BodyTooLarge, ContentDecodingError) as exc:
                 recorder.body_done()
-                return Attempt(
-                    Status.DOWN,
-                    FailureReason.BODY_TOO_LARGE
-                    if isinstance(exc, BodyTooLarge)
-                    else FailureReason.INVALID_ENCODING,
-                    str(exc),
-                    http_status=response.status,
-                    tls_not_after=not_after,
-                    duration=time.perf_counter() - started,
+                return outgoing.noted(
+                    Attempt(
+                        Status.DOWN,
+                        FailureReason.BODY_TOO_LARGE
+                        if isinstance(exc, BodyTooLarge)
+                        else FailureReason.INVALID_ENCODING,
+                        str(exc),
+                        http_status=response.status,
+                        tls_not_after=not_after,
+                        duration=time.perf_counter() - started,
+                    )
                 )
             recorder.body_done()
-            attempt = judge(plan, response.status, response.headers, body)
+            assert plan.judge is not None, "a request step always has its expect"
+            judged = await plan.judge.judge(response.status, response.headers, body, recorder)
+            attempt = Attempt.of_verdict(judged.verdict, body, http_status=response.status)
             attempt.tls_not_after = not_after
+            # Judged last: a wrong answer is the more urgent news.
+            if attempt.status is not Status.DOWN:
+                attempt.fail(certificate_problem(not_after, config.expect.cert_min_days))
     except (Exception, asyncio.CancelledError) as exc:
         if isinstance(exc, asyncio.CancelledError):
             raise
-        reason, message = classify_exception(exc, recorder.state)
+        if isinstance(exc, SecretWithheld):
+            reason, message = exc.reason, exc.message
+        else:
+            reason, message = classify_exception(exc, recorder.state, redact=plan.redact)
         not_after = None
         if reason is FailureReason.TLS:
             not_after = await fetch_certificate_not_after(
-                URL(url), timeout=2.0, server_name=arguments.get("server_hostname")
+                outgoing.url,
+                timeout=2.0,
+                server_name=outgoing.arguments.get("server_hostname"),
             )
-        return Attempt(
-            Status.DOWN,
-            reason,
-            message,
-            tls_not_after=not_after,
-            duration=time.perf_counter() - started,
+        return outgoing.noted(
+            Attempt(
+                Status.DOWN,
+                reason,
+                message,
+                http_status=exc.status if isinstance(exc, SecretWithheld) else None,
+                tls_not_after=not_after,
+                duration=time.perf_counter() - started,
+            )
         )
-    # The answer's last bytes arrived at `last_data_at`; judging it is not the target's time.
-    attempt.ended = recorder.last_data_at or time.perf_counter()
-    attempt.duration = attempt.ended - started
-    return attempt
-
-
-def judge(plan: StepPlan, status: int, headers: Mapping[str, str], body: bytes) -> Attempt:
-    """Status, then assertions in order, then extraction; the first critical failure decides."""
-    config = plan.config
-    assert isinstance(config, HttpStepBase)
-    expect = config.expect
-
-    def attempt(
-        outcome: Status,
-        reason: str | None,
-        message: str,
-        outcomes: Sequence[AssertionOutcome] = (),
-        extracted: dict[str, str] | None = None,
-    ) -> Attempt:
-        return Attempt(
-            outcome,
-            reason,
-            message,
-            http_status=status,
-            body=body,
-            body_bytes=len(body),
-            assertions=tuple(outcomes),
-            extracted=extracted or {},
-        )
-
-    if status not in expect.status:
-        reason = classify_status(status)
-        retry = headers.get("Retry-After")
-        hint = (
-            f" (Retry-After: {retry[:20]})"
-            if reason is FailureReason.RATE_LIMITED and retry
-            else ""
-        )
-        return attempt(Status.DOWN, reason, f"HTTP {status}, expected {expect.status}{hint}")
-    view = ResponseView(status, headers, body)
-    outcomes: list[AssertionOutcome] = []
-    try:
-        for assertion in plan.assertions:
-            outcomes.append(assertion(view))
-        extracted = _extract(plan, view)
-    except InvalidJson as exc:
-        return attempt(Status.DOWN, FailureReason.INVALID_JSON, str(exc), outcomes)
-    failed = [o for o in outcomes if not o.passed]
-    critical = next((o for o in failed if o.severity == "critical"), None)
-    if critical is not None:
-        return attempt(Status.DOWN, critical.reason, critical.message, outcomes)
-    if isinstance(extracted, str):
-        return attempt(Status.DOWN, FailureReason.EXTRACTION_FAILED, extracted, outcomes)
-    if failed:
-        message = "; ".join(o.message for o in failed)
-        return attempt(Status.DEGRADED, None, message, outcomes, extracted)
-    return attempt(Status.UP, None, f"HTTP {status}", outcomes, extracted)
-
-
-def _extract(plan: StepPlan, view: ResponseView) -> dict[str, str] | str:
-    """Extracted values, or a message saying which one could not be found."""
-    values: dict[str, str] = {}
-    for name, query in plan.config.extract.items():
-        document = view.json()
-        try:
-            value = query.search(document)
-        except Exception as exc:  # JMESPath raises several types for runtime type errors
-            return f"extract {name}: query {query} failed ({str(exc)[:100]})"
-        if value is None:
-            return f"extract {name}: query {query} found nothing"
-        values[name] = value if isinstance(value, str) else json.dumps(value)
-    return values
+    # The answer's last bytes arrived at `last_data_at`: waiting for the loop to come back
+    # to it is not the target's time. Judging it in a worker is the run's: it ends after.
+    answered = recorder.last_data_at or time.perf_counter()
+    attempt.duration = answered - started
+    attempt.ended = answered + judged.off_loop_seconds
+    return outgoing.noted(attempt)
