@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import BrowserStep, ElementAssertion
 from uptime_probe.config.types import HEADER_VALUE_CONTROL, has_header_control
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
@@ -263,6 +264,7 @@ class _PageRun:
     config: BrowserStep
     run: RunContext
     soft_deadline: float  # perf_counter(): the time left after it is the reserve
+    redact: Redactor  # the check's: the page's text is redacted before it is cut
     phase: str = "starting Chromium"
     browser: Browser | None = None
     page: Page | None = None
@@ -339,12 +341,12 @@ class _PageRun:
         # Chromium asks for /favicon.ico itself, and logs its 404 as the page's error.
         if where.endswith("/favicon.ico") and message.text.startswith("Failed to load resource"):
             return
-        self.page_errors.append(f"console error: {_one_line(message.text)}")
+        self.page_errors.append(f"console error: {_one_line(message.text, self.redact)}")
 
     def _on_page_error(self, error: PlaywrightError) -> None:
         if len(self.page_errors) < MAX_PAGE_ERRORS:
             name = error.name or "Error"
-            self.page_errors.append(f"uncaught {name}: {_one_line(error.message)}")
+            self.page_errors.append(f"uncaught {name}: {_one_line(error.message, self.redact)}")
 
     def _on_crash(self, _page: Page) -> None:
         self.crashed = True
@@ -364,7 +366,7 @@ class _PageRun:
         count = len(self.in_flight)
         return (
             f"cut by the journey deadline with {count} request{'s' if count != 1 else ''} "
-            f"in flight, the oldest {_short_url(oldest.url)}"
+            f"in flight, the oldest {_short_url(oldest.url, self.redact)}"
         )
 
     def deadline_note(self) -> tuple[str, str]:
@@ -375,7 +377,7 @@ class _PageRun:
 
     def failure_of(self, exc: PlaywrightError) -> _Failed:
         """A Playwright error, in our words: the page crashed, Chromium died, the network."""
-        text = _one_line(exc.message)
+        text = _one_line(exc.message, self.redact)
         if self.crashed:
             return _Failed(
                 FailureReason.PAGE_ERROR,
@@ -446,11 +448,11 @@ class BrowserKind:
             return Attempt(
                 Status.DOWN,
                 FailureReason.EXTRACTION_FAILED,
-                f"cannot build the page's request: {str(exc)[:_MESSAGE_TEXT]}",
+                f"cannot build the page's request: {plan.redact.cut(str(exc), _MESSAGE_TEXT)}",
             )
         now = time.perf_counter()
         left = (run.deadline - now) if run.deadline is not None else 60.0
-        page_run = _PageRun(config, run, now + left - _reserve(left))
+        page_run = _PageRun(config, run, now + left - _reserve(left), plan.redact)
         run.deadline_note = page_run.deadline_note
         try:
             page_run.browser = await pool.browser()
@@ -650,7 +652,7 @@ async def _unless_the_document_fails(page_run: _PageRun, waiting: Awaitable[None
         wait.result()  # done, or its own error (a timeout, a crash)
         return
     raise _net_failure(page_run.phase, failure) or _Failed(
-        FailureReason.CONNECTION_RESET, f"{page_run.phase}: {_one_line(failure)}"
+        FailureReason.CONNECTION_RESET, f"{page_run.phase}: {_one_line(failure, page_run.redact)}"
     )
 
 
@@ -680,7 +682,7 @@ async def _judge(page_run: _PageRun, page: Page) -> Attempt:
         errors = page_run.page_errors
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return Attempt(Status.DOWN, FailureReason.PAGE_ERROR, errors[0] + more, http_status=status)
-    outcomes = [await _element(page, item) for item in expect.elements]
+    outcomes = [await _element(page, item, page_run.redact) for item in expect.elements]
     failed = [o for o in outcomes if not o.passed]
     critical = next((o for o in failed if o.severity == "critical"), None)
     if critical is not None:
@@ -701,7 +703,7 @@ async def _judge(page_run: _PageRun, page: Page) -> Attempt:
     )
 
 
-async def _element(page: Page, item: ElementAssertion) -> AssertionOutcome:
+async def _element(page: Page, item: ElementAssertion, redact: Redactor) -> AssertionOutcome:
     found = await page.locator(item.selector).evaluate_all(_ELEMENTS_SCRIPT, MAX_TEXT_CHARS)
     count, text, visible = int(found["count"]), str(found["text"]), bool(found["visible"])
     op, expected = item.operator, item.expected
@@ -717,7 +719,7 @@ async def _element(page: Page, item: ElementAssertion) -> AssertionOutcome:
     else:
         passed = expected.search(text) is not None if op == "text_matches" else expected in text
         subject = f"text({item.selector!r})"
-        actual = repr(_one_line(text)) if count else "no element"
+        actual = repr(_one_line(text, redact)) if count else "no element"
     return AssertionOutcome(
         subject=subject,
         expectation=item.expectation(),
@@ -774,7 +776,7 @@ async def _finish(page_run: _PageRun, outcome: Attempt, artifacts: ArtifactStore
     try:
         outcome.artifact = await artifacts.save(page_run.run.check, page_run.config.name, png)
     except (OSError, ValueError) as exc:
-        outcome.message += f" (screenshot not saved: {_one_line(str(exc))})"
+        outcome.message += f" (screenshot not saved: {_one_line(str(exc), page_run.redact)})"
 
 
 def _status_failure(status: int, expected: object) -> _Failed:
@@ -788,10 +790,10 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _one_line(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MESSAGE_TEXT else flat[: _MESSAGE_TEXT - 3] + "..."
+def _one_line(text: str, redact: Redactor) -> str:
+    """A page's text for a message: on one line, redacted, then cut."""
+    return redact.cut(" ".join(text.split()), _MESSAGE_TEXT)
 
 
-def _short_url(url: str) -> str:
-    return url if len(url) <= 120 else url[:117] + "..."
+def _short_url(url: str, redact: Redactor) -> str:
+    return redact.cut(url, 120)
