@@ -717,7 +717,7 @@ async def _element(page: Page, item: ElementAssertion, redact: Redactor) -> Asse
             str(visible).lower(),
         )
     else:
-        passed = expected.search(text) is not None if op == "text_matches" else expected in text
+        passed = expected.found_in(text) if op == "text_matches" else expected in text
         subject = f"text({item.selector!r})"
         actual = repr(_one_line(text, redact)) if count else "no element"
     return AssertionOutcome(
