@@ -54,6 +54,9 @@ PAGES = {
     "<script>null.history.length</script>",
     "/console-error": "<!doctype html><link rel='icon' href='data:,'><h1>x</h1>"
     "<script>console.error('cannot load history: token tok-SECRET-123 rejected')</script>",
+    # The secret straddles where a message cuts the page's text (200 characters).
+    "/console-error-long": "<!doctype html><link rel='icon' href='data:,'><h1>x</h1>"
+    "<script>console.error('x'.repeat(186) + ' token tok-SECRET-123 rejected')</script>",
     "/hang-subresource": "<!doctype html><link rel='icon' href='data:,'><h1>x</h1>"
     "<img src='/hang'>",
     "/poll-forever": "<!doctype html><link rel='icon' href='data:,'><h1>x</h1>"

@@ -450,6 +450,20 @@ async def test_a_console_error_is_page_error_quoted_with_secrets_redacted(
     assert result.message == ("page: console error: cannot load history: token [REDACTED] rejected")
 
 
+async def test_a_secret_where_the_page_text_is_cut_is_redacted_whole(
+    target: BrowserTarget, pool: BrowserPool
+) -> None:
+    plan = plan_of(
+        browser_step(target.url + "/console-error-long", expect={"no_console_errors": True}),
+        secrets={"token": "tok-SECRET-123"},
+    )
+    result = await run(plan, pool)
+    assert result.reason == "page_error"
+    # Cut first, the secret's head ("tok-SE...") would have escaped the redactor.
+    assert "tok-" not in result.message
+    assert "[REDACTED]" in result.message
+
+
 async def test_a_resource_the_page_fails_to_load_is_a_console_error_but_the_favicon_is_not(
     target: BrowserTarget, pool: BrowserPool
 ) -> None:
