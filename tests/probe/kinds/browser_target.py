@@ -112,6 +112,10 @@ def build_app(target: BrowserTarget) -> web.Application:
         items = [] if request.query.get("empty") else target.conversations
         return web.json_response({"items": [{"title": title} for title in items]})
 
+    async def where(request: web.Request) -> web.Response:
+        # The page to open, named by the target: its origin is the target's choice.
+        return web.json_response({"page": f"http://{request.host}/cross-origin"})
+
     async def hostile_values(_request: web.Request) -> web.Response:
         # A value a later step would send on: a line break would inject a header.
         return web.json_response({"token": "abc\r\nX-Injected: 1"})
@@ -190,6 +194,7 @@ def build_app(target: BrowserTarget) -> web.Application:
     app.router.add_get("/api/conversations", conversations)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/api/hostile", hostile_values)
+    app.router.add_get("/api/where", where)
     app.router.add_get("/loop", loop)
     app.router.add_get("/broken-gzip", broken_gzip)
     app.router.add_get("/hang", hang)

@@ -528,6 +528,28 @@ async def test_headers_go_with_every_request_of_the_page_credentials_to_its_orig
     assert (script["X-Probe"], script["User-Agent"]) == ("eu-west", "probe-browser/1")
 
 
+async def test_a_page_whose_origin_the_target_named_gets_no_credential_nor_secret(
+    target: BrowserTarget, pool: BrowserPool
+) -> None:
+    # As for a request step (probe/secret_origins.py): the origin must be the config's.
+    target.reset()
+    plan = plan_of(
+        {"name": "where", "request": {"url": target.url + "/api/where"},
+         "extract": {"page": "page"}},
+        browser_step(
+            "{{ page }}",
+            headers={"Authorization": "Bearer {{ token }}", "X-Probe": "{{ region }}"},
+        ),
+        secrets={"token": "tok-abcdef"},
+        variables={"region": "eu-west"},
+    )  # fmt: skip
+    result = await run(plan, pool)
+    assert result.status is Status.UP, result
+    (seen,) = target.headers["/cross-origin"]
+    assert "Authorization" not in seen
+    assert seen["X-Probe"] == "eu-west"
+
+
 async def test_every_run_is_a_new_user_without_cookies(
     target: BrowserTarget, pool: BrowserPool
 ) -> None:

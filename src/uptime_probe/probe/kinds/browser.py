@@ -39,6 +39,7 @@ from uptime_probe.probe.classify import classify_status
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.request_url import origin_of_text
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -460,6 +461,9 @@ class BrowserKind:
             return Attempt(Status.DOWN, FailureReason.INTERNAL, f"cannot start Chromium: {exc}")
         page_run.phase = "opening a browser context"
         everywhere, own = _split_headers(plan, headers)
+        withheld = _withheld(plan, url) if own else None
+        if withheld is not None:
+            own = {}
         try:
             context = await page_run.browser.new_context(**_context_options(everywhere))
         except PlaywrightError as exc:
@@ -468,7 +472,10 @@ class BrowserKind:
         try:
             if own:
                 await _send_to_origin(context, url, _without_user_agent({**everywhere, **own}))
-            return await _try_page(page_run, context, url, texts, artifacts)
+            outcome = await _try_page(page_run, context, url, texts, artifacts)
+            if withheld is not None and outcome.status is not Status.UP:
+                outcome.message += f" (credentials and secrets withheld: {withheld})"
+            return outcome
         except PlaywrightError as exc:
             failed = page_run.failure_of(exc)
             return Attempt(Status.DOWN, failed.reason, failed.message)
@@ -500,6 +507,22 @@ def _split_headers(
         bound = key in _CREDENTIAL_HEADERS or key in plan.secret_headers
         (own if bound else everywhere)[name] = value
     return everywhere, own
+
+
+def _withheld(plan: StepPlan, url: str) -> str | None:
+    """Why the page's origin gets no credential or secret, or None when it may.
+
+    The HTTP kinds' rule (probe/secret_origins.py): they go only to the origin the
+    config wrote; an origin an extracted value set, or changed, gets none. A browser step
+    has no `send_secrets_to`: its own-origin headers go to that one origin or nowhere."""
+    configured = plan.url.configured_origin if plan.url is not None else None
+    origin = origin_of_text(url)
+    if configured is not None and origin == configured:
+        return None
+    where = str(origin) if origin is not None else "a URL with no HTTP origin"
+    if configured is None:
+        return f"{where[:100]} (the step's URL takes its origin from the target)"
+    return f"{where[:100]} (not the step's origin {configured})"
 
 
 def _without_user_agent(headers: Mapping[str, str]) -> dict[str, str]:
