@@ -79,8 +79,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     fi
 
 # The example configuration; a deployment mounts its own over /etc/uptime-probe. It reads
-# CHAT_BASE_URL and CHAT_API_TOKEN from the environment: no secret is in the image.
-COPY --chown=root:root --chmod=0644 probes.yaml /etc/uptime-probe/probes.yaml
+# CHAT_BASE_URL and CHAT_API_TOKEN from the environment: no secret is in the image. Copied
+# from where the package keeps it (the repository's probes.yaml is a link to this file).
+COPY --chown=root:root --chmod=0644 src/uptime_probe/examples/probes.yaml /etc/uptime-probe/probes.yaml
 
 # State (SQLite store) lives in the volume, owned by the runtime user; with a read-only root
 # filesystem it is the only writable place besides /tmp. It is also the working directory, so

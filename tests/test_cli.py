@@ -85,7 +85,13 @@ def _target() -> web.Application:
         auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
         raise web.HTTPFound(f"/missing?token={auth}")
 
+    async def hostile(request: web.Request) -> web.Response:
+        # Markup, a CDATA end, a terminal escape, NUL, and the secret it was sent.
+        auth = request.headers.get("Authorization", "")
+        return web.json_response({"msg": f"<b>&\"']]>\x1b[31m\x00 {auth}"})
+
     app = web.Application()
+    app.router.add_get("/hostile", hostile)
     app.router.add_get("/ok", ok)
     app.router.add_get("/echo", echo)
     app.router.add_get("/leak", leak)
@@ -349,3 +355,80 @@ async def test_validate_and_check_say_which_browser_checks_they_skip(
     code, out, err = await cli("check", "-c", str(config), "--json")
     assert "sidebar_renders" not in out  # stdout stays the other checks' JSON
     assert err.startswith("skipped sidebar_renders:")
+
+
+JUNIT_CONFIG = (
+    CONFIG
+    + """\
+  - name: hostile
+    steps:
+      - name: page
+        request:
+          url: "{{ base_url }}/hostile"
+          headers: {Authorization: "Bearer {{ token }}"}
+        expect: {json: [{query: msg, equals: fine}]}
+"""
+)
+JUNIT_SCHEMA = Path(__file__).parent / "junit" / "junit.xsd"
+
+
+async def test_check_junit_report(cli: Cli, tmp_path: Path) -> None:
+    """One testcase per check, a failure with the step, reason and message for each down
+    one; valid against the JUnit schema CI systems read, whatever the targets answered,
+    and without the secret a target echoed. stdout keeps its --json shape."""
+    import xml.etree.ElementTree as ET
+
+    import xmlschema
+
+    cli.config.write_text(JUNIT_CONFIG)
+    report = tmp_path / "reports" / "uptime.xml"
+    report.parent.mkdir()
+    code, out, err = await cli("check", "-c", str(cli.config), "--json", "--junit", str(report))
+    assert code == 1, err
+    assert all(set(json.loads(line)) >= JSON_KEYS for line in out.splitlines())
+    text = report.read_text(encoding="utf-8")
+    _assert_no_secret(text, out, err)
+
+    xmlschema.XMLSchema(JUNIT_SCHEMA).validate(str(report))
+    root = ET.fromstring(report.read_bytes())
+    (suite,) = root.findall("testsuite")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("5", "3", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "3", "0")
+    cases = {case.get("name"): case for case in suite.findall("testcase")}
+    assert list(cases) == ["homepage", "history_sidebar", "slow_page", "leaky_redirect", "hostile"]
+    assert {case.get("classname") for case in cases.values()} == {"uptime-probe.local"}
+
+    assert cases["homepage"].find("failure") is None
+    slow = cases["slow_page"]
+    assert slow.find("failure") is None  # degraded passes, as the exit code says
+    # Degraded by a severity: warning assertion: its reason is the cause.
+    assert (slow.findtext("system-out") or "").startswith(
+        "degraded: step: page\n  reason: assertion_failed"
+    )
+
+    failure = cases["history_sidebar"].find("failure")
+    assert failure is not None
+    assert failure.get("type") == "empty_history"
+    assert failure.get("message") == "empty history (HTTP 200) at step conversations"
+    assert (failure.text or "").splitlines() == [
+        "step: conversations",
+        "reason: empty_history (empty history (HTTP 200))",
+        "http_status: 200",
+        "message: conversations: length(items) = 0, expected > 0",
+    ]
+
+    hostile = cases["hostile"].find("failure")
+    assert hostile is not None
+    assert hostile.get("type") == "assertion_failed"
+    details = hostile.text or ""
+    # Markup escaped in the file and read back as the engine quoted it (control characters
+    # as JSON escapes), the echoed secret redacted.
+    assert 'msg = "<b>&\\"\']]>\\u001b[31m\\u0000 Bearer [REDACTED]"' in details
+
+
+async def test_check_junit_to_a_folder_that_does_not_exist(cli: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "uptime.xml"
+    code, out, err = await cli("check", "-c", str(cli.config), "--junit", str(missing))
+    assert code == 2
+    assert out.startswith("CHECK")  # the results were still printed
+    assert f"error: cannot write {missing}: No such file or directory" in err

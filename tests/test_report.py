@@ -266,7 +266,7 @@ async def data_dir(tmp_path: Path) -> Path:
     return directory
 
 
-async def cli(*args: str) -> tuple[int, str, str]:
+async def cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPTIME_PROBE_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -277,6 +277,7 @@ async def cli(*args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        cwd=cwd,
     )
     out, err = await asyncio.wait_for(process.communicate(), CLI_DEADLINE)
     assert process.returncode is not None
@@ -469,3 +470,60 @@ def test_a_flapping_check_reads_as_one_counted_row() -> None:
     counted = doc["timeline"][1]
     assert (counted["kind"], counted["count"]) == ("flapping", 10_000)
     assert (counted["at"], counted["until"]) == (T0 + 20, T0 + 10 * 10_001)
+
+
+CONFIG_WITH_DATA_DIR = """\
+store:
+  data_dir: {data_dir}
+checks:
+  - name: history_sidebar
+    steps:
+      - name: conversations
+        request: {{url: "http://127.0.0.1:9/"}}
+"""
+
+
+async def test_incidents_takes_the_data_dir_from_the_config(data_dir: Path, tmp_path: Path) -> None:
+    """`-c` as for every other command: the history is where the daemon running that config
+    keeps it (`store.data_dir`, relative to the config's folder), from any working folder;
+    `--data-dir` still wins."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    relative = tmp_path / "probes.yaml"
+    relative.write_text(CONFIG_WITH_DATA_DIR.format(data_dir="data"))
+    absolute = elsewhere / "absolute.yaml"
+    absolute.write_text(CONFIG_WITH_DATA_DIR.format(data_dir=data_dir))
+    broken = elsewhere / "broken.yaml"
+    broken.write_text("store: {data_dir: 7}\n")
+    by_relative, by_absolute, flag_wins, invalid, missing = await asyncio.gather(
+        cli("-c", str(relative), "--format", "json", cwd=elsewhere),
+        cli("--config", str(absolute), "--format", "json", "--check", "chat_load", cwd=elsewhere),
+        cli("-c", str(relative), "--data-dir", str(elsewhere), "--format", "json", cwd=elsewhere),
+        cli("-c", str(broken), cwd=elsewhere),
+        cli("-c", str(elsewhere / "nope.yaml"), cwd=elsewhere),
+    )
+
+    code, out, err = by_relative
+    assert (code, err) == (0, "")
+    assert sorted(doc["check"] for doc in json.loads(out)) == ["chat_load", "history_sidebar"]
+
+    code, out, err = by_absolute
+    assert (code, err) == (0, "")
+    assert [doc["check"] for doc in json.loads(out)] == ["chat_load"]
+
+    code, out, err = flag_wins
+    assert (code, out) == (1, "")
+    assert f"no history in {elsewhere}/" in err
+
+    for code, out, err in (invalid, missing):
+        assert (code, out) == (2, "")
+        assert err.startswith("config error:")
+
+
+async def test_incidents_without_a_config_reads_data_in_the_working_folder(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """No `-c` and no probes.yaml where it runs: `data/` there, as before."""
+    code, out, err = await cli("--format", "json", cwd=tmp_path)
+    assert (code, err) == (0, "")
+    assert len(json.loads(out)) == 2

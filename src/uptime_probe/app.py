@@ -58,7 +58,7 @@ class DaemonOptions:
     config_path: Path
     listen: str | None = None  # overrides server.listen (tests, demo)
     grace_seconds: float = DEFAULT_GRACE_SECONDS
-    data_dir: Path = Path("data")
+    data_dir: Path | None = None  # `--data-dir`; None: the config's `store.data_dir`
     shard: Shard = SINGLE
     location: str | None = None  # overrides the config's `location` (one per deployment)
 
@@ -90,7 +90,7 @@ class Daemon:
             failing=lambda check: self.check_states.failing(check),
         )
         self.store = Store(
-            options.data_dir,
+            options.data_dir or config.store.data_dir_path,
             on_loss=self.daemon_metrics.store_errors.inc,
             raw_retention=config.store.raw_retention,
             rollup_retention=config.store.rollup_retention,
@@ -152,7 +152,8 @@ class Daemon:
             config.browser.executable, max_concurrent=config.browser.max_concurrent
         )
         self.artifacts = ArtifactStore(
-            options.data_dir / "artifacts", config.browser.keep_screenshots
+            (options.data_dir or config.store.data_dir_path) / "artifacts",
+            config.browser.keep_screenshots,
         )
         self._resources: dict[str, object] = {BROWSER: self.browsers, ARTIFACTS: self.artifacts}
 
@@ -223,7 +224,7 @@ class Daemon:
     ) -> None:
         config, plans = prepared or self._prepare(config)
         if self._redact is not None:
-            self._redact.redactor = type(self._redact.redactor)(config.secrets.values())
+            self._redact.redactor = type(self._redact.redactor)(config.secret_values())
         self.check_metrics.location = config.location
         self.check_metrics.sync_checks(config.checks)
         self.browsers.configure(

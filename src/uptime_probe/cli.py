@@ -9,20 +9,31 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from uptime_probe import __version__, runtime
 from uptime_probe.config import ConfigError, load_config
-from uptime_probe.config.model import LOCATION_PATTERN, Config
+from uptime_probe.config.model import DEFAULT_DATA_DIR, LOCATION_PATTERN, Config
 from uptime_probe.config.units import parse_duration
 from uptime_probe.sharding import parse_shard
+from uptime_probe.starter import SIMULATOR_URL, base_url
 
 EXIT_OK, EXIT_DOWN, EXIT_CONFIG = 0, 1, 2
 T = TypeVar("T")
 DEFAULT_CONFIG = os.environ.get("UPTIME_PROBE_CONFIG", "probes.yaml")
 
 
-def _config_argument(parser: argparse.ArgumentParser) -> None:
+def _config_argument(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    if optional:
+        # Read only for where things are: a missing default file is no error.
+        parser.add_argument(
+            "-c",
+            "--config",
+            help=f"path to probes.yaml, whose store.data_dir says where the history is "
+            f"(default: {DEFAULT_CONFIG} if it exists, or $UPTIME_PROBE_CONFIG)",
+        )
+        return
     parser.add_argument(
         "-c",
         "--config",
@@ -52,11 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="where failed browser steps' screenshots go (default: %(default)s, under "
         "$UPTIME_PROBE_DATA_DIR)",
     )
+    check.add_argument(
+        "--junit",
+        metavar="FILE",
+        help="also write the results to FILE as JUnit XML, the test report CI systems show",
+    )
 
     validate = commands.add_parser("validate", help="validate probes.yaml and exit (2 on error)")
     _config_argument(validate)
 
     commands.add_parser("schema", help="print the JSON Schema of probes.yaml, for editors")
+
+    init = commands.add_parser(
+        "init", help="write a commented starter probes.yaml for a service (never overwrites)"
+    )
+    init.add_argument(
+        "url",
+        nargs="?",
+        type=_typed(base_url),
+        default=SIMULATOR_URL,
+        metavar="URL",
+        help="the service's base URL, e.g. https://chat.example.com (default: the simulator, "
+        "%(default)s)",
+    )
+    init.add_argument(
+        "-c", "--config", default="probes.yaml", help="the file to write (%(default)s)"
+    )
 
     run = commands.add_parser("run", help="run the daemon: schedule checks, serve /metrics")
     _config_argument(run)
@@ -65,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="replay the 3 Dec 2025 incident on the simulator and probe it, live"
     )
-    _config_argument(demo)
+    demo.add_argument(
+        "-c",
+        "--config",
+        help="path to probes.yaml (default: the example journeys the package carries)",
+    )
     demo.add_argument(
         "--listen", default="127.0.0.1:9713", help="HOST:PORT for metrics (%(default)s)"
     )
@@ -74,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     incidents = commands.add_parser(
         "incidents", help="print the incident timeline (a first draft of a postmortem)"
     )
+    _config_argument(incidents, optional=True)
     _data_dir_argument(incidents)
     incidents.add_argument(
         "--since",
@@ -127,9 +164,14 @@ def _grace_seconds(text: str) -> float:
 def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=os.environ.get("UPTIME_PROBE_DATA_DIR", "data"),
-        help="where the SQLite history lives (default: %(default)s, or $UPTIME_PROBE_DATA_DIR)",
+        default=os.environ.get("UPTIME_PROBE_DATA_DIR") or None,
+        help="where the SQLite history lives (default: $UPTIME_PROBE_DATA_DIR, else the "
+        f"config's store.data_dir, else {DEFAULT_DATA_DIR}/ in the working folder)",
     )
+
+
+def _data_dir_flag(args: argparse.Namespace) -> Path | None:
+    return Path(args.data_dir) if args.data_dir else None
 
 
 def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +234,14 @@ def _check(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     sys.stdout.write(as_json_lines(results, artifacts) if args.json else as_table(results))
+    if args.junit:
+        from uptime_probe.junit import as_junit
+
+        try:
+            Path(args.junit).write_bytes(as_junit(results, location=config.location))
+        except OSError as exc:
+            print(f"error: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
     return exit_code(results)
 
 
@@ -211,7 +261,6 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     import dataclasses
     import time
-    from pathlib import Path
 
     from uptime_probe.config.validate import maintenance_warnings
 
@@ -232,9 +281,30 @@ def _schema(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _init(args: argparse.Namespace) -> int:
+    from uptime_probe.starter import write_starter
 
+    path = Path(args.config)
+    try:
+        write_starter(path, args.url)
+    except FileExistsError:
+        print(
+            f"error: {path} exists; init never overwrites a file (move it, or name another "
+            "with -c)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        f"wrote {path}: 3 example journeys against {args.url}.\n"
+        f"Adapt them to your service, then: uptime-probe validate -c {path}"
+    )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
     from uptime_probe.app import DaemonOptions, serve
     from uptime_probe.logs import configure_logging
 
@@ -243,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
         config_path=Path(args.config),
         listen=args.listen,
         grace_seconds=args.grace,
-        data_dir=Path(args.data_dir),
+        data_dir=_data_dir_flag(args),
         shard=args.shard,
         location=args.location,
     )
@@ -251,21 +321,34 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from uptime_probe.demo import run_demo
 
-    return runtime.run(run_demo(Path(args.config), args.listen, Path(args.data_dir)))
+    config = Path(args.config) if args.config else None
+    return runtime.run(run_demo(config, args.listen, _data_dir_flag(args)))
+
+
+def _state_dir(args: argparse.Namespace) -> Path | None:
+    """Where a command that reads the history finds it: `--data-dir` (or its variable),
+    else the config's `store.data_dir`; None after a config error (already printed)."""
+    flag = _data_dir_flag(args)
+    if flag is not None:
+        return flag
+    path = args.config or os.environ.get("UPTIME_PROBE_CONFIG")
+    if path is None:
+        if not Path(DEFAULT_CONFIG).is_file():
+            return Path(DEFAULT_DATA_DIR)
+        path = DEFAULT_CONFIG
+    config = _load(path)
+    return config.store.data_dir_path if config is not None else None
 
 
 def _incidents(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from uptime_probe.report import print_incidents
 
-    return runtime.run(
-        print_incidents(Path(args.data_dir), args.since, args.format, args.check, sys.stdout)
-    )
+    data_dir = _state_dir(args)
+    if data_dir is None:
+        return EXIT_CONFIG
+    return runtime.run(print_incidents(data_dir, args.since, args.format, args.check, sys.stdout))
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -284,6 +367,7 @@ _COMMANDS = {
     "check": _check,
     "validate": _validate,
     "schema": _schema,
+    "init": _init,
     "run": _run,
     "demo": _demo,
     "incidents": _incidents,

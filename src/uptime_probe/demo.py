@@ -18,6 +18,7 @@ from uptime_probe.logs import configure_logging
 from uptime_probe.probe.model import Status
 from uptime_probe.simulator import RunningSimulator, load_scenario, start_simulator
 from uptime_probe.sinks import RunOutcome
+from uptime_probe.starter import EXAMPLE_CONFIG
 
 DEMO_SPEED = 11.0  # the 55-minute scenario in 5 minutes
 SIMULATOR_PORT = 8765
@@ -50,7 +51,7 @@ class LiveView:
         if result.status is Status.DOWN:
             row.reason, row.step = result.reason or "-", result.failed_step or "-"
         elif result.status is Status.DEGRADED:
-            row.reason, row.step = "slow", result.failed_step or "-"
+            row.reason, row.step = result.shown_reason or "-", result.failed_step or "-"
         else:
             row.reason, row.step = "-", "-"
         if outcome.state_changed and outcome.state is not None:
@@ -71,10 +72,12 @@ class LiveView:
         return "\n".join(lines)
 
 
-async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO = sys.stdout) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
-    log_file = (data_dir / "demo.log").open("a", encoding="utf-8")
-    redact = configure_logging("info", log_file, force_json=True)
+async def run_demo(
+    config_path: Path | None, listen: str, data_dir: Path | None, out: TextIO = sys.stdout
+) -> int:
+    """`config_path` None: the journeys the package carries (starter.EXAMPLE_CONFIG), so
+    the demo runs from any folder; `data_dir` None: the config's `store.data_dir`."""
+    config_path = config_path or EXAMPLE_CONFIG
     # The demo always probes its own simulator, whatever the shell's environment says.
     os.environ["CHAT_BASE_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     os.environ["CHAT_API_TOKEN"] = DEMO_TOKEN
@@ -83,6 +86,10 @@ async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO =
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 2
+    data_dir = data_dir or config.store.data_dir_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_file = (data_dir / "demo.log").open("a", encoding="utf-8")
+    redact = configure_logging("info", log_file, force_json=True)
     try:
         simulator: RunningSimulator = await start_simulator(
             "127.0.0.1",

@@ -22,6 +22,8 @@ ENV = {
     "CHAT_API_TOKEN": "t",
     "HOOK_SECRET": "hook-secret-0123456789",
     "SLACK_WEBHOOK_URL": "https://hooks.example.com/slack",
+    "DISCORD_URL": "discord://123456789012/webhook-token-0123456789",
+    "TEAMS_URL": "json://teams.example.com/relay",
     "STATUS_PASSWORD": "correct-horse-battery-staple",
 }
 STEP = {"name": "s", "request": {"url": "http://127.0.0.1:1/"}}
@@ -92,7 +94,7 @@ def test_every_key_of_the_model_is_documented() -> None:
     keys = _keys(Config, set())
     for cls in (*steps.STEP_KINDS.values(), steps.RequestSpec, steps.Expect, steps.PollConfig,
                 steps.TlsConfig, model.AuthConfig, model.BasicAuth, model.WebhookNotifier,
-                model.SlackNotifier, model.AlertmanagerNotifier):  # fmt: skip
+                model.SlackNotifier, model.AlertmanagerNotifier, model.AppriseNotifier):  # fmt: skip
         keys |= _keys(cls, set())
     keys -= {"operator", "expected"}  # internal split of a JSON assertion
     undocumented = sorted(key for key in keys if f"`{key}`" not in TEXT)

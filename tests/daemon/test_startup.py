@@ -21,7 +21,7 @@ from uptime_probe.probe import compile_checks
 from uptime_probe.simulator import RunningSimulator
 
 from .conftest import StartDaemon
-from .support import http_check, write_text
+from .support import http_check, write_config, write_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,3 +91,23 @@ def test_a_config_that_will_not_pickle_is_used_as_parsed(monkeypatch: pytest.Mon
         deployed = load_deployment_config(DaemonOptions(config_path=REPO / "probes.yaml"))
     assert deployed == load_config(REPO / "probes.yaml")
     assert [log["event"] for log in logs] == ["config_not_compacted"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "setting", "expected"),
+    [
+        (None, None, "data"),  # the working folder's, as before
+        (None, "history", "{config}/history"),  # relative to the config's folder
+        ("elsewhere", "history", "elsewhere"),  # --data-dir wins
+    ],
+)
+def test_the_data_dir_is_the_flag_else_the_configs(
+    tmp_path: Path, flag: str | None, setting: str | None, expected: str
+) -> None:
+    config_path = tmp_path / "conf" / "probes.yaml"
+    config_path.parent.mkdir()
+    top = {"store": {"data_dir": setting}} if setting else {}
+    write_config(config_path, [http_check("chat_load", "http://127.0.0.1:9/")], **top)
+    options = DaemonOptions(config_path, data_dir=Path(flag) if flag else None)
+    daemon = app.Daemon(load_deployment_config(options), options, None)
+    assert daemon.store.path.parent == Path(expected.format(config=config_path.parent))

@@ -11,17 +11,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from uptime_probe.starter import EXAMPLE_CONFIG
 
 
 def test_demo_starts_probes_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    """From a folder with no probes.yaml and without -c: the journeys the package carries."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     process = subprocess.Popen(
         [
             sys.executable, "-m", "uptime_probe.cli", "demo",
-            "-c", str(REPO / "probes.yaml"),
             "--listen", "127.0.0.1:0",
             "--data-dir", str(tmp_path),
         ],
+        cwd=elsewhere,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -60,7 +63,7 @@ def test_demo_starts_probes_serves_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_where_chromium_is_missing_the_demo_runs_the_rest_and_says_so(tmp_path: Path) -> None:
-    probes = (REPO / "probes.yaml").read_text()
+    probes = EXAMPLE_CONFIG.read_text()
     assert "  when_missing: skip\n" in probes
     config = tmp_path / "probes.yaml"
     config.write_text(

@@ -166,13 +166,16 @@ def test_python_runtime_environment(dockerfile: Dockerfile) -> None:
     assert env.get("PYTHONUNBUFFERED") == "1"  # logs reach `docker logs` at once
 
 
-def test_example_config_is_installed(dockerfile: Dockerfile) -> None:
+def test_example_config_is_installed(dockerfile: Dockerfile, repo_root: Path) -> None:
     targets = {
         (copy.words[0], copy.words[-1])
         for copy in dockerfile.final.all("COPY")
         if "from" not in copy.flags
     }
-    assert ("probes.yaml", CONFIG_PATH) in targets, targets
+    (source,) = [source for source, target in targets if target == CONFIG_PATH]
+    # The one example config: the file the package carries, which probes.yaml links to.
+    assert (repo_root / source).resolve() == (repo_root / "probes.yaml").resolve(), source
+    assert not (repo_root / source).is_symlink(), "COPY the file itself, not a link to it"
 
 
 def test_files_the_example_config_names_are_copied_beside_it(

@@ -13,9 +13,12 @@ import fnmatch
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 import venv
 import zipfile
 from pathlib import Path
@@ -24,7 +27,7 @@ import pytest
 import yaml
 from dockerfile_syntax import Dockerfile, dockerignore_excludes, load_dockerignore
 
-SUBCOMMANDS = ["run", "simulator", "demo", "check", "validate"]
+SUBCOMMANDS = ["run", "simulator", "demo", "check", "validate", "init", "incidents"]
 
 
 def _project(repo_root: Path) -> dict[str, object]:
@@ -87,7 +90,12 @@ def test_wheel_is_named_for_the_project_version(wheel: Path, repo_root: Path) ->
 
 
 @pytest.mark.parametrize(
-    "required", ["uptime_probe/py.typed", "uptime_probe/simulator/scenarios/*.yaml"]
+    "required",
+    [
+        "uptime_probe/py.typed",
+        "uptime_probe/simulator/scenarios/*.yaml",
+        "uptime_probe/examples/probes.yaml",
+    ],
 )
 def test_wheel_carries_required_package_data(wheel_names: set[str], required: str) -> None:
     assert fnmatch.filter(wheel_names, required), f"no {required} in the wheel"
@@ -265,3 +273,49 @@ def test_installed_cli_validates_the_example_config(installed: Path, repo_root: 
         env=env,
     )
     assert result.returncode == 0, f"validate failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.slow
+def test_installed_demo_runs_its_bundled_journeys_from_an_empty_folder(
+    installed: Path, tmp_path: Path
+) -> None:
+    """`pip install` then `uptime-probe demo` anywhere: no probes.yaml where it runs, no -c.
+    It probes the journeys the wheel carries, serves /metrics, and stops on SIGTERM."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    process = subprocess.Popen(
+        [str(installed / "bin" / "uptime-probe"), "demo", "--listen", "127.0.0.1:0"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_clean_env(PYTHONUNBUFFERED="1"),
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        metrics_url = None
+        deadline = time.monotonic() + 60
+        while metrics_url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"metrics\s+(http://127\.0\.0\.1:\d+/metrics)", line)
+            metrics_url = found.group(1) if found else None
+        assert metrics_url is not None, "".join(lines)
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:
+            exposition = response.read().decode()
+        assert response.status == 200
+        # The bundled journeys, by name, even before their first run ends.
+        for check in ("chat_load", "history_sidebar", "task_creation"):
+            assert f'check="{check}"' in exposition, check
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, "".join(lines) + rest
+    assert "demo stopped." in rest
+    assert (folder / "data" / "uptime-probe.sqlite3").is_file()

@@ -305,3 +305,46 @@ async def test_a_flapping_incident_is_one_counted_entry(
     assert (counted["kind"], counted["count"]) == ("flapping", FLAPS)
     assert (counted["at"], counted["until"]) == (start + 20, start + 10 * (FLAPS + 1))
     assert counted["message"].startswith(f"Flapped {FLAPS:,} times between")
+
+
+@pytest.mark.parametrize(
+    ("step_reason", "reason", "reason_text"),
+    [
+        ("slow", "slow", "slower than expected"),  # above max_latency
+        ("stale_data", "stale_data", "stale data (HTTP 200)"),  # a severity: warning assertion
+        (None, "slow", "slower than expected"),  # as a run from before the cause was kept
+    ],
+)
+async def test_a_degraded_run_says_why_as_the_page_and_the_terminal_do(
+    make_harness: MakeHarness,
+    make_client: MakeClient,
+    step_reason: str | None,
+    reason: str,
+    reason_text: str,
+) -> None:
+    """A degraded run has no failure reason, but it has a cause: it was slow, or a warning
+    failed. The API says so in `reason` and `reason_text`, in the latest run and in the
+    history alike (it said `null`)."""
+    harness = await make_harness(make_config({"name": "chat_load"}))
+    t = now()
+    harness.run(
+        "chat_load",
+        Status.DEGRADED,
+        at=t - 5,
+        reason=step_reason,
+        step="page",
+        message="page: took 3.012s, above max_latency 2s",
+        duration=3.012,
+    )
+    await harness.flush()
+    client = await make_client(harness)
+
+    checks = (await (await client.get("/api/v1/checks")).json())["checks"]
+    last = checks[0]["last_run"]
+    assert (last["status"], last["reason"], last["step"]) == ("degraded", reason, "page")
+    assert last["reason_text"] == reason_text
+
+    (run,) = (await (await client.get("/api/v1/checks/chat_load/runs")).json())["runs"]
+    assert (run["status"], run["reason"], run["step"]) == ("degraded", reason, "page")
+    assert run["reason_text"] == reason_text
+    assert run["message"] == "page: took 3.012s, above max_latency 2s"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -171,14 +171,26 @@ async def deliver(
     policy: RetryPolicy,
     on_retry: OnRetry | None = None,
 ) -> tuple[AttemptOutcome, int]:
+    """An HTTP notification: `attempt` under `deliver_with`'s rules."""
+    return await deliver_with(
+        lambda: attempt(session, request, timeout), policy=policy, on_retry=on_retry
+    )
+
+
+async def deliver_with(
+    try_once: Callable[[], Awaitable[AttemptOutcome]],
+    *,
+    policy: RetryPolicy,
+    on_retry: OnRetry | None = None,
+) -> tuple[AttemptOutcome, int]:
     """Attempt until sent, a non-retryable failure, or `policy.attempts` tries.
 
     Returns the last outcome and the number of attempts made; `on_retry(attempt, outcome,
-    delay)` is called before each wait.
+    delay)` is called before each wait. `try_once` never raises but on cancellation.
     """
     number = 1
     while True:
-        outcome = await attempt(session, request, timeout)
+        outcome = await try_once()
         if outcome.ok or not outcome.retryable or number >= policy.attempts:
             return outcome, number
         delay = policy.delay(number, outcome.retry_after)

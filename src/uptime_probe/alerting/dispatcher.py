@@ -28,21 +28,24 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import aiohttp
 import structlog
 
+from uptime_probe.alerting import apprise_notifier
 from uptime_probe.alerting.delivery import AttemptOutcome, RetryPolicy, deliver
 from uptime_probe.alerting.notice import Notice, NoticeKind, check_link, status_page_base
 from uptime_probe.alerting.notifiers import AnyNotifier, build_request, reminder_interval
-from uptime_probe.config.model import AlertmanagerNotifier, Config
+from uptime_probe.config.model import AlertmanagerNotifier, AppriseNotifier, Config
 from uptime_probe.state.incidents import Incident, IncidentEvent, IncidentEventKind
 
 log = structlog.get_logger("uptime_probe.alerting")
 
 DEFAULT_QUEUE_SIZE = 100  # per notifier
+APPRISE_THREADS = 4  # at least; more when the config has more Apprise targets
 
 
 class DeliveryResult(StrEnum):
@@ -115,6 +118,7 @@ class NotificationDispatcher:
         self._wake = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._reminder: asyncio.Task[None] | None = None
+        self._apprise_threads: ThreadPoolExecutor | None = None
         self._started = False
         self._closed = False
         self._set_config(config)
@@ -345,14 +349,23 @@ class NotificationDispatcher:
             )
 
         try:
-            request = build_request(job.notifier, notice)
-            outcome, tries = await deliver(
-                session,
-                request,
-                timeout=job.notifier.timeout,
-                policy=self._retry,
-                on_retry=on_retry,
-            )
+            if isinstance(job.notifier, AppriseNotifier):
+                outcome, tries = await apprise_notifier.deliver(
+                    job.notifier,
+                    notice,
+                    executor=self._apprise_pool(),
+                    policy=self._retry,
+                    on_retry=on_retry,
+                )
+            else:
+                request = build_request(job.notifier, notice)
+                outcome, tries = await deliver(
+                    session,
+                    request,
+                    timeout=job.notifier.timeout,
+                    policy=self._retry,
+                    on_retry=on_retry,
+                )
         except asyncio.CancelledError:
             self._count(name, DeliveryResult.FAILED)
             log.warning("notification_failed", **fields, attempt=tries, error="cancelled")
@@ -375,6 +388,21 @@ class NotificationDispatcher:
                 error=outcome.error,
                 http_status=outcome.http_status,
             )
+
+    def _apprise_pool(self) -> ThreadPoolExecutor:
+        """Threads for Apprise's synchronous sends, made on first use: one per Apprise
+        target at most, so a stuck send never waits behind another, and never in the event
+        loop's default executor, which the rest of the daemon shares."""
+        if self._apprise_threads is None:
+            targets = sum(
+                len(n.urls)
+                for n in self._config.notifiers.values()
+                if isinstance(n, AppriseNotifier)
+            )
+            self._apprise_threads = ThreadPoolExecutor(
+                max_workers=max(APPRISE_THREADS, targets), thread_name_prefix="apprise"
+            )
+        return self._apprise_threads
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -427,4 +455,7 @@ class NotificationDispatcher:
                     )
         if self._session is not None:
             await self._session.close()
+        if self._apprise_threads is not None:
+            # A send stuck in a plugin cannot be stopped; its socket timeouts end it.
+            self._apprise_threads.shutdown(wait=False, cancel_futures=True)
         log.info("notifications_closed", cut_off=len(pending), dropped=dropped)

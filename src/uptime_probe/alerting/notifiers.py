@@ -4,6 +4,7 @@
 
 Adding a kind is a module with a `build_request`, a config model in `config/model.py`,
 and a case here; `assert_never` makes mypy point at this function when one is missing.
+`apprise` is the one kind that is not one HTTP request (apprise_notifier.py).
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ from typing import assert_never
 
 from uptime_probe.alerting import alertmanager, slack, webhook
 from uptime_probe.alerting.notice import HttpRequest, Notice
-from uptime_probe.config.model import AlertmanagerNotifier, SlackNotifier, WebhookNotifier
+from uptime_probe.config.model import (
+    AlertmanagerNotifier,
+    AppriseNotifier,
+    SlackNotifier,
+    WebhookNotifier,
+)
 
-AnyNotifier = WebhookNotifier | SlackNotifier | AlertmanagerNotifier
+HttpNotifier = WebhookNotifier | SlackNotifier | AlertmanagerNotifier
+# `apprise` sends through Apprise's own clients, not one HTTP request: the dispatcher hands
+# it to apprise_notifier.deliver instead of build_request.
+AnyNotifier = HttpNotifier | AppriseNotifier
 
 
-def build_request(notifier: AnyNotifier, notice: Notice) -> HttpRequest:
+def build_request(notifier: HttpNotifier, notice: Notice) -> HttpRequest:
     if isinstance(notifier, WebhookNotifier):
         return webhook.build_request(notifier, notice)
     if isinstance(notifier, SlackNotifier):

@@ -73,6 +73,7 @@ def parse_config(
             raise ConfigError(_pydantic_issues(exc, expanded, lines, source)) from None
         issues = semantic_issues(config)
         issues.extend(_load_schemas(config, base_dir or FilePath.cwd()))
+        issues.extend(_resolve_data_dir(config, base_dir or FilePath.cwd()))
         if issues:
             raise ConfigError([_locate(issue, lines, source) for issue in issues])
         config, issues = _with_browser(config)
@@ -83,18 +84,31 @@ def parse_config(
     return config
 
 
+def secret_values(document: Any) -> list[str]:
+    """Every value of a config document that is a secret: those under `secrets:`, and each
+    notifier's Apprise `urls` (they carry tokens and passwords)."""
+    if not isinstance(document, dict):
+        return []
+    found: list[Any] = []
+    secrets = document.get("secrets")
+    if isinstance(secrets, dict):
+        found += secrets.values()
+    notifiers = document.get("notifiers")
+    for notifier in notifiers.values() if isinstance(notifiers, dict) else ():
+        urls = notifier.get("urls") if isinstance(notifier, dict) else None
+        found += urls if isinstance(urls, list) else [urls]
+    return [value for value in found if isinstance(value, str) and value]
+
+
 def _without_secrets(error: ConfigError, document: Any) -> ConfigError:
-    """The error with every value under `secrets:` removed from its messages.
+    """The error with every secret value (`secret_values`) removed from its messages.
 
     Messages quote the values they reject (`invalid duration '...'`); a secret pasted
     into the wrong field, or expanded from the environment into one, must not reach a
     terminal or a CI log through them (nor the daemon's log, whose redactor only knows
     the secrets of the config it runs, not those of the file it just rejected).
     """
-    secrets = document.get("secrets") if isinstance(document, dict) else None
-    if not isinstance(secrets, dict):
-        return error
-    redact = Redactor(v for v in secrets.values() if isinstance(v, str))
+    redact = Redactor(secret_values(document))
     if not redact.active:
         return error
     return ConfigError([replace(issue, message=redact(issue.message)) for issue in error.issues])
@@ -297,6 +311,22 @@ def resolve_config_path(base_dir: FilePath, name: str) -> FilePath:
     if not resolved.is_relative_to(base_dir.resolve()):
         raise ValueError(f"path {name!r} leaves the config's folder; use an absolute path")
     return resolved
+
+
+def _resolve_data_dir(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
+    """`store.data_dir` made absolute, so every command finds the same history from any
+    working folder."""
+    store = config.store
+    if store.data_dir is None:
+        return []
+    try:
+        resolved = resolve_config_path(base_dir, store.data_dir)
+    except ValueError as exc:
+        return [ConfigIssue(("store", "data_dir"), str(exc))]
+    if resolved.exists() and not resolved.is_dir():
+        return [ConfigIssue(("store", "data_dir"), f"{str(resolved)!r} is not a folder")]
+    object.__setattr__(store, "data_dir", str(resolved))
+    return []
 
 
 def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:

@@ -6,10 +6,19 @@ does not set its own, so everything downstream reads a fully resolved `CheckConf
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from uptime_probe.config.apprise_url import cached_url_secrets, check_apprise_url
 from uptime_probe.config.base import Model
 from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.steps import StepConfig
@@ -168,17 +177,49 @@ class AlertmanagerNotifier(Model):
     reminder_interval: Duration | None = 60.0
 
 
+AppriseUrl = Annotated[
+    str,
+    AfterValidator(check_apprise_url),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9+.-]*://"}),
+]
+MAX_APPRISE_URLS = 20
+
+
+class AppriseNotifier(Model):
+    """Any service Apprise supports (PagerDuty, Opsgenie, Teams, Discord, Telegram, email,
+    ntfy, Matrix...), one URL per target. Every URL is a secret (alerting/apprise_notifier.py)."""
+
+    kind: Literal["apprise"]
+    urls: list[AppriseUrl] = Field(min_length=1, max_length=MAX_APPRISE_URLS, repr=False)
+    # Longer than the HTTP notifiers': email takes a few round trips (EHLO, STARTTLS, AUTH).
+    timeout: Duration = 10.0
+    reminder_interval: Duration | None = None
+
+
 NotifierConfig = Annotated[
-    WebhookNotifier | SlackNotifier | AlertmanagerNotifier, Field(discriminator="kind")
+    WebhookNotifier | SlackNotifier | AlertmanagerNotifier | AppriseNotifier,
+    Field(discriminator="kind"),
 ]
 
 
+# Where the history lives when neither `--data-dir` nor `store.data_dir` says: the working
+# folder's `data/`, as it always was (the image's working folder is its volume).
+DEFAULT_DATA_DIR = "data"
+
+
 class StoreConfig(Model):
+    # Relative to the config's folder (the loader resolves it); `--data-dir` (or
+    # $UPTIME_PROBE_DATA_DIR) wins over it, for `run`, `demo` and `incidents` alike.
+    data_dir: str | None = Field(default=None, min_length=1)
     raw_retention: Duration = 14 * 86400.0
     rollup_retention: Duration = 400 * 86400.0
     # How often the daemon tries again to open a store it could not open (full or
     # read-only data dir): it probes and serves meanwhile.
     retry_interval: Duration = Field(default=30.0, gt=0)
+
+    @property
+    def data_dir_path(self) -> FilePath:
+        return FilePath(self.data_dir or DEFAULT_DATA_DIR)
 
 
 class StatusPageConfig(Model):
@@ -261,6 +302,15 @@ class Config(Model):
         ]
         object.__setattr__(self, "checks", resolved)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every value to redact from logs and messages: `secrets:`, and each Apprise URL
+        with the tokens and passwords in it."""
+        found = list(self.secrets.values())
+        for notifier in self.notifiers.values():
+            if isinstance(notifier, AppriseNotifier):
+                found += (s for url in notifier.urls for s in cached_url_secrets(url))
+        return found
 
     def check(self, name: str) -> CheckConfig:
         for check in self.checks:

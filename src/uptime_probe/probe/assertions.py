@@ -269,7 +269,8 @@ def _decide(
         return Verdict(Status.DOWN, FailureReason.EXTRACTION_FAILED, extracted, tuple(outcomes))
     if failed:
         message = "; ".join(o.message for o in failed)
-        return Verdict(Status.DEGRADED, None, message, tuple(outcomes), extracted)
+        # The cause of the degradation (model.DEGRADED_REASON): the first warning's reason.
+        return Verdict(Status.DEGRADED, failed[0].reason, message, tuple(outcomes), extracted)
     passed = "as expected" if status is None else f"HTTP {status}"
     return Verdict(Status.UP, None, passed, tuple(outcomes), extracted)
 

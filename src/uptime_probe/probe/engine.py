@@ -22,6 +22,7 @@ from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
 from uptime_probe.probe.kinds.base import NO_RESOURCES
 from uptime_probe.probe.model import (
+    DEGRADED_REASON,
     AssertionOutcome,
     CheckResult,
     FailureReason,
@@ -174,7 +175,7 @@ def _step_result(
     expect = getattr(step.config, "expect", None)
     max_latency = expect.max_latency if isinstance(expect, ExpectBase) else None
     if status is Status.UP and max_latency is not None and attempt.duration > max_latency:
-        status = Status.DEGRADED
+        status, reason = Status.DEGRADED, DEGRADED_REASON
         message = f"took {attempt.duration:.3f}s, above max_latency {max_latency:g}s"
     sample = None
     if status is Status.DOWN and attempt.body:

@@ -141,8 +141,18 @@ _REASON_WORDS = {
 }
 
 
+# A degraded run is not down, so it has no FailureReason (`CheckResult.reason` is None:
+# metrics, incidents and alerts count down runs only), but it has a cause, on its degraded
+# step: this word when the step was slower than its `max_latency`, else the reason of the
+# `severity: warning` assertion that failed. `run_reason` is how every view shows it.
+DEGRADED_REASON = "slow"
+_DEGRADED_WORDS = "slower than expected"
+
+
 def describe_reason(reason: str, http_status: int | None = None) -> str:
     """A reason in plain words: `empty_history` -> "empty history (HTTP 200)"."""
+    if reason == DEGRADED_REASON:
+        return _DEGRADED_WORDS
     words = _REASON_WORDS.get(reason) or reason.replace("_", " ")
     if http_status and reason not in ("http_4xx", "http_5xx", "rate_limited"):
         return f"{words} (HTTP {http_status})"
@@ -233,6 +243,16 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.status is not Status.DOWN
+
+    @property
+    def shown_reason(self) -> str | None:
+        """Why the run is not up, as every view shows it: the failure reason of a down run,
+        the cause on the first degraded step of a degraded one (`slow` unless a warning
+        assertion failed); None for an up run."""
+        if self.status is Status.DEGRADED:
+            degraded = (s.reason for s in self.steps if s.status is Status.DEGRADED)
+            return next(degraded, None) or DEGRADED_REASON
+        return self.reason
 
     @property
     def http_status(self) -> int | None:

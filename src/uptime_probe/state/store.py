@@ -461,7 +461,7 @@ class Store:
                         outcome.location,
                         r.started_at,
                         r.status.value,
-                        r.reason,
+                        r.shown_reason,  # a degraded run's cause too, for the API
                         r.failed_step,
                         r.duration_seconds,
                         r.http_status,

@@ -116,12 +116,11 @@ def last_run_json(outcome: RunOutcome | None) -> dict[str, Any] | None:
     if outcome is None:
         return None
     result = outcome.result
+    reason = result.shown_reason
     return {
         "status": result.status.value,
-        "reason": result.reason,
-        "reason_text": (
-            describe_reason(result.reason, result.http_status) if result.reason else None
-        ),
+        "reason": reason,
+        "reason_text": describe_reason(reason, result.http_status) if reason else None,
         "step": result.failed_step,
         "message": result.message,
         "http_status": result.http_status,
@@ -188,7 +187,7 @@ def run_json(run: RunRow) -> dict[str, Any]:
     return {
         "at": run.started_at,
         "status": run.status,
-        "reason": run.reason,
+        "reason": run.reason,  # a degraded run's cause too (store.py writes shown_reason)
         "reason_text": describe_reason(run.reason, run.http_status) if run.reason else None,
         "step": run.step,
         "http_status": run.http_status,

@@ -485,7 +485,8 @@ def check_view(
         step, message, sample = result.failed_step, result.message, _failed_sample(result)
         screenshot = artifact_url(failed_artifact(result))
     elif result is not None and result.status is Status.DEGRADED:
-        reason_text, step, message = "slower than expected", result.failed_step, result.message
+        reason_text = describe_reason(result.shown_reason or "", result.http_status)
+        step, message = result.failed_step, result.message
     elif result is not None and state is Status.DOWN:
         # The last run passed but the success threshold is not met yet.
         reason_text = "recovering: the last run succeeded"
