@@ -336,6 +336,12 @@ async def test_check_json_names_a_failed_browser_steps_screenshot_and_its_figure
     assert figures["ttfb_seconds"] > 0
     assert figures["requests"] >= 1
     _assert_no_secret(out, err)  # the page showed the token; the text we write never does
+    # Without --artifacts: under the config's store.data_dir, where the daemon keeps them.
+    config.write_text(f"store: {{data_dir: {tmp_path / 'state'}}}\n" + BROWSER_CONFIG)
+    code, out, err = await Cli(config, env)("check", "-c", str(config), "--json")
+    assert code == 1, err
+    (step,) = json.loads(out)["steps"]
+    assert Path(step["artifact"]).parent == tmp_path / "state" / "artifacts" / "sidebar_renders"
 
 
 async def test_validate_and_check_say_which_browser_checks_they_skip(

@@ -58,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="one JSON object per line")
     check.add_argument(
         "--artifacts",
-        default=os.path.join(os.environ.get("UPTIME_PROBE_DATA_DIR", "data"), "artifacts"),
+        default=None,
         metavar="DIR",
-        help="where failed browser steps' screenshots go (default: %(default)s, under "
-        "$UPTIME_PROBE_DATA_DIR)",
+        help="where failed browser steps' screenshots go (default: artifacts/ under "
+        "$UPTIME_PROBE_DATA_DIR, else under the config's store.data_dir)",
     )
     check.add_argument(
         "--junit",
@@ -227,7 +227,12 @@ def _check(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_CONFIG
     _say_skipped(config)
-    artifacts = Path(args.artifacts).absolute()
+    if args.artifacts is not None:
+        artifacts = Path(args.artifacts).absolute()
+    else:  # where the daemon keeps them (`run --data-dir`'s default)
+        data_dir = os.environ.get("UPTIME_PROBE_DATA_DIR")
+        artifacts = (Path(data_dir) if data_dir else config.store.data_dir_path).absolute()
+        artifacts /= "artifacts"
     try:
         results = runtime.run(run_checks_once(config, args.check, artifacts))
     except UnknownCheck as exc:
