@@ -303,7 +303,7 @@ def _init(args: argparse.Namespace) -> int:
         print(f"error: cannot write {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
     print(
-        f"wrote {path}: 3 example journeys against {args.url}.\n"
+        f"wrote {path}: 4 example journeys against {args.url}.\n"
         f"Adapt them to your service, then: uptime-probe validate -c {path}"
     )
     return EXIT_OK
