@@ -69,6 +69,7 @@ KIND_REASONS: dict[str, tuple[str, ...]] = {
     "dns": (FailureReason.DNS_RCODE, FailureReason.DNS_NO_ANSWER),
     "certificate": (FailureReason.CERT_EXPIRING,),
     "websocket": (FailureReason.WS_CLOSED, FailureReason.NO_MESSAGE),
+    "browser": (FailureReason.ELEMENT_MISSING, FailureReason.PAGE_ERROR),
 }
 # The reasons any kind of step may report.
 COMMON_REASONS: tuple[str, ...] = tuple(
