@@ -6,6 +6,11 @@
 #   docker run --rm -p 127.0.0.1:9713:9713 --stop-timeout 15 \
 #     -e CHAT_BASE_URL -e CHAT_API_TOKEN uptime-probe:0.1.0
 #
+# The variant for browser steps adds Debian's Chromium and Playwright (about 0.7 GB more):
+#
+#   docker build -t uptime-probe:0.1.0-chromium --build-arg WITH_CHROMIUM=true .
+#   docker run --rm --init -p 127.0.0.1:9713:9713 ... uptime-probe:0.1.0-chromium
+#
 # Two stages from one base image: the builder turns the source tree into a wheel (exactly what
 # tests/deploy/test_wheel.py builds and installs into a clean venv), the runtime installs that
 # wheel and nothing else from the source tree. See docs/deployment.md.
@@ -32,6 +37,9 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG VCS_REF=unknown
+# `true`: Debian's chromium and the `browser` extra (Playwright), for browser steps. The
+# default image has neither; a config with browser steps then fails to load, saying so.
+ARG WITH_CHROMIUM=false
 LABEL org.opencontainers.image.title="uptime-probe" \
       org.opencontainers.image.description="Synthetic monitoring of scripted user journeys, classified failures, exported to Prometheus" \
       org.opencontainers.image.version="${VERSION}" \
@@ -52,10 +60,23 @@ RUN groupadd --system --gid 10001 uptime-probe \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin uptime-probe
 
+# Chromium from Debian's own archive (the same release as the base), never Playwright's
+# browser download. Not pinned: Debian's security updates for it are the point.
+# hadolint ignore=DL3008
+RUN if [ "$WITH_CHROMIUM" = "true" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends chromium fonts-liberation \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 # The wheel is bind-mounted from the builder instead of COPYed, so it leaves no layer behind.
 # Runtime dependencies are resolved from pyproject.toml's ranges at build time.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install /wheels/uptime_probe-*.whl
+    if [ "$WITH_CHROMIUM" = "true" ]; then \
+      pip install "$(ls /wheels/uptime_probe-*.whl)[browser]"; \
+    else \
+      pip install /wheels/uptime_probe-*.whl; \
+    fi
 
 # The example configuration; a deployment mounts its own over /etc/uptime-probe. It reads
 # CHAT_BASE_URL and CHAT_API_TOKEN from the environment: no secret is in the image. Copied

@@ -355,6 +355,85 @@ async def test_check_json_lists_every_step_with_its_kinds_figures(
     assert stalled["stream"]["total_seconds"] is None
 
 
+BROWSER_CONFIG = """\
+variables:
+  base_url: "${TARGET_URL}"
+secrets:
+  token: "${PROBE_TOKEN}"
+checks:
+  - name: sidebar_renders
+    steps:
+      - name: sidebar
+        browser:
+          url: "{{ base_url }}/page"
+          headers: {Authorization: "Bearer {{ token }}"}
+        expect:
+          elements: [{selector: "#history li", reason: empty_history}]
+"""
+
+
+async def test_check_json_names_a_failed_browser_steps_screenshot_and_its_figures(
+    serve_app: ServeApp, tmp_path: Path
+) -> None:
+    async def page(request: web.Request) -> web.Response:
+        seen = request.headers.get("Authorization", "")
+        html = f"<!doctype html><ul id='history'></ul><p>No conversations yet {seen}</p>"
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/page", page)
+    url = await serve_app(app)
+    config = tmp_path / "probes.yaml"
+    config.write_text(BROWSER_CONFIG)
+    env = {**os.environ, "TARGET_URL": url, "PROBE_TOKEN": SECRET}
+    env.pop("UPTIME_PROBE_DATA_DIR", None)
+    artifacts = tmp_path / "shots"
+    code, out, err = await Cli(config, env)(
+        "check", "-c", str(config), "--json", "--artifacts", str(artifacts)
+    )
+    assert code == 1, err
+    (line,) = [json.loads(text) for text in out.splitlines()]
+    assert (line["reason"], line["step"]) == ("empty_history", "sidebar")
+    (step,) = line["steps"]
+    assert (step["kind"], step["status"], step["http_status"]) == ("browser", "down", 200)
+    shot = Path(step["artifact"])
+    assert shot.parent == artifacts / "sidebar_renders"
+    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    figures = step["browser"]
+    assert set(figures) == {
+        "ttfb_seconds", "dom_content_loaded_seconds", "load_seconds", "lcp_seconds",
+        "requests", "failed_requests", "transferred_bytes",
+    }  # fmt: skip
+    assert figures["ttfb_seconds"] > 0
+    assert figures["requests"] >= 1
+    _assert_no_secret(out, err)  # the page showed the token; the text we write never does
+    # Without --artifacts: under the config's store.data_dir, where the daemon keeps them.
+    config.write_text(f"store: {{data_dir: {tmp_path / 'state'}}}\n" + BROWSER_CONFIG)
+    code, out, err = await Cli(config, env)("check", "-c", str(config), "--json")
+    assert code == 1, err
+    (step,) = json.loads(out)["steps"]
+    assert Path(step["artifact"]).parent == tmp_path / "state" / "artifacts" / "sidebar_renders"
+
+
+async def test_validate_and_check_say_which_browser_checks_they_skip(
+    cli: Cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "skip.yaml"
+    config.write_text(
+        "browser: {when_missing: skip, executable: /nonexistent/chromium}\n"
+        + CONFIG
+        + BROWSER_CONFIG.split("checks:\n", 1)[1]
+    )
+    code, out, err = await cli("validate", "-c", str(config))
+    assert code == 0, err
+    assert out == f"{config}: ok, 4 checks\n"
+    assert err.startswith("skipped sidebar_renders: browser.executable '/nonexistent/chromium'")
+    assert "pip install 'uptime-probe[browser]'" in err
+    code, out, err = await cli("check", "-c", str(config), "--json")
+    assert "sidebar_renders" not in out  # stdout stays the other checks' JSON
+    assert err.startswith("skipped sidebar_renders:")
+
+
 JUNIT_CONFIG = (
     CONFIG
     + """\

@@ -201,6 +201,7 @@ INCIDENT_KEYS = {
     "first_reason",
     "first_message",
     "response_sample",
+    "artifact",
     "reasons",
     "failing_steps",
     "held_back",

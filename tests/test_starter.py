@@ -13,7 +13,7 @@ import pytest
 from uptime_probe.config import load_config
 from uptime_probe.starter import EXAMPLE_CONFIG, SIMULATOR_URL
 
-JOURNEYS = ["chat_load", "history_sidebar", "task_creation"]
+JOURNEYS = ["chat_load", "history_sidebar", "task_creation", "sidebar_renders"]
 
 
 async def init(*args: str, cwd: Path) -> tuple[int, str, str]:
@@ -43,7 +43,7 @@ async def test_init_writes_a_starter_that_validates(
     code, out, err = await init(*args, cwd=tmp_path)
     assert (code, err) == (0, "")
     written = tmp_path / "probes.yaml"
-    assert f"wrote probes.yaml: 3 example journeys against {url}" in out
+    assert f"wrote probes.yaml: 4 example journeys against {url}" in out
 
     config = load_config(written, env={})  # as `validate` loads it, with no environment
     assert [check.name for check in config.checks] == JOURNEYS

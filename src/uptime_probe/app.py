@@ -31,6 +31,8 @@ from uptime_probe.housekeeping import Housekeeping
 from uptime_probe.logs import RedactSecrets
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
+from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
+from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
@@ -144,9 +146,22 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
         self._resolver: ProbeResolver | None = None
+        # One Chromium for the daemon, started by the first browser step that runs; failed
+        # browser steps' screenshots under the data directory.
+        self.browsers = BrowserPool(
+            config.browser.executable, max_concurrent=config.browser.max_concurrent
+        )
+        self.artifacts = ArtifactStore(
+            (options.data_dir or config.store.data_dir_path) / "artifacts",
+            config.browser.keep_screenshots,
+        )
+        self._resources: dict[str, object] = {BROWSER: self.browsers, ARTIFACTS: self.artifacts}
 
     async def _run_check(self, plan: CheckPlan) -> CheckResult:
-        return await run_check(plan, resolver=self._resolver)
+        # A browser run waits for a browser slot before its deadline starts: late, never
+        # failed for the wait (probe/browser_pool.py).
+        async with self.browsers.slot_for(plan):
+            return await run_check(plan, resolver=self._resolver, resources=self._resources)
 
     def _digest(self) -> str:
         try:
@@ -212,6 +227,16 @@ class Daemon:
             self._redact.redactor = type(self._redact.redactor)(config.secret_values())
         self.check_metrics.location = config.location
         self.check_metrics.sync_checks(config.checks)
+        self.browsers.configure(
+            executable=config.browser.executable, max_concurrent=config.browser.max_concurrent
+        )
+        self.artifacts.keep = config.browser.keep_screenshots
+        if config.skipped_checks:
+            log.warning(
+                "browser_checks_skipped",
+                checks=list(config.skipped_checks[:LOGGED_NAMES]),
+                why=config.skipped_because,
+            )
         self.scheduler.set_max_concurrency(self._share_descriptors(config, len(plans)))
         change = self.scheduler.apply(plans)
         self.maintenance.apply(config)
@@ -361,6 +386,7 @@ class Daemon:
             reload=lambda: self.reload("http"),
             enable_lifecycle=lambda: self.config.server.enable_lifecycle,
             status=self,
+            artifacts=self.artifacts,
         )
         self._runner = web.AppRunner(
             build_web_app(control, self.connections), access_log=None, handle_signals=False
@@ -413,6 +439,8 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.close_resolver()
+        await self.browsers.close()
+        self.artifacts.close()
         await self.store.close()
         log.info("daemon_stopped", cancelled_runs=cancelled, store_lost_rows=self.store.lost)
 
@@ -487,6 +515,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
         await daemon.judging.close()
         await daemon.notifications.close(0)
         await daemon.close_resolver()
+        await daemon.browsers.close()
         await daemon.store.close()
         return 1
     await daemon.wait_for_stop()

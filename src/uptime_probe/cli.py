@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="one JSON object per line")
     check.add_argument(
+        "--artifacts",
+        default=None,
+        metavar="DIR",
+        help="where failed browser steps' screenshots go (default: artifacts/ under "
+        "$UPTIME_PROBE_DATA_DIR, else under the config's store.data_dir)",
+    )
+    check.add_argument(
         "--junit",
         metavar="FILE",
         help="also write the results to FILE as JUnit XML, the test report CI systems show",
@@ -206,6 +213,8 @@ def _load(path: str) -> Config | None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from uptime_probe.oneshot import (
         UnknownCheck,
         as_json_lines,
@@ -217,12 +226,19 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    _say_skipped(config)
+    if args.artifacts is not None:
+        artifacts = Path(args.artifacts).absolute()
+    else:  # where the daemon keeps them (`run --data-dir`'s default)
+        data_dir = os.environ.get("UPTIME_PROBE_DATA_DIR")
+        artifacts = (Path(data_dir) if data_dir else config.store.data_dir_path).absolute()
+        artifacts /= "artifacts"
     try:
-        results = runtime.run(run_checks_once(config, args.check))
+        results = runtime.run(run_checks_once(config, args.check, artifacts))
     except UnknownCheck as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    sys.stdout.write(as_json_lines(results) if args.json else as_table(results))
+    sys.stdout.write(as_json_lines(results, artifacts) if args.json else as_table(results))
     if args.junit:
         from uptime_probe.junit import as_junit
 
@@ -234,6 +250,16 @@ def _check(args: argparse.Namespace) -> int:
     return exit_code(results)
 
 
+def _say_skipped(config: Config) -> None:
+    """On stderr, so `check --json` stays JSON: the checks `browser.when_missing: skip`
+    dropped."""
+    if config.skipped_checks:
+        print(
+            f"skipped {', '.join(config.skipped_checks)}: {config.skipped_because}",
+            file=sys.stderr,
+        )
+
+
 def _validate(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -242,6 +268,8 @@ def _validate(args: argparse.Namespace) -> int:
     import time
 
     from uptime_probe.config.validate import maintenance_warnings
+
+    _say_skipped(config)
 
     for warning in maintenance_warnings(config, time.time()):
         located = dataclasses.replace(warning, source=Path(args.config).name)
@@ -275,7 +303,7 @@ def _init(args: argparse.Namespace) -> int:
         print(f"error: cannot write {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
     print(
-        f"wrote {path}: 3 example journeys against {args.url}.\n"
+        f"wrote {path}: 4 example journeys against {args.url}.\n"
         f"Adapt them to your service, then: uptime-probe validate -c {path}"
     )
     return EXIT_OK

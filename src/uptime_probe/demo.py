@@ -13,6 +13,7 @@ from typing import TextIO
 
 from uptime_probe.app import Daemon, DaemonOptions
 from uptime_probe.config import ConfigError, load_config
+from uptime_probe.config.model import Config
 from uptime_probe.logs import configure_logging
 from uptime_probe.probe.kinds.stream import StreamFigures
 from uptime_probe.probe.model import CheckResult, FailureReason, Status
@@ -153,11 +154,12 @@ async def run_demo(
     base = f"http://{daemon.address[0]}:{daemon.address[1]}"
     print(
         "uptime-probe demo: the 3 December 2025 incident, replayed in about 5 minutes.\n"
-        f"  simulated chat service  http://127.0.0.1:{SIMULATOR_PORT}/\n"
+        f"  simulated chat service  http://127.0.0.1:{SIMULATOR_PORT}/#token={DEMO_TOKEN}\n"
         f"  status page             {base}/\n"
         f"  metrics                 {base}/metrics\n"
         f"  health                  {base}/healthz\n"
         f"  logs                    {data_dir / 'demo.log'}\n"
+        f"{_browser_note(config, data_dir)}"
         "Press Ctrl-C to stop.\n",
         file=out,
         flush=True,
@@ -168,6 +170,19 @@ async def run_demo(
     log_file.close()
     print("demo stopped.", file=out)
     return 0
+
+
+def _browser_note(config: Config, data_dir: Path) -> str:
+    """What the demo says about its browser journeys: where their screenshots go, or,
+    where Chromium is missing, that they are skipped and how to get them."""
+    if config.skipped_checks:
+        return (
+            f"  browser journeys        skipped ({', '.join(config.skipped_checks)}): "
+            f"{config.skipped_because}\n"
+        )
+    if any(step.handler == "browser" for check in config.checks for step in check.steps):
+        return f"  screenshots             {data_dir / 'artifacts'} (failed browser steps)\n"
+    return ""
 
 
 async def _show(view: LiveView, simulator: RunningSimulator, daemon: Daemon, out: TextIO) -> None:

@@ -94,6 +94,8 @@ def incident_markdown(incident: Incident, now: float) -> str:
         f"- Failing steps: {steps}",
         f"- First failure: {_code(incident.first_message)}",
     ]
+    if incident.artifact:
+        lines.append(f"- Screenshot of the latest failing run: `artifacts/{incident.artifact}`")
     if incident.response_sample:
         lines += [
             "- First response sample (secrets redacted):",
@@ -119,6 +121,7 @@ def incident_json(incident: Incident) -> dict[str, object]:
         "first_reason": incident.first_reason,
         "first_message": incident.first_message,
         "response_sample": incident.response_sample,
+        "artifact": incident.artifact,
         "reasons": incident.reasons,
         "failing_steps": list(incident.failing_steps),
         "held_back": list(incident.held_back),

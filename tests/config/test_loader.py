@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,12 +190,15 @@ def test_repo_probes_yaml_loads_with_its_defaults() -> None:
         "history_sidebar",
         "task_creation",
         "chat_answer",
+        "sidebar_renders",
     ]
     assert config.variables == {"base_url": "http://127.0.0.1:8765"}
     assert config.secrets == {"token": "demo-token"}
     history = config.check("history_sidebar")
     assert history.steps[0].reasons() == {"empty_history"}
     assert config.check("task_creation").reasons() == {"task_stuck"}
+    assert config.check("sidebar_renders").reasons() == {"empty_history"}
+    assert config.browser.when_missing == "skip"  # the demo runs where Chromium is absent
     assert str(history.headers["User-Agent"]) == "uptime-probe"
     (answer,) = config.check("chat_answer").steps
     assert answer.kind == "stream"
@@ -263,3 +268,69 @@ def test_schema_accepts_every_operator(printed_schema: dict[str, Any]) -> None:
     document = {"checks": [{"name": "c", "steps": [{**STEP, "expect": {"json": json_assertions}}]}]}
     assert list(Draft202012Validator(printed_schema).iter_errors(document)) == []
     load(document)
+
+
+# --- browser steps need Playwright and Chromium, checked at load -----------------------------
+
+BROWSER_CHECK = """\
+checks:
+  - name: api
+    steps:
+      - name: list
+        request: {url: "http://127.0.0.1:9/"}
+  - name: sidebar_renders
+    steps:
+      - name: sidebar
+        browser: {url: "http://127.0.0.1:9/"}
+"""
+
+
+class _NoPlaywright:
+    """An import finder under which Playwright is not installed."""
+
+    @staticmethod
+    def find_spec(name: str, *_args: object) -> None:
+        if name == "playwright" or name.startswith("playwright."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+
+@pytest.fixture
+def no_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as if Playwright were not installed (nor imported by an earlier test)."""
+    monkeypatch.setattr(sys, "meta_path", [_NoPlaywright(), *sys.meta_path])
+    for name in [n for n in sys.modules if n == "playwright" or n.startswith("playwright.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.usefixtures("no_playwright")
+def test_without_playwright_browser_steps_fail_to_load_saying_how_to_install() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(BROWSER_CHECK)
+    (issue,) = raised.value.issues
+    assert issue.path == ("checks", 1, "steps", 0, "browser")
+    assert issue.message.startswith("browser steps cannot run here: Playwright is not installed;")
+    assert "pip install 'uptime-probe[browser]'" in issue.message
+    assert "apt-get install chromium" in issue.message
+    # Skipping instead: the other checks load, and the config says which it dropped and why.
+    config = parse_config("browser: {when_missing: skip}\n" + BROWSER_CHECK)
+    assert [check.name for check in config.checks] == ["api"]
+    assert config.skipped_checks == ("sidebar_renders",)
+    assert config.skipped_because.startswith("Playwright is not installed;")
+
+
+@pytest.mark.usefixtures("no_playwright")
+def test_a_config_without_browser_steps_never_looks_for_a_browser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    config = parse_config(BROWSER_CHECK.split("  - name: sidebar_renders")[0])
+    assert [check.name for check in config.checks] == ["api"]
+    assert config.skipped_checks == ()
+
+
+def test_chromium_found_at_load_is_resolved_to_its_path() -> None:
+    config = parse_config(BROWSER_CHECK)
+    executable = config.browser.executable
+    assert executable is not None
+    assert os.path.isabs(executable)
+    assert os.access(executable, os.X_OK)

@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from uptime_probe.starter import EXAMPLE_CONFIG
+
 
 def test_demo_starts_probes_serves_and_stops_cleanly(tmp_path: Path) -> None:
     """From a folder with no probes.yaml and without -c: the journeys the package carries."""
@@ -60,3 +62,50 @@ def test_demo_starts_probes_serves_and_stops_cleanly(tmp_path: Path) -> None:
     assert process.returncode == 0, "".join(lines) + rest
     assert "demo stopped." in rest
     assert (tmp_path / "uptime-probe.sqlite3").exists()
+
+
+def test_where_chromium_is_missing_the_demo_runs_the_rest_and_says_so(tmp_path: Path) -> None:
+    probes = EXAMPLE_CONFIG.read_text()
+    assert "  when_missing: skip\n" in probes
+    config = tmp_path / "probes.yaml"
+    config.write_text(
+        probes.replace(
+            "  when_missing: skip\n", "  when_missing: skip\n  executable: /nonexistent/chromium\n"
+        )
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "uptime_probe.cli", "demo",
+            "-c", str(config), "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if sum(1 for entry in lines[-6:] if re.search(r"\s(up|degraded|down)\s", entry)) >= 3:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    (note,) = [line for line in lines if "browser journeys" in line]
+    assert "skipped (sidebar_renders)" in note
+    assert "/nonexistent/chromium" in note
+    assert "apt-get install chromium" in note
+    # The other journeys ran; the skipped one is not shown as a check.
+    assert re.search(r"history_sidebar\s+(up|degraded|down)", output), output
+    assert not re.search(r"^\s+sidebar_renders\s", output, flags=re.MULTILINE), output

@@ -11,7 +11,10 @@ from uptime_probe.probe.model import COMMON_REASONS
 
 from .fixtures import Parsed, load
 
-KIND_ONLY = {"dns_rcode", "dns_no_answer", "cert_expiring", "ws_closed", "no_message"}
+KIND_ONLY = {
+    "dns_rcode", "dns_no_answer", "cert_expiring", "ws_closed", "no_message",
+    "element_missing", "page_error",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -26,6 +29,7 @@ KIND_ONLY = {"dns_rcode", "dns_no_answer", "cert_expiring", "ws_closed", "no_mes
         ({"certificate": {"host": "chat.example"}}, {"cert_expiring"}),
         ({"websocket": {"url": "wss://chat.example/push"}}, {"ws_closed", "no_message"}),
         ({"tcp": {"host": "chat.example", "port": 25}}, set()),
+        ({"browser": {"url": "https://chat.example/"}}, {"element_missing", "page_error"}),
     ],
 )
 def test_a_kinds_reasons_are_created_only_for_its_checks(

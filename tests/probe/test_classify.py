@@ -319,6 +319,8 @@ def test_the_builtin_reasons_are_exactly_the_issues_list() -> None:
         "stream_error", "invalid_event", "not_a_stream",
         # issue 15: the dns, certificate and websocket kinds' own
         "cert_expiring", "dns_rcode", "dns_no_answer", "ws_closed", "no_message",
+        # issue 16: the browser kind's own
+        "element_missing", "page_error",
     }  # fmt: skip
 
 

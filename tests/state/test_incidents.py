@@ -57,6 +57,7 @@ def run_result(
     sample: str | None = None,
     check: str = CHECK,
     http_status: int | None = 200,
+    artifact: str | None = None,
 ) -> CheckResult:
     if code in "ug":
         status = Status.UP if code == "u" else Status.DEGRADED
@@ -73,6 +74,7 @@ def run_result(
         0.05,
         http_status=http_status,
         response_sample=sample,
+        artifact=artifact,
     )
     return CheckResult(check, Status.DOWN, reason, step_name, message, at, 0.05, (failed,))
 
@@ -89,10 +91,17 @@ class Feed:
         self.at = T0
 
     def run(
-        self, code: str, *, sample: str | None = None, http_status: int | None = 200
+        self,
+        code: str,
+        *,
+        sample: str | None = None,
+        http_status: int | None = 200,
+        artifact: str | None = None,
     ) -> list[IncidentEvent]:
         """One run; the events it produced."""
-        result = run_result(code, self.at, sample=sample, http_status=http_status)
+        result = run_result(
+            code, self.at, sample=sample, http_status=http_status, artifact=artifact
+        )
         before = self.state
         self.state = next_state(
             before,
@@ -266,6 +275,25 @@ def test_the_incident_carries_the_http_status_of_its_latest_failing_run() -> Non
     (resolved,) = feed.run("u", http_status=200)
     assert resolved.kind is IncidentEventKind.RESOLVED
     assert resolved.incident.last_http_status == 502
+
+
+def test_the_incident_links_the_screenshot_of_its_latest_failing_run_that_left_one() -> None:
+    """What the status page shows: the page as users saw it while the incident was on."""
+    feed = Feed(failure=2, success=1)
+    assert feed.run("d", artifact="history_sidebar/1-page.png") == []  # below the threshold
+    (opened,) = feed.run("d")  # a failure without a screenshot keeps the streak's
+    assert opened.incident.artifact == "history_sidebar/1-page.png"
+    (counted,) = feed.run("d", artifact="history_sidebar/3-page.png")
+    assert counted.incident.artifact == "history_sidebar/3-page.png"
+    (updated,) = feed.run("t")  # a new reason, no screenshot: the last one stays linked
+    assert updated.incident.artifact == "history_sidebar/3-page.png"
+    (resolved,) = feed.run("u")
+    assert resolved.kind is IncidentEventKind.RESOLVED
+    assert resolved.incident.artifact == "history_sidebar/3-page.png"
+    # The next incident starts without the old one's.
+    feed.run("d")
+    (again,) = feed.run("d")
+    assert again.incident.artifact is None
 
 
 def test_emitted_incidents_are_snapshots() -> None:

@@ -52,6 +52,7 @@ def outcome(
     http_status: int | None = 200,
     message: str = "ok",
     sample: str | None = None,
+    artifact: str | None = None,
 ) -> RunOutcome:
     if status is Status.DOWN:
         reason = reason or "empty_history"
@@ -65,6 +66,7 @@ def outcome(
             duration,
             http_status=http_status,
             response_sample=sample,
+            artifact=artifact,
         ),
     )
     result = CheckResult(check, status, reason, step, message, at, duration, steps)
@@ -280,7 +282,8 @@ async def test_incidents_upsert_and_read_back(open_store: OpenStore) -> None:
     tracker = IncidentTracker([events.append, store.record_incident])
     now = time.time() - 600
     tracker.accept(outcome("a", Status.DOWN, now, state=None, sample='{"items": []}'))
-    tracker.accept(outcome("a", Status.DOWN, now + 10, state=Status.DOWN))
+    shot = "a/20251203T101502.123Z-conversations.png"
+    tracker.accept(outcome("a", Status.DOWN, now + 10, state=Status.DOWN, artifact=shot))
     tracker.accept(
         outcome("a", Status.DOWN, now + 20, state=Status.DOWN, reason="timeout", http_status=504)
     )
@@ -298,6 +301,7 @@ async def test_incidents_upsert_and_read_back(open_store: OpenStore) -> None:
     assert stored_a.reasons == {"empty_history": 2, "timeout": 1}
     assert stored_a.response_sample == '{"items": []}'
     assert stored_a.last_http_status == 504
+    assert stored_a.artifact == shot  # the latest failing run that left a screenshot
     assert stored_a.time_to_detect == 10.0
     assert [e.status for e in stored_a.timeline] == [IncidentStatus.INVESTIGATING] * 2
     # Newest first; resolved ones within `since`, open ones always.

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from uptime_probe.config.model import Config
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
+from uptime_probe.probe.artifacts import ArtifactStore
 from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.sinks import FanOut, RunOutcome
 from uptime_probe.state.checks import CheckStates
@@ -69,6 +70,7 @@ class Harness:
         sample: str | None = None,
         duration: float = 0.05,
         http_status: int | None = 200,
+        artifact: str | None = None,
     ) -> RunOutcome:
         """One run through CheckStates into every consumer, as the scheduler hands it on."""
         failed = step if status is not Status.UP else None
@@ -81,6 +83,7 @@ class Harness:
                 duration_seconds=duration,
                 http_status=http_status,
                 response_sample=sample,
+                artifact=artifact,
             ),
         )
         result = CheckResult(
@@ -103,7 +106,7 @@ class Harness:
         assert await self.store.flush(), "the store did not flush"
 
 
-def control_for(source: Any) -> DaemonControl:
+def control_for(source: Any, artifacts: ArtifactStore | None = None) -> DaemonControl:
     registry = CollectorRegistry(auto_describe=True)
     exposition = MetricsExposition(CheckMetrics("test"), DaemonMetrics(registry))
 
@@ -116,6 +119,7 @@ def control_for(source: Any) -> DaemonControl:
         reload=reload,
         enable_lifecycle=lambda: True,
         status=source,
+        artifacts=artifacts,
     )
 
 

@@ -15,10 +15,11 @@ import jsonschema
 import yaml
 from pydantic import ValidationError
 
+from uptime_probe.config.chromium import INSTALL_HINT, what_is_missing
 from uptime_probe.config.errors import ConfigError, ConfigIssue, Path
 from uptime_probe.config.model import Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import ContentExpect, TlsConfig
+from uptime_probe.config.steps import BrowserStep, ContentExpect, TlsConfig
 from uptime_probe.config.validate import semantic_issues
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -73,6 +74,9 @@ def parse_config(
         issues = semantic_issues(config)
         issues.extend(_load_schemas(config, base_dir or FilePath.cwd()))
         issues.extend(_resolve_data_dir(config, base_dir or FilePath.cwd()))
+        if issues:
+            raise ConfigError([_locate(issue, lines, source) for issue in issues])
+        config, issues = _with_browser(config)
         if issues:
             raise ConfigError([_locate(issue, lines, source) for issue in issues])
     except ConfigError as exc:
@@ -377,3 +381,40 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
             else:
                 expect._schema_document = document
     return issues
+
+
+def _with_browser(config: Config) -> tuple[Config, list[ConfigIssue]]:
+    """The config as it can run here: its browser steps need Playwright and Chromium.
+
+    Found, the Chromium binary is resolved once (the engine never searches PATH).
+    Missing, the first browser step is the error, saying what is missing and how to install
+    it; or, with `browser.when_missing: skip`, the checks that have browser steps are
+    dropped and the config says which and why (`skipped_checks`, `skipped_because`).
+    """
+    browser_checks = [
+        (c_index, s_index)
+        for c_index, check in enumerate(config.checks)
+        for s_index, step in enumerate(check.steps)
+        if isinstance(step, BrowserStep)
+    ]
+    if not browser_checks:
+        return config, []
+    executable, missing = what_is_missing(config.browser.executable)
+    if not missing:
+        object.__setattr__(config.browser, "executable", executable)
+        return config, []
+    why = "; ".join(missing)
+    first = browser_checks[0]
+    where: Path = ("checks", first[0], "steps", first[1], "browser")
+    skipped = {config.checks[c_index].name for c_index, _ in browser_checks}
+    kept = [check for check in config.checks if check.name not in skipped]
+    if config.browser.when_missing == "fail" or not kept:
+        skipping = config.browser.when_missing == "skip"
+        also = " (every check has one: skipping them would leave none)" if skipping else ""
+        return config, [
+            ConfigIssue(where, f"browser steps cannot run here: {why}; {INSTALL_HINT}{also}")
+        ]
+    trimmed = config.model_copy(update={"checks": kept})
+    trimmed._skipped_checks = tuple(check.name for check in config.checks if check.name in skipped)
+    trimmed._skipped_because = f"{why}; {INSTALL_HINT}"
+    return trimmed, []

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from uptime_probe.config.apprise_url import cached_url_secrets, check_apprise_url
 from uptime_probe.config.base import Model
@@ -233,6 +240,21 @@ class DnsConfig(Model):
         return value
 
 
+class BrowserConfig(Model):
+    """How browser steps run (probe/browser_pool.py): one Chromium for the whole daemon."""
+
+    # Chromium's (or Chrome's) binary; None: the first of `chromium`, `chromium-browser`,
+    # `google-chrome-stable`, `google-chrome` on PATH. Resolved once, at load.
+    executable: str | None = Field(default=None, min_length=1)
+    # Browser runs at once: a page costs far more memory than an HTTP probe.
+    max_concurrent: int = Field(default=2, ge=1, le=64)
+    # Screenshots of failed browser steps kept per check (the newest); 0 keeps none.
+    keep_screenshots: int = Field(default=20, ge=0, le=10_000)
+    # Where Chromium or Playwright is missing: refuse the config (`fail`), or drop its
+    # checks that have browser steps and say so (`skip`).
+    when_missing: Literal["fail", "skip"] = "fail"
+
+
 class Config(Model):
     location: str = Field(default="local", pattern=LOCATION_PATTERN)
     max_concurrency: int = Field(default=512, ge=1, le=100_000)
@@ -246,6 +268,19 @@ class Config(Model):
     status_page: StatusPageConfig = StatusPageConfig()
     dns: DnsConfig = DnsConfig()
     maintenance: list[MaintenanceConfig] = []
+    browser: BrowserConfig = BrowserConfig()
+    # Set by the loader when `browser.when_missing: skip` dropped checks: their names, and
+    # why (what is missing, how to install it).
+    _skipped_checks: tuple[str, ...] = PrivateAttr(default=())
+    _skipped_because: str = PrivateAttr(default="")
+
+    @property
+    def skipped_checks(self) -> tuple[str, ...]:
+        return self._skipped_checks
+
+    @property
+    def skipped_because(self) -> str:
+        return self._skipped_because
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:

@@ -18,7 +18,7 @@ from yarl import URL
 
 from uptime_probe.config.errors import ConfigIssue, Path
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.config.steps import HttpStepBase, JsonExpect, StepBase
+from uptime_probe.config.steps import BrowserStep, HttpStepBase, JsonExpect, StepBase
 from uptime_probe.config.template import Template, TemplateError, template_names_in
 from uptime_probe.config.types import HEADER_VALUE_CONTROL, has_header_control
 from uptime_probe.config.units import format_duration
@@ -101,6 +101,8 @@ def _check_issues(
         for where, url, schemes in step.urls():
             yield from _url_issues((*step_path, *where), url, schemes, values)
         yield from _step_value_issues(step, step_path, values)
+        if isinstance(step, BrowserStep):
+            yield from _browser_step_issues(step, step_path, check.timeout_seconds)
         if step.poll is not None and step.poll.within > check.timeout_seconds:
             yield ConfigIssue(
                 (*step_path, "poll", "within"),
@@ -204,6 +206,20 @@ def _step_value_issues(
         if assertion.operator in ("equals", "not_equals", "contains"):
             where = (*step_path, "expect", "json", position, assertion.operator)
             yield from _not_json(where, assertion.expected)
+
+
+def _browser_step_issues(
+    step: BrowserStep, step_path: Path, timeout: float
+) -> Iterator[ConfigIssue]:
+    """A `wait_for` that could never run out on its own: the deadline would cut it first."""
+    for index, action in enumerate(step.browser.actions):
+        within = action.wait_for.within if action.wait_for is not None else None
+        if within is not None and within > timeout:
+            yield ConfigIssue(
+                (*step_path, "browser", "actions", index, "wait_for", "within"),
+                f"within {format_duration(within)} is longer than the check's timeout "
+                f"{format_duration(timeout)}",
+            )
 
 
 # What a DNS name's labels hold once IDNA-encoded (letters, digits, hyphen), plus the

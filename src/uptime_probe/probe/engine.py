@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -19,7 +20,7 @@ from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ExpectBase
 from uptime_probe.probe.classify import classify_deadline, classify_exception
 from uptime_probe.probe.kinds import Attempt, RunContext
-from uptime_probe.probe.kinds.base import SAMPLE_BYTES
+from uptime_probe.probe.kinds.base import NO_RESOURCES, SAMPLE_BYTES
 from uptime_probe.probe.model import (
     DEGRADED_REASON,
     AssertionOutcome,
@@ -46,16 +47,22 @@ class _InFlight:
 
 
 async def run_check(
-    plan: CheckPlan, *, resolver: aiohttp.abc.AbstractResolver | None = None
+    plan: CheckPlan,
+    *,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
+    resources: Mapping[str, object] = NO_RESOURCES,
 ) -> CheckResult:
     """Run the journey, and again up to `retries.count` times while it ends down.
 
     The run that counts is the last one tried; `retries` says how many came before it.
     Each try has the whole timeout (the loader checks that every try fits the interval).
     Never raises, except CancelledError.
+
+    `resources` are the long-lived objects kinds need beyond one run (the daemon's
+    browser, where screenshots go), by key; the engine only hands them on.
     """
     policy = plan.check.retries
-    result = await _run_journey(plan, resolver)
+    result = await _run_journey(plan, resolver, resources)
     tries_left = policy.count if policy is not None else 0
     retries = 0
     while result.status is Status.DOWN and tries_left > 0:
@@ -64,12 +71,14 @@ async def run_check(
         await asyncio.sleep(policy.delay)
         tries_left -= 1
         retries += 1
-        result = await _run_journey(plan, resolver)
+        result = await _run_journey(plan, resolver, resources)
     return replace(result, retries=retries) if retries else result
 
 
 async def _run_journey(
-    plan: CheckPlan, resolver: aiohttp.abc.AbstractResolver | None
+    plan: CheckPlan,
+    resolver: aiohttp.abc.AbstractResolver | None,
+    resources: Mapping[str, object],
 ) -> CheckResult:
     """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
     started_at = time.time()
@@ -79,7 +88,10 @@ async def _run_journey(
     # The journey ends with its last answer, not with the transports' teardown after it.
     ended: float | None = None
     try:
-        async with RunContext(resolver) as run:
+        deadline = started + plan.timeout
+        async with RunContext(
+            resolver, check=plan.name, deadline=deadline, resources=resources
+        ) as run:
             values = dict(plan.values)
             try:
                 async with asyncio.timeout(plan.timeout):
@@ -180,6 +192,7 @@ def _step_result(
         tls_not_after=attempt.tls_not_after,
         response_sample=sample,
         figures=attempt.figures,
+        artifact=attempt.artifact,
     )
 
 

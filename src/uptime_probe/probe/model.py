@@ -11,10 +11,13 @@ The failure taxonomy (a down run carries exactly one reason):
       stream    first_event_timeout, stream_stalled, empty_answer, stream_incomplete,
                 stream_error, invalid_event, not_a_stream: a `stream` step's own
       kinds     cert_expiring (request, certificate), dns_rcode, dns_no_answer (dns),
-                ws_closed, no_message (websocket): what only those steps can say
+                ws_closed, no_message (websocket), element_missing (a `wait_for` ran
+                out), page_error (the page threw, logged a console error, or crashed)
+                (browser): what only those steps can say
     the prober itself, never a property of the target:
                 local_resources (its host ran out of file descriptors, socket buffers or
-                memory: the run could not be made), internal (a bug in uptime-probe)
+                memory: the run could not be made), internal (a bug in uptime-probe, or
+                its own browser dying mid-run)
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class FailureReason(StrEnum):
     DNS_NO_ANSWER = "dns_no_answer"
     WS_CLOSED = "ws_closed"
     NO_MESSAGE = "no_message"
+    ELEMENT_MISSING = "element_missing"
+    PAGE_ERROR = "page_error"
     LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"
 
@@ -83,6 +88,7 @@ KIND_REASONS: dict[str, tuple[str, ...]] = {
     "dns": (FailureReason.DNS_RCODE, FailureReason.DNS_NO_ANSWER),
     "certificate": (FailureReason.CERT_EXPIRING,),
     "websocket": (FailureReason.WS_CLOSED, FailureReason.NO_MESSAGE),
+    "browser": (FailureReason.ELEMENT_MISSING, FailureReason.PAGE_ERROR),
 }
 # The reasons any kind of step may report.
 COMMON_REASONS: tuple[str, ...] = tuple(
@@ -155,6 +161,8 @@ _REASON_WORDS = {
     "dns_no_answer": "the DNS name has no record of that type",
     "ws_closed": "the WebSocket closed before the expected message",
     "no_message": "no WebSocket message arrived in time",
+    "element_missing": "an element the page should show never appeared",
+    "page_error": "the page raised an error",
     "local_resources": "the prober ran out of file descriptors or memory",
     "internal": "an internal error in uptime-probe",
 }
@@ -250,6 +258,9 @@ class StepResult:
     tls_not_after: float | None = None
     response_sample: str | None = None
     figures: StepFigures | None = None
+    # A file the step left (a failed browser step's screenshot), relative to the artifact
+    # store's folder (probe/artifacts.py): `check/20251203T101502.123Z-step.png`.
+    artifact: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import ExpectBase, HttpStepBase, StepBase, TlsConfig
+from uptime_probe.config.steps import BrowserStep, ExpectBase, HttpStepBase, StepBase, TlsConfig
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import Query
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
@@ -35,6 +35,9 @@ class StepPlan:
     # place, and (HTTP-based kinds) what of the request carries a secret (None: nothing).
     url: RequestUrl | None = None
     secret_policy: SecretPolicy | None = None
+    # Lower-case names of the headers whose template names a secret: a kind that can reach
+    # other origins (a browser page's third-party requests) keeps them to the step's own.
+    secret_headers: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -112,6 +115,9 @@ def _compile_step(
     if own is not None:
         headers = {name.lower(): (name, value) for name, value in check.headers.items()}
         headers.update({name.lower(): (name, value) for name, value in own.items()})
+    if own is not None and not isinstance(step, BrowserStep):
+        # Chromium sends its own User-Agent and decodes what it asks for; our client's
+        # defaults are for the kinds whose HTTP client is ours.
         headers.setdefault("user-agent", ("User-Agent", Template(USER_AGENT)))
         for name, value in step.default_headers:
             headers.setdefault(name.lower(), (name, Template(value)))
@@ -135,6 +141,9 @@ def _compile_step(
         redact=redact,
         url=url,
         secret_policy=policy,
+        secret_headers=frozenset(
+            key for key, (_name, template) in headers.items() if template.names & secrets
+        ),
     )
 
 

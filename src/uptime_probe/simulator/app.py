@@ -16,6 +16,7 @@ import json
 import math
 import secrets
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -39,27 +40,12 @@ TOKEN_INTERVAL = 0.05  # seconds between two tokens of a streamed answer
 STALL_AFTER = 3  # tokens a `stall` sends before it goes silent
 ERROR_AFTER = 2  # tokens an `error_event` sends before the error
 
-CHAT_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>SimChat</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-</head>
-<body>
-<div id="app" data-product="simchat">
-  <nav id="history" aria-label="Chat history" data-source="/backend-api/conversations"></nav>
-  <main id="thread">
-    <h1>What can I help with?</h1>
-    <form id="composer" data-endpoint="/backend-api/tasks">
-      <textarea name="prompt" placeholder="Message SimChat"></textarea>
-      <button type="submit">Send</button>
-    </form>
-  </main>
-</div>
-</body>
-</html>
-"""
+# The chat front end: plain HTML and JavaScript, no build step (simulator/static/). Its
+# script fetches the history and renders the sidebar, and sends a message whose answer it
+# renders as the stream comes (docs/simulator.md).
+_STATIC = resources.files("uptime_probe.simulator").joinpath("static")
+CHAT_PAGE = _STATIC.joinpath("chat.html").read_text("utf-8")
+CHAT_SCRIPT = _STATIC.joinpath("chat.js").read_text("utf-8")
 # `truncated` on the page stops before the <title>, so a title check fails as it would on a
 # real cut-off page.
 _CHAT_PAGE_CUT = CHAT_PAGE[: CHAT_PAGE.index("<title>") + 3]
@@ -108,6 +94,7 @@ def build_app(
         clock=clock,
     )
     app.router.add_get("/", _chat)
+    app.router.add_get("/static/chat.js", _chat_script)
     app.router.add_get("/backend-api/conversations", _conversations)
     app.router.add_post("/backend-api/tasks", _task_create)
     app.router.add_get("/backend-api/tasks/{task_id}", _task_status)
@@ -292,6 +279,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if spec.mode is FaultMode.EMPTY:
         return web.Response(status=200, body=b"", content_type="text/html")
     return web.Response(text=CHAT_PAGE, content_type="text/html")
+
+
+async def _chat_script(_request: web.Request) -> web.StreamResponse:
+    # Served as it is, whatever the scenario: faults are the backend's, not the bundle's.
+    return web.Response(text=CHAT_SCRIPT, content_type="application/javascript")
 
 
 async def _conversations(request: web.Request) -> web.StreamResponse:

@@ -148,6 +148,9 @@ class Incident:
     # The HTTP status of the failing run `last_reason` is from, when it got one: recorded
     # here so a notification can say "empty history (HTTP 200)" from the incident alone.
     last_http_status: int | None = None
+    # The file the latest failing run that left one left (a browser step's screenshot of
+    # the page as users saw it), relative to the artifact folder: the status page shows it.
+    artifact: str | None = None
     # Checks depending on this one whose own incidents it held back while open.
     held_back: tuple[str, ...] = ()
 
@@ -176,12 +179,21 @@ class _Streak:
     sample: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
+    artifact: str | None = None
 
 
 def _sample(result: CheckResult) -> str | None:
     for step in result.steps:
         if step.name == result.failed_step and step.response_sample:
             return step.response_sample
+    return None
+
+
+def failed_artifact(result: CheckResult) -> str | None:
+    """The file the run's failing step left, if any (a screenshot)."""
+    for step in result.steps:
+        if step.name == result.failed_step and step.artifact:
+            return step.artifact
     return None
 
 
@@ -239,6 +251,7 @@ class IncidentTracker:
                 self._streaks[check] = streak
             reason = result.reason or "internal"
             streak.reasons[reason] = streak.reasons.get(reason, 0) + 1
+            streak.artifact = failed_artifact(result) or streak.artifact
             if result.failed_step and result.failed_step not in streak.steps:
                 streak.steps.append(result.failed_step)
             if incident is None and outcome.state is Status.DOWN:
@@ -323,6 +336,7 @@ class IncidentTracker:
             timeline=(TimelineEntry(now, IncidentStatus.INVESTIGATING, _reason_phrase(result)),),
             last_reason=result.reason or "",
             last_http_status=result.http_status,
+            artifact=streak.artifact,
         )
         self._open[result.check] = incident
         self._emit(IncidentEventKind.OPENED, incident)
@@ -356,6 +370,7 @@ class IncidentTracker:
             timeline=timeline,
             last_reason=reason,
             last_http_status=result.http_status,
+            artifact=failed_artifact(result) or incident.artifact,
         )
         self._open[incident.check] = updated
         # Every failure updates counts in storage; only status changes notify.

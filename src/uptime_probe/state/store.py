@@ -118,6 +118,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX maintenance_windows_by_end ON maintenance_windows (end_at);
     """,
+    # 4: the file of its latest failing run that left one: a browser step's screenshot.
+    """
+    ALTER TABLE incidents ADD COLUMN artifact TEXT;
+    """,
 )
 
 
@@ -214,6 +218,7 @@ def _incident_row(incident: Incident) -> tuple[Any, ...]:
         incident.last_reason,
         incident.last_http_status,
         json.dumps(list(incident.held_back)),
+        incident.artifact,
     )
 
 
@@ -235,13 +240,14 @@ def _incident_from_row(row: Sequence[Any]) -> Incident:
         last_reason=row[13],
         last_http_status=row[14],
         held_back=tuple(json.loads(row[15])),
+        artifact=row[16],
     )
 
 
 _SELECT_INCIDENTS = (
     "SELECT id, check_name, location, status, opened_at, resolved_at, first_failure_at, "
     "first_reason, first_message, response_sample, reasons, failing_steps, timeline, "
-    "last_reason, last_http_status, held_back FROM incidents "
+    "last_reason, last_http_status, held_back, artifact FROM incidents "
 )
 
 
@@ -504,8 +510,8 @@ class Store:
             await db.executemany(
                 "INSERT OR REPLACE INTO incidents (id, check_name, location, status, opened_at, "
                 "resolved_at, first_failure_at, first_reason, first_message, response_sample, "
-                "reasons, failing_steps, timeline, last_reason, last_http_status, held_back) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "reasons, failing_steps, timeline, last_reason, last_http_status, held_back, "
+                "artifact) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 list(incidents.values()),
             )
         await db.commit()

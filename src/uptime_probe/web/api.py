@@ -35,7 +35,7 @@ from uptime_probe.config.units import parse_duration
 from uptime_probe.probe.model import Status, describe_reason
 from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
-from uptime_probe.state.incidents import Incident, IncidentStatus
+from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifact
 from uptime_probe.state.maintenance import Opening, Window, WindowSource, new_window_id
 from uptime_probe.state.store import RunRow
 from uptime_probe.web.offload import in_web_thread
@@ -43,6 +43,7 @@ from uptime_probe.web.status import (
     HISTORY_ERRORS,
     MAINTENANCE_HORIZON_DAYS,
     StatusSource,
+    artifact_url,
     check_state,
     open_incident_by_check,
     page_banner,
@@ -125,6 +126,7 @@ def last_run_json(outcome: RunOutcome | None) -> dict[str, Any] | None:
         "http_status": result.http_status,
         "duration_seconds": round(result.duration_seconds, 6),
         "at": result.started_at,
+        "artifact_url": artifact_url(failed_artifact(result)),
     }
 
 
@@ -192,6 +194,12 @@ def run_json(run: RunRow) -> dict[str, Any]:
         "duration_seconds": round(run.duration_seconds, 6),
         "message": run.message,
     }
+
+
+def incident_api_json(incident: Incident) -> dict[str, Any]:
+    """An incident as `uptime-probe incidents --format json` has it, and where its
+    screenshot is served."""
+    return {**incident_json(incident), "artifact_url": artifact_url(incident.artifact)}
 
 
 class StatusApi:
@@ -296,7 +304,7 @@ class StatusApi:
         if status is not None:
             wanted = INCIDENT_FILTERS[status]
             found = [incident for incident in found if incident.status in wanted]
-        return answer({"incidents": [incident_json(i) for i in found[:limit]]})
+        return answer({"incidents": [incident_api_json(i) for i in found[:limit]]})
 
     async def _incidents(self, since: float, check: str | None, limit: int) -> list[Incident]:
         """Stored incidents with the live ones laid over them, newest first.

@@ -13,11 +13,12 @@ from aiohttp import web
 
 from uptime_probe.config.model import AuthConfig
 from uptime_probe.metrics import TEXT_CONTENT_TYPE, MetricsExposition, wants_openmetrics
+from uptime_probe.probe.artifacts import ArtifactStore
 from uptime_probe.web.api import StatusApi
 from uptime_probe.web.auth import auth_middleware
 from uptime_probe.web.connections import ConnectionGuard
 from uptime_probe.web.offload import in_web_thread
-from uptime_probe.web.status import StatusPage, StatusSource
+from uptime_probe.web.status import ARTIFACTS_PATH, StatusPage, StatusSource
 
 # OpenMetrics bodies smaller than this are sent as they are: compressing them costs more
 # than it saves. (The streamed text format cannot know its size up front; it is always
@@ -43,6 +44,9 @@ class DaemonControl:
     # The status page, the JSON API and `server.auth` are read through it; None serves
     # only the endpoints above.
     status: StatusSource | None = None
+    # Runs' files (failed browser steps' screenshots), served under /artifacts/ with the
+    # status page; None serves none.
+    artifacts: ArtifactStore | None = None
 
     def auth(self) -> AuthConfig | None:
         return self.status.config.server.auth if self.status is not None else None
@@ -114,6 +118,21 @@ async def _stream_text(
     return response
 
 
+async def artifact(request: web.Request) -> web.StreamResponse:
+    """One run's file, by the name the step's result gave it: never a path of the caller's
+    making (probe/artifacts.py accepts only its own names)."""
+    store = request.app[CONTROL_KEY].artifacts
+    relative = f"{request.match_info['check']}/{request.match_info['name']}"
+    path = store.path_of(relative) if store is not None else None
+    if path is None:
+        return web.Response(text="No such artifact (only the newest are kept).\n", status=404)
+    # A name is never reused, so the file behind it never changes.
+    return web.FileResponse(
+        path,
+        headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"},
+    )
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
@@ -160,6 +179,8 @@ def build_web_app(
         page = StatusPage(control.status)
         app.router.add_get("/", page.handle)
         StatusApi(control.status, writes_enabled=control.enable_lifecycle).add_routes(app)
+        if control.artifacts is not None:
+            app.router.add_get(ARTIFACTS_PATH + "/{check}/{name}", artifact)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -33,7 +33,7 @@ from markupsafe import Markup
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
-from uptime_probe.state.incidents import Incident, IncidentStatus
+from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifact
 from uptime_probe.state.maintenance import Opening, Window
 from uptime_probe.state.store import DailyUptime, RunRow
 from uptime_probe.web.offload import in_web_thread
@@ -41,6 +41,7 @@ from uptime_probe.web.offload import in_web_thread
 log = structlog.get_logger("uptime_probe.web.status")
 
 REFRESH_SECONDS = 10
+ARTIFACTS_PATH = "/artifacts"  # where runs' files (screenshots) are served
 UPTIME_DAYS = 90
 INCIDENT_DAYS = 30
 MAINTENANCE_HORIZON_DAYS = 7  # upcoming windows listed on the page and by the API
@@ -295,6 +296,8 @@ class IncidentView:
     response_sample: str | None
     time_to_detect: str
     timeline: list[TimelineView]
+    # The latest failing run's screenshot (a browser step's), served under /artifacts/.
+    screenshot_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +317,7 @@ class CheckView:
     uptime: str | None
     spark: Sparkline | None
     incident_id: str | None
+    screenshot_url: str | None = None
     maintenance: str | None = None  # the window covering it now
     maintenance_until: str | None = None
     maintenance_until_iso: str | None = None
@@ -404,6 +408,11 @@ def _failed_sample(result: CheckResult) -> str | None:
     return None
 
 
+def artifact_url(artifact: str | None) -> str | None:
+    """Where the daemon serves a run's file (web/server.py), or None."""
+    return f"{ARTIFACTS_PATH}/{artifact}" if artifact else None
+
+
 def incident_view(incident: Incident, now: float) -> IncidentView:
     end = incident.resolved_at if incident.resolved_at is not None else now
     reason = incident.last_reason if incident.open else incident.first_reason
@@ -437,6 +446,7 @@ def incident_view(incident: Incident, now: float) -> IncidentView:
             )
             for entry in reversed(incident.timeline)  # newest first, like a status page
         ],
+        screenshot_url=artifact_url(incident.artifact),
     )
 
 
@@ -469,10 +479,11 @@ def check_view(
 ) -> CheckView:
     result = outcome.result if outcome is not None else None
     failing = state is Status.DOWN or (result is not None and result.status is Status.DOWN)
-    reason_text = step = message = sample = None
+    reason_text = step = message = sample = screenshot = None
     if result is not None and result.status is Status.DOWN:
         reason_text = describe_reason(result.reason or "internal", result.http_status)
         step, message, sample = result.failed_step, result.message, _failed_sample(result)
+        screenshot = artifact_url(failed_artifact(result))
     elif result is not None and result.status is Status.DEGRADED:
         reason_text = describe_reason(result.shown_reason or "", result.http_status)
         step, message = result.failed_step, result.message
@@ -496,6 +507,7 @@ def check_view(
         uptime=uptime,
         spark=sparkline(durations),
         incident_id=incident.id if incident is not None else None,
+        screenshot_url=screenshot,
         maintenance=maintenance.window.name if maintenance is not None else None,
         maintenance_until=clock(maintenance.end) if maintenance is not None else None,
         maintenance_until_iso=iso(maintenance.end) if maintenance is not None else None,
@@ -649,9 +661,10 @@ class StatusPage:
 
 
 def page_csp(nonce: str) -> str:
-    """No script of any kind; the one inline style block by nonce; nothing loaded from afar."""
+    """No script of any kind; the one inline style block by nonce; images only from the
+    daemon itself (screenshots); nothing loaded from afar."""
     return (
         "default-src 'none'; script-src 'none'; "
-        f"style-src 'nonce-{nonce}'; img-src data:; "
+        f"style-src 'nonce-{nonce}'; img-src 'self' data:; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
+from uptime_probe.config.steps.browser import BrowserExpect, BrowserStep, ElementAssertion
 from uptime_probe.config.steps.certificate import CertificateStep
 from uptime_probe.config.steps.dns import DnsStep
 from uptime_probe.config.steps.parts import (
@@ -38,7 +39,15 @@ from uptime_probe.config.steps.websocket import WebsocketStep
 
 STEP_KINDS: dict[str, type[StepBase]] = {
     kind.handler: kind
-    for kind in (RequestStep, StreamStep, DnsStep, TcpStep, CertificateStep, WebsocketStep)
+    for kind in (
+        RequestStep,
+        StreamStep,
+        DnsStep,
+        TcpStep,
+        CertificateStep,
+        WebsocketStep,
+        BrowserStep,
+    )
 }
 
 
@@ -80,9 +89,12 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_RESPONSE_HEADERS",
     "STEP_KINDS",
+    "BrowserExpect",
+    "BrowserStep",
     "CertificateStep",
     "ContentExpect",
     "DnsStep",
+    "ElementAssertion",
     "Expect",
     "ExpectBase",
     "HttpStepBase",

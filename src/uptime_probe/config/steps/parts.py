@@ -234,6 +234,12 @@ class StepBase(Model):
     def kind(self) -> str:
         return self.handler
 
+    @property
+    def headers_sent(self) -> Mapping[str, Template] | None:
+        """The HTTP headers this step's config sends, which the check's `headers` are merged
+        under; None for a kind that sends no HTTP headers of its own."""
+        return None
+
     def templates(self) -> Iterator[tuple[Path, Any]]:
         """Every value of the step that holds placeholders, with its path under the step.
 

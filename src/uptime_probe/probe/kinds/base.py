@@ -41,6 +41,9 @@ class Attempt:
     extracted: dict[str, str] = field(default_factory=dict)
     tls_not_after: float | None = None
     figures: StepFigures | None = None
+    # A file the try left for a person (a failed browser step's screenshot): its path
+    # under the run's artifact store (probe/artifacts.py).
+    artifact: str | None = None
     duration: float = 0.0
     ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
 
@@ -73,6 +76,8 @@ class Attempt:
             self.reason, self.message = problem
 
 
+NO_RESOURCES: Mapping[str, object] = types.MappingProxyType({})
+
 # What a kind says when the journey's deadline cuts it: the attempt so far, whose reason
 # and message explain the cut (a stream's "after 12 events, the last 3.1s before") and
 # whose figures and body (the sample) are what it had measured and received by then.
@@ -94,10 +99,33 @@ class RunContext:
     per run: every run meets the target as a new user would.
     """
 
-    __slots__ = ("_connector", "_session", "deadline_note", "recorder", "resolver")
+    __slots__ = (
+        "_connector",
+        "_session",
+        "check",
+        "deadline",
+        "deadline_note",
+        "recorder",
+        "resolver",
+        "resources",
+    )
 
-    def __init__(self, resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
+        *,
+        check: str = "",
+        deadline: float | None = None,
+        resources: Mapping[str, object] = NO_RESOURCES,
+    ) -> None:
         self.resolver = resolver
+        self.check = check
+        # perf_counter() at which the journey's deadline falls, for a kind that must leave
+        # itself time before it (a browser step's screenshot); None: no deadline.
+        self.deadline = deadline
+        # Long-lived objects a kind needs beyond one run (a browser process, where files
+        # go), built by the composition root; a kind takes its own by key and type.
+        self.resources = resources
         self.recorder = PhaseRecorder()
         # Set by an attempt that can say better than the HTTP phases what a deadline cut.
         self.deadline_note: DeadlineNote | None = None

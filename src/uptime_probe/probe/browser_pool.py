@@ -1,0 +1,210 @@
+"""One Chromium for the whole daemon, and the cap on browser runs at once.
+
+Chromium is started on first use (a config without browser steps never starts it),
+through Playwright's driver with Debian's `chromium` binary (`executable_path`: never
+Playwright's own browser download), and started again when it died: a run that finds it
+gone gets a new one. Every run gets its own browser context (probe/kinds/browser.py), so
+runs share the process, never cookies, cache or storage.
+
+A page costs far more memory than an HTTP probe (docs/benchmarks.md, browser steps), so
+browser runs have their own cap, `browser.max_concurrent`: the composition root holds a
+slot around each run of a check with a browser step (`slot_for`), before the run and its
+deadline start, so a run queued behind others is late, never failed for the wait.
+
+Not a module-level singleton: app.py and oneshot.py build one, hand it to runs as a
+resource (`run_check(..., resources={BROWSER: pool})`), and close it when they stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Playwright
+
+    from uptime_probe.probe.plan import CheckPlan
+
+BROWSER = "browser"  # its key among a run's resources
+LAUNCH_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 5.0
+# V8's heap limit per page, MiB: a page allocating without end crashes its own renderer
+# (the step fails as page_error) long before it can take the machine's memory.
+PAGE_HEAP_MIB = 512
+# Chromium flags beyond Playwright's headless defaults (which already turn off background
+# networking, component updates, first-run and sync).
+CHROMIUM_ARGS = (
+    f"--js-flags=--max-old-space-size={PAGE_HEAP_MIB}",
+    # Containers give /dev/shm 64 MB: renderers would crash on a large page.
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--mute-audio",
+)
+
+
+class BrowserUnavailable(Exception):
+    """Chromium could not be started (not a property of any target)."""
+
+
+class BrowserPool:
+    def __init__(
+        self, executable: str | None, *, max_concurrent: int = 2, extra_args: Sequence[str] = ()
+    ) -> None:
+        self.executable = executable
+        # Chromium flags beyond CHROMIUM_ARGS (tests map host names with
+        # `--host-resolver-rules`, so a DNS failure needs no DNS server).
+        self.extra_args = tuple(extra_args)
+        self._max_concurrent = max_concurrent
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._launching: asyncio.Task[Browser] | None = None
+        self.launches = 0  # how many times Chromium was started
+        self.running = 0  # browser runs holding a slot
+        self.waiting = 0  # browser runs queued for one
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- the cap ---------------------------------------------------------------------
+
+    def configure(self, *, executable: str | None, max_concurrent: int) -> None:
+        """A reload's settings: the cap at once (runs holding the old one finish under
+        it), the executable at the next start of Chromium."""
+        self.executable = executable
+        if max_concurrent != self._max_concurrent:
+            self._slots = asyncio.Semaphore(max_concurrent)
+            self._max_concurrent = max_concurrent
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        slots = self._slots
+        self.waiting += 1
+        try:
+            await slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            slots.release()
+
+    def slot_for(self, plan: CheckPlan) -> contextlib.AbstractAsyncContextManager[None]:
+        """A slot for a run of `plan` when it has a browser step; nothing to wait for else."""
+        if any(step.config.runner == BROWSER for step in plan.steps):
+            return self.slot()
+        return contextlib.nullcontext()
+
+    # -- the process -----------------------------------------------------------------
+
+    async def browser(self) -> Browser:
+        """The running Chromium, started now if it is not (or died). BrowserUnavailable
+        when it cannot be started."""
+        if self._closed:
+            raise BrowserUnavailable("the browser pool is closed")
+        if self._browser is not None and self._browser.is_connected():
+            return self._browser
+        if self._launching is None or self._launching.done():
+            # A task of its own: a run cancelled while Chromium starts (its deadline) does
+            # not cancel the start, and the next run gets the browser it made.
+            self._launching = asyncio.create_task(self._launch(), name="chromium-launch")
+            # Its failure is raised to the runs awaiting it; retrieved here too, so a start
+            # that failed with no run left waiting is not reported as never retrieved.
+            self._launching.add_done_callback(_retrieve)
+        return await asyncio.shield(self._launching)
+
+    async def _launch(self) -> Browser:
+        if self._browser is not None:  # dead: let Playwright forget it
+            await self._close_browser()
+        from playwright.async_api import Error as PlaywrightError  # only with browser steps
+
+        for fresh_driver in (False, True):
+            if fresh_driver or self._playwright is None:
+                await self._stop_driver()
+                self._playwright = await self._start_driver()
+            try:
+                browser = await self._playwright.chromium.launch(
+                    executable_path=self.executable,
+                    headless=True,
+                    args=[*CHROMIUM_ARGS, *self.extra_args],
+                    timeout=LAUNCH_TIMEOUT * 1000,
+                    handle_sigint=False,
+                    handle_sigterm=False,
+                    handle_sighup=False,
+                )
+            except PlaywrightError as exc:
+                # The driver itself may be what died: once more with a new one.
+                if fresh_driver:
+                    raise BrowserUnavailable(_first_line(exc)) from None
+                continue
+            self._browser = browser
+            self.launches += 1
+            return browser
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _start_driver(self) -> Playwright:
+        from playwright.async_api import async_playwright
+
+        try:
+            return await async_playwright().start()
+        except Exception as exc:  # the driver is a subprocess: anything can fail to start
+            raise BrowserUnavailable(f"cannot start Playwright: {_first_line(exc)}") from None
+
+    async def _close_browser(self) -> None:
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(browser.close(), CLOSE_TIMEOUT)
+
+    async def _stop_driver(self) -> None:
+        driver, self._playwright = self._playwright, None
+        if driver is not None:
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(driver.stop(), CLOSE_TIMEOUT)
+
+    def close_later(self, context: BrowserContext) -> None:
+        """Close a run's browser context in a task of the pool's own.
+
+        Not in the run: a cancelled run (its deadline, a stop) cannot be trusted to finish
+        an await, and a context left open keeps its page running, a page spinning in a
+        script loop with it. A context that does not close in CLOSE_TIMEOUT means Chromium
+        is wedged: it is stopped, and the next run starts a new one.
+        """
+        task = asyncio.create_task(self._close_context(context), name="browser-context-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_context(self, context: BrowserContext) -> None:
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            if self._browser is not None and context.browser is self._browser:
+                await self._close_browser()
+        except PlaywrightError:
+            pass  # its browser is gone already, and the context with it
+
+    async def close(self) -> None:
+        """Stop Chromium and Playwright's driver; the pool starts nothing after."""
+        self._closed = True
+        if self._launching is not None and not self._launching.done():
+            self._launching.cancel()
+            await asyncio.gather(self._launching, return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._close_browser()
+        await self._stop_driver()
+
+
+def _retrieve(task: asyncio.Task[Browser]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
