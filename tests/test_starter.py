@@ -13,7 +13,7 @@ import pytest
 from uptime_probe.config import load_config
 from uptime_probe.starter import EXAMPLE_CONFIG, SIMULATOR_URL
 
-JOURNEYS = ["chat_load", "history_sidebar", "task_creation", "sidebar_renders"]
+JOURNEYS = ["chat_load", "history_sidebar", "task_creation", "chat_answer", "sidebar_renders"]
 
 
 async def init(*args: str, cwd: Path) -> tuple[int, str, str]:

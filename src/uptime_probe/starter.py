@@ -30,10 +30,11 @@ _URL_CHARS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!&'()*+,;=%-]+")
 _STARTER_HEADER = """\
 # uptime-probe starter configuration, written by `uptime-probe init` for {url}.
 #
-# Four example journeys against that service: a page that loads and is the real page,
+# Five example journeys against that service: a page that loads and is the real page,
 # a list that is not empty (200 OK with nothing in it is `empty_history`, not "up"), a
-# task that is created and completes, and that list as a real browser renders it
-# (skipped, and said so, where Chromium is missing). Adapt them to your API:
+# task that is created and completes, an answer streamed without stalling, and that list
+# as a real browser renders it (skipped, and said so, where Chromium is missing). Adapt
+# them to your API:
 #   uptime-probe validate -c {file}   # every problem, located; exit 2
 #   uptime-probe check -c {file}      # run each check once; exit 1 if any is down
 #   uptime-probe run -c {file}        # the daemon: /metrics and the status page on :9713
