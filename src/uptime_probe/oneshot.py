@@ -100,8 +100,10 @@ def step_as_json(step: StepResult, artifacts: Path | None = None) -> dict[str, A
     }
     kind = STEP_KINDS.get(step.kind)
     if kind is not None and issubclass(kind, HttpStepBase):
+        out["http_status"] = step.http_status
         out["phases"] = {name: round(value, 6) for name, value in step.timings.as_dict().items()}
-    out["http_status"] = step.http_status
+    elif step.http_status is not None:
+        out["http_status"] = step.http_status  # a browser's document, a refused upgrade
     if step.figures is not None:
         out[step.figures.key] = step.figures.as_dict()
     if step.artifact is not None:
