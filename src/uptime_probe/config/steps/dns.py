@@ -20,22 +20,8 @@ from uptime_probe.config.steps.parts import JsonExpect, StepBase
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import Regex, TemplateString
 
-RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA")
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "CAA"]
 # RFC 1035 and RFC 2136 (dnspython's names for them).
-RCODES = (
-    "NOERROR",
-    "FORMERR",
-    "SERVFAIL",
-    "NXDOMAIN",
-    "NOTIMP",
-    "REFUSED",
-    "YXDOMAIN",
-    "YXRRSET",
-    "NXRRSET",
-    "NOTAUTH",
-    "NOTZONE",
-)
 Rcode = Literal[
     "NOERROR",
     "FORMERR",
