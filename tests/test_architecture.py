@@ -75,7 +75,6 @@ def test_every_registered_kind_has_an_attempt(key: str) -> None:
     import importlib
     import inspect
 
-
     model = STEP_KINDS[key]
     assert model.handler == key
     assert key in model.model_fields, "the handler key is the kind's own field"

@@ -31,7 +31,9 @@ def test_a_tick_never_starts_a_run_before_its_time_on_uvloop() -> None:
         h = build_harness(FakeRun())
         # A long interval next to the busy iterations: an early run shows as late by almost
         # a whole interval, which no loaded machine makes an on-time run.
-        h.start(plans_of(*(check_dict(f"c{i}", interval="250ms", timeout="40ms") for i in range(5))))
+        h.start(
+            plans_of(*(check_dict(f"c{i}", interval="250ms", timeout="40ms") for i in range(5)))
+        )
         for _ in range(200):
             time.sleep(0.0007)  # a busy iteration: uvloop's cached clock is now stale
             await asyncio.sleep(0.003)
