@@ -158,9 +158,7 @@ def message_of(result: CheckResult, name: str) -> str:
         ("ws://h.example:8080", "ws://h.example:8081", False),
     ],
 )
-def test_a_websocket_url_has_the_origin_of_its_http_request(
-    one: str, two: str, same: bool
-) -> None:
+def test_a_websocket_url_has_the_origin_of_its_http_request(one: str, two: str, same: bool) -> None:
     """RFC 6455 opens a WebSocket with an HTTP request (the WHATWG standard fetches `ws:`
     as `http:`), and a redirect of the upgrade names an `http(s)` URL."""
     assert (origin_of(URL(one)) == origin_of(URL(two))) is same
@@ -363,7 +361,8 @@ async def test_wss_with_a_secret_header_records_its_certificate_and_handshake(
     assert pushed.tls_not_after == case.not_after.timestamp()
     figures = pushed.figures
     assert isinstance(figures, WebsocketFigures)
-    assert figures.handshake_seconds is not None and figures.handshake_seconds > 0
+    assert figures.handshake_seconds is not None
+    assert figures.handshake_seconds > 0
     assert target.to("/ws")[0].header("X-Api-Key") == SECRET
 
 
