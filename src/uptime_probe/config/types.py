@@ -210,7 +210,7 @@ OriginString = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+/?$",
+            "pattern": "^([Hh][Tt][Tt][Pp]|[Ww][Ss])[Ss]?://[^/?#@]+/?$",
             "description": "An origin: scheme://host[:port], no path.",
         }
     ),

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig, Config
 from uptime_probe.config.redaction import Redactor
-from uptime_probe.config.steps import BrowserStep, ExpectBase, HttpStepBase, StepBase, TlsConfig
+from uptime_probe.config.steps import (
+    BrowserStep,
+    ExpectBase,
+    HttpStepBase,
+    StepBase,
+    TcpStep,
+    TlsConfig,
+    WebsocketStep,
+)
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import Query
 from uptime_probe.probe.decoding import ACCEPT_ENCODING
@@ -32,7 +40,7 @@ class StepPlan:
     ssl: ssl.SSLContext | bool
     redact: Redactor  # the check's: every cut of a target's text redacts first
     # The URL the step requests (HTTP-based kinds, websocket) with the config's values in
-    # place, and (HTTP-based kinds) what of the request carries a secret (None: nothing).
+    # place, and (those, and tcp) what of the request carries a secret (None: nothing).
     url: RequestUrl | None = None
     secret_policy: SecretPolicy | None = None
     # Lower-case names of the headers whose template names a secret: a kind that can reach
@@ -126,9 +134,11 @@ def _compile_step(
     requested = [template for _where, template, _schemes in step.urls()]
     if len(requested) == 1:  # the URL an HTTP-based or websocket step requests
         url = RequestUrl.compile(requested[0], values)
-    if isinstance(step, HttpStepBase):
-        assert url is not None, "an HTTP-based step requests one URL"
+    if isinstance(step, HttpStepBase | WebsocketStep):
+        assert url is not None, "an HTTP-based or websocket step requests one URL"
         policy = SecretPolicy.compile(step, tuple(headers.values()), url, secrets)
+    elif isinstance(step, TcpStep):
+        policy = SecretPolicy.for_connection(step, values, secrets)
     expect = getattr(step, "expect", None)
     return StepPlan(
         config=step,

@@ -273,7 +273,16 @@ class StepBase(Model):
         return frozenset(named)
 
 
-class HttpStepBase(StepBase):
+class SecretOriginsAllowed(Model):
+    """`send_secrets_to`, for the kinds whose request a redirect or an extracted value can
+    take to another origin: the HTTP kinds and `websocket` (probe/secret_origins.py)."""
+
+    # Origins besides the URL's own that may receive the headers and body (or frames)
+    # carrying a secret.
+    send_secrets_to: list[OriginString] = []
+
+
+class HttpStepBase(StepBase, SecretOriginsAllowed):
     """The parts of every kind that speaks HTTP to its target (`request`, `stream`)."""
 
     # Whether `extract` runs on the one JSON body once it is in (False: the kind extracts
@@ -285,8 +294,6 @@ class HttpStepBase(StepBase):
     max_body: Size = DEFAULT_MAX_BODY
     max_header_size: Size = Field(default=DEFAULT_MAX_HEADER_SIZE, ge=1024, le=16 * 1024 * 1024)
     tls: TlsConfig = TlsConfig()
-    # Origins besides the URL's own that may receive the headers and body carrying a secret.
-    send_secrets_to: list[OriginString] = []
 
     @model_validator(mode="after")
     def _certificate_needs_https(self) -> HttpStepBase:

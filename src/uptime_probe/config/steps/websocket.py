@@ -1,8 +1,10 @@
 """The `websocket` step: open a WebSocket, send text frames, judge the message that comes.
 
 It shares the run's HTTP session (cookies from a login step carry into the upgrade
-request) and the check's headers. The message judged is the first to arrive, or with
-`wait_for_match`, the first that passes every critical expectation.
+request) and the check's headers. Headers and frames carrying a secret go only to the
+URL's origin and those `send_secrets_to` lists, as a request's do. The message judged
+is the first to arrive, or with `wait_for_match`, the first that passes every critical
+expectation.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.errors import Path
-from uptime_probe.config.steps.parts import DEFAULT_MAX_BODY, ContentExpect, StepBase, TlsConfig
+from uptime_probe.config.steps.parts import (
+    DEFAULT_MAX_BODY,
+    ContentExpect,
+    SecretOriginsAllowed,
+    StepBase,
+    TlsConfig,
+)
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import (
     Duration,
@@ -50,7 +58,7 @@ class WebsocketExpect(ContentExpect):
     wait_for_match: bool = False
 
 
-class WebsocketStep(StepBase):
+class WebsocketStep(StepBase, SecretOriginsAllowed):
     handler: ClassVar[str] = "websocket"
     runner: ClassVar[str] = "websocket"
 

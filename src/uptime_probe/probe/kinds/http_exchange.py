@@ -107,9 +107,8 @@ class OutgoingRequest:
 
     def noted(self, attempt: Attempt) -> Attempt:
         """The attempt, its message saying which headers were withheld from another origin."""
-        note = self.guard.note if self.guard is not None else ""
-        if note:
-            attempt.message = f"{attempt.message}; {note}" if attempt.message else note
+        if self.guard is not None:
+            attempt.message = self.guard.noted(attempt.message)
         return attempt
 
 
@@ -126,11 +125,9 @@ def prepare_request(plan: StepPlan, values: Mapping[str, str]) -> OutgoingReques
     request = config.http_request
     url = plan.url.render(values)
     headers = render_headers(plan, values)
-    guard = None
-    if plan.secret_policy is not None:
-        guard = OriginGuard(plan.secret_policy, headers)
-        if plan.url.origin_varies:
-            url, headers = guard.check_first(url, headers)
+    guard, url, headers = OriginGuard.for_request(
+        plan.secret_policy, url, headers, plan.url.origin_varies
+    )
     arguments: dict[str, Any] = {
         "headers": headers,
         "allow_redirects": config.follow_redirects,

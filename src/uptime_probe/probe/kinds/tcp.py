@@ -38,6 +38,7 @@ from uptime_probe.probe.kinds.sockets import (
 )
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.secret_origins import SecretWithheld
 
 _CHUNK = 64 * 1024
 
@@ -174,6 +175,15 @@ class TcpKind:
                 f"cannot build what to send: {plan.redact.cut(str(exc), 200)}",
                 duration=time.perf_counter() - started,
             )
+        if plan.secret_policy is not None:
+            # A send carrying a secret goes only to the host the config writes: checked
+            # before connecting, so a host from a target gets not even a connection.
+            try:
+                plan.secret_policy.check_connection(host, spec.port)
+            except SecretWithheld as exc:
+                return Attempt(
+                    Status.DOWN, exc.reason, exc.message, duration=time.perf_counter() - started
+                )
         progress = Progress(f"{host}:{spec.port}")
         conversation = _Conversation(progress, len(sends), config.max_body)
         run.deadline_note = cut_with(conversation.note)

@@ -1,8 +1,12 @@
 """The `websocket` kind: upgrade over the run's HTTP session, send frames, judge a message.
 
 The upgrade goes through the run's shared aiohttp session, so cookies a login step
-set are sent, and the check's headers with it. A refused upgrade keeps the HTTP
-reasons (`http_4xx`, `http_5xx`, `unexpected_status`, with the status). Then the
+set are sent, and the check's headers with it. When the upgrade carries a secret (a
+header, a frame, the URL), its every hop passes the step's OriginGuard, as a request's
+does (probe/secret_origins.py): aiohttp's `ws_connect` takes no per-request middleware
+but applies a session's, so such an upgrade goes through a session of its own that
+shares the run's connector, cookie jar, tracing and timeout. A refused upgrade keeps
+the HTTP reasons (`http_4xx`, `http_5xx`, `unexpected_status`, with the status). Then the
 text frames are sent, and the first message (or, with `wait_for_match`, the first
 that passes) is judged with the body and JSON assertions of `request`, by the step's
 StepJudge (probe/judging.py) as an HTTP body is, without a status. `max_body`
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -33,6 +38,7 @@ from uptime_probe.probe.kinds.base import Attempt, RunContext, cut_with
 from uptime_probe.probe.kinds.http_exchange import render_headers, server_name
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
+from uptime_probe.probe.secret_origins import OriginGuard, SecretWithheld
 
 # Closing waits this long for the server's close frame before dropping the connection.
 CLOSE_WAIT_SECONDS = 1.0
@@ -124,6 +130,14 @@ class WebsocketKind:
             url = plan.url.render(values)
             headers = render_headers(plan, values)
             frames = [frame.render(values) for frame in config.websocket.send]
+            guard, url, headers = OriginGuard.for_request(
+                plan.secret_policy, url, headers, plan.url.origin_varies
+            )
+        except SecretWithheld as exc:
+            return _done(
+                _Socket(config.websocket.url.source, None),
+                Attempt(Status.DOWN, exc.reason, exc.message),
+            )
         except (ValueError, UnicodeError) as exc:
             return _done(
                 _Socket(config.websocket.url.source, None),
@@ -135,44 +149,69 @@ class WebsocketKind:
             )
         state = _Socket(str(url), config.expect.message_within)
         run.deadline_note = cut_with(state.note)
-        try:
-            session, connector = run.http()
-            connector.recorder = run.recorder
-            connector.peer_certificate = None
-            secure = url.scheme == "wss"
-            socket = await session.ws_connect(
-                url,
-                headers=headers,
-                ssl=plan.ssl,
-                server_hostname=server_name(config.tls, headers) if secure else None,
-                max_msg_size=config.max_body,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_WAIT_SECONDS),
-            )
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return _done(state, _refused(exc, run, plan.redact))
-        state.open_at = time.perf_counter()
-        der = connector.peer_certificate
-        details = CertificateDetails.from_der(der) if der else None
-        try:
-            for frame in frames:
-                await socket.send_str(frame)
-                state.sent += 1
-            state.sent_at = time.perf_counter()
-            attempt = await _judge_messages(plan, socket, state, run)
-        except (Exception, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            reason, message = classify_exception(exc, run.recorder.state, redact=plan.redact)
-            attempt = Attempt(Status.DOWN, reason, message, ended=time.perf_counter())
-        finally:
-            await socket.close()
+        async with AsyncExitStack() as upgrade:
+            try:
+                session, connector = run.http()
+                connector.recorder = run.recorder
+                connector.peer_certificate = None
+                if guard is not None:
+                    session = await upgrade.enter_async_context(_guarded(session, guard))
+                secure = url.scheme == "wss"
+                socket = await session.ws_connect(
+                    url,
+                    headers=headers,
+                    ssl=plan.ssl,
+                    server_hostname=server_name(config.tls, headers) if secure else None,
+                    max_msg_size=config.max_body,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_WAIT_SECONDS),
+                )
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return _done(state, _refused(exc, run, plan.redact), guard)
+            state.open_at = time.perf_counter()
+            der = connector.peer_certificate
+            details = CertificateDetails.from_der(der) if der else None
+            try:
+                for frame in frames:
+                    await socket.send_str(frame)
+                    state.sent += 1
+                state.sent_at = time.perf_counter()
+                attempt = await _judge_messages(plan, socket, state, run)
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                reason, message = classify_exception(exc, run.recorder.state, redact=plan.redact)
+                attempt = Attempt(Status.DOWN, reason, message, ended=time.perf_counter())
+            finally:
+                await socket.close()
         attempt.tls_not_after = None if details is None else details.not_after
-        return _done(state, attempt)
+        return _done(state, attempt, guard)
 
 
-def _done(state: _Socket, attempt: Attempt) -> Attempt:
+def _guarded(session: aiohttp.ClientSession, guard: OriginGuard) -> aiohttp.ClientSession:
+    """A session for one upgrade, whose every hop passes `guard`, that is the run's in all
+    else: its connector (so its timings and TLS certificate, and left open when this one
+    closes), cookie jar, tracing, timeout and settings."""
+    return aiohttp.ClientSession(
+        connector=session.connector,
+        connector_owner=False,
+        cookie_jar=session.cookie_jar,
+        trace_configs=session.trace_configs,
+        timeout=session.timeout,
+        headers=session.headers,
+        skip_auto_headers=session.skip_auto_headers,
+        raise_for_status=session.raise_for_status,
+        auto_decompress=session.auto_decompress,
+        trust_env=session.trust_env,
+        requote_redirect_url=session.requote_redirect_url,
+        middlewares=(guard,),
+    )
+
+
+def _done(state: _Socket, attempt: Attempt, guard: OriginGuard | None = None) -> Attempt:
+    if guard is not None:  # say which headers another origin did not get
+        attempt.message = guard.noted(attempt.message)
     attempt.ended = attempt.ended or time.perf_counter()
     # The target's time ends with the message judged; judging it off the loop is the run's.
     attempt.duration = attempt.ended - state.started - state.off_loop
@@ -182,6 +221,8 @@ def _done(state: _Socket, attempt: Attempt) -> Attempt:
 
 def _refused(exc: Exception, run: RunContext, redact: Redactor) -> Attempt:
     """The upgrade failed: an HTTP answer other than 101 keeps the HTTP reasons."""
+    if isinstance(exc, SecretWithheld):  # a redirect that would take a secret elsewhere
+        return Attempt(Status.DOWN, exc.reason, exc.message, http_status=exc.status)
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status == 101:  # a 101 with a wrong Upgrade, Connection or Accept header
             return Attempt(
