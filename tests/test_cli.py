@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,6 +400,14 @@ async def test_check_json_names_a_failed_browser_steps_screenshot_and_its_figure
     shot = Path(step["artifact"])
     assert shot.parent == artifacts / "sidebar_renders"
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # Its Playwright trace beside it, the token it sent and the page showed redacted.
+    trace = Path(step["trace"])
+    assert trace == shot.with_suffix(".zip")
+    with zipfile.ZipFile(trace) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    assert {"trace.trace", "trace.network"} <= set(entries)
+    assert b"Bearer [REDACTED]" in entries["trace.network"]
+    assert not any(SECRET.encode() in data for data in entries.values())
     figures = step["browser"]
     assert set(figures) == {
         "ttfb_seconds", "dom_content_loaded_seconds", "load_seconds", "lcp_seconds",

@@ -202,6 +202,7 @@ INCIDENT_KEYS = {
     "first_message",
     "response_sample",
     "artifact",
+    "trace",
     "reasons",
     "failing_steps",
     "held_back",

@@ -154,6 +154,7 @@ class Daemon:
         self.artifacts = ArtifactStore(
             (options.data_dir or config.store.data_dir_path) / "artifacts",
             config.browser.keep_screenshots,
+            traces=config.browser.keep_traces,
         )
         self._resources: dict[str, object] = {BROWSER: self.browsers, ARTIFACTS: self.artifacts}
 
@@ -231,6 +232,7 @@ class Daemon:
             executable=config.browser.executable, max_concurrent=config.browser.max_concurrent
         )
         self.artifacts.keep = config.browser.keep_screenshots
+        self.artifacts.traces = config.browser.keep_traces
         if config.skipped_checks:
             log.warning(
                 "browser_checks_skipped",

@@ -43,7 +43,9 @@ async def run_checks_once(
     resources: dict[str, object] = {BROWSER: browsers}
     store = None
     if artifacts is not None:
-        store = ArtifactStore(artifacts, config.browser.keep_screenshots)
+        store = ArtifactStore(
+            artifacts, config.browser.keep_screenshots, traces=config.browser.keep_traces
+        )
         resources[ARTIFACTS] = store
 
     async def run(plan: CheckPlan) -> CheckResult:
@@ -68,7 +70,7 @@ def exit_code(results: Iterable[CheckResult]) -> int:
 
 def as_json_lines(results: Iterable[CheckResult], artifacts: Path | None = None) -> str:
     """One JSON object per check: a public contract (docs/configuration.md, check --json).
-    A step's `artifact` is the file's path under `artifacts`."""
+    A step's `artifact` (a screenshot) and `trace` are the files' paths under `artifacts`."""
     return "".join(
         json.dumps(
             {
@@ -108,6 +110,8 @@ def step_as_json(step: StepResult, artifacts: Path | None = None) -> dict[str, A
         out[step.figures.key] = step.figures.as_dict()
     if step.artifact is not None:
         out["artifact"] = str((artifacts or Path()) / step.artifact)
+    if step.trace is not None:
+        out["trace"] = str((artifacts or Path()) / step.trace)
     return out
 
 

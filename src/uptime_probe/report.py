@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from uptime_probe.probe.artifacts import trace_beside
 from uptime_probe.state.incidents import Incident, TimelineEntry
 from uptime_probe.state.store import Store
 
@@ -96,6 +97,10 @@ def incident_markdown(incident: Incident, now: float) -> str:
     ]
     if incident.artifact:
         lines.append(f"- Screenshot of the latest failing run: `artifacts/{incident.artifact}`")
+        lines.append(
+            f"- Its Playwright trace, when one was saved: `artifacts/"
+            f"{trace_beside(incident.artifact)}` (`npx playwright show-trace FILE`)"
+        )
     if incident.response_sample:
         lines += [
             "- First response sample (secrets redacted):",
@@ -122,6 +127,7 @@ def incident_json(incident: Incident) -> dict[str, object]:
         "first_message": incident.first_message,
         "response_sample": incident.response_sample,
         "artifact": incident.artifact,
+        "trace": trace_beside(incident.artifact),
         "reasons": incident.reasons,
         "failing_steps": list(incident.failing_steps),
         "held_back": list(incident.held_back),

@@ -23,6 +23,7 @@ LAST_RUN_KEYS = {
     "duration_seconds",
     "at",
     "artifact_url",
+    "trace_url",
 }
 RUN_KEYS = {
     "at",
@@ -108,6 +109,7 @@ async def test_checks(make_harness: MakeHarness, make_client: MakeClient) -> Non
         "duration_seconds": 0.05,
         "at": t - 5,
         "artifact_url": None,
+        "trace_url": None,
     }
     (incident,) = harness.incidents.open_incidents()
     assert down["open_incident"] == incident.id
@@ -202,7 +204,7 @@ async def test_incidents(make_harness: MakeHarness, make_client: MakeClient) -> 
         ("history_sidebar", "investigating"),  # newest first
         ("chat_load", "resolved"),
     ]
-    assert all(set(i) == INCIDENT_KEYS | {"artifact_url"} for i in every)
+    assert all(set(i) == INCIDENT_KEYS | {"artifact_url", "trace_url"} for i in every)
     open_one, resolved = every
     assert open_one["location"] == "eu-1"
     assert open_one["first_reason"] == "empty_history"

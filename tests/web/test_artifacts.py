@@ -1,9 +1,11 @@
-"""Screenshots of failed browser steps on the status page and in the API, served by the
-daemon from its artifact folder, and nothing else from there."""
+"""Screenshots of failed browser steps, and their traces, on the status page and in the API,
+served by the daemon from its artifact folder, and nothing else from there."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from uptime_probe.config.redaction import Redactor
 from uptime_probe.probe.artifacts import ArtifactStore
 from uptime_probe.probe.model import Status
 from uptime_probe.web.server import build_web_app
@@ -78,6 +81,36 @@ async def test_the_incident_shows_the_screenshot_and_the_daemon_serves_it(
         checks = await (await client.get("/api/v1/checks")).json()
         (check,) = checks["checks"]
         assert check["last_run"]["artifact_url"] == url
+    finally:
+        await client.close()
+
+
+async def test_the_trace_beside_the_screenshot_is_linked_and_served_as_a_zip(
+    make_harness: MakeHarness, store: ArtifactStore, tmp_path: Path
+) -> None:
+    harness = await sidebar_down(make_harness, store)
+    (incident,) = harness.incidents.open_incidents()
+    assert incident.artifact is not None
+    source = tmp_path / "trace.zip"
+    with zipfile.ZipFile(source, "w") as trace:
+        trace.writestr("trace.trace", '{"type":"context-options"}\n')
+    saved = await store.save_trace(incident.artifact, source, Redactor([]))
+    url = f"/artifacts/{saved}"
+    assert url.endswith("-sidebar.zip")
+    client = await served(harness, store)
+    try:
+        html = await (await client.get("/")).text()
+        assert html.count(f'href="{url}" download>') == 2  # the incident, the check's card
+        served_trace = await client.get(url)
+        assert served_trace.status == 200
+        assert served_trace.content_type == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(await served_trace.read())) as trace:
+            assert trace.namelist() == ["trace.trace"]
+        (api_incident,) = (await (await client.get("/api/v1/incidents")).json())["incidents"]
+        assert api_incident["trace_url"] == url
+        assert api_incident["trace"] == saved
+        (check,) = (await (await client.get("/api/v1/checks")).json())["checks"]
+        assert check["last_run"]["trace_url"] == url
     finally:
         await client.close()
 

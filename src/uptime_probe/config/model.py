@@ -250,6 +250,10 @@ class BrowserConfig(Model):
     max_concurrent: int = Field(default=2, ge=1, le=64)
     # Screenshots of failed browser steps kept per check (the newest); 0 keeps none.
     keep_screenshots: int = Field(default=20, ge=0, le=10_000)
+    # Whether each kept screenshot has its run's Playwright trace beside it: every run then
+    # records one, about 50 ms more CPU on a 500 ms run (docs/configuration.md, "What a
+    # browser run costs"), and the page's responses are kept on disk with it.
+    keep_traces: bool = True
     # Where Chromium or Playwright is missing: refuse the config (`fail`), or drop its
     # checks that have browser steps and say so (`skip`).
     when_missing: Literal["fail", "skip"] = "fail"

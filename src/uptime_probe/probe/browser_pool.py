@@ -13,13 +13,26 @@ deadline start, so a run queued behind others is late, never failed for the wait
 
 Not a module-level singleton: app.py and oneshot.py build one, hand it to runs as a
 resource (`run_check(..., resources={BROWSER: pool})`), and close it when they stop.
+
+Traces: a run may record a Playwright trace (`start_trace`), kept only when its step fails
+(the kind copies it out, `trace_file`). Playwright's driver writes what a trace records to
+a folder of the browser's and deletes none of it until Chromium exits: every run would
+leave its files there (about 20 KiB, two files, for the example's page; more for a page
+whose responses change) in /tmp, a tmpfs in the container, so memory. The pool gives the
+driver a folder of its own and empties it as runs end: a run's own files once its context
+is closed, the responses runs share (`resources/`) once no traced run is open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import itertools
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -66,6 +79,14 @@ class BrowserPool:
         self.waiting = 0  # browser runs queued for one
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Playwright's folder for the traces runs record, and the trace of each open context.
+        self._traces_dir: Path | None = None
+        self._traced: dict[BrowserContext, str] = {}
+        self._trace_names = itertools.count(1)
+        self._trace_files = asyncio.Lock()
+        # Its own thread for removing trace files, made on first use: probes never use the
+        # event loop's default executor (docs/reliability.md).
+        self._cleaner: ThreadPoolExecutor | None = None
 
     # -- the cap ---------------------------------------------------------------------
 
@@ -125,11 +146,14 @@ class BrowserPool:
             if fresh_driver or self._playwright is None:
                 await self._stop_driver()
                 self._playwright = await self._start_driver()
+            if self._traces_dir is None:
+                self._traces_dir = Path(tempfile.mkdtemp(prefix="uptime-probe-traces-"))
             try:
                 browser = await self._playwright.chromium.launch(
                     executable_path=self.executable,
                     headless=True,
                     args=[*CHROMIUM_ARGS, *self.extra_args],
+                    traces_dir=self._traces_dir,
                     timeout=LAUNCH_TIMEOUT * 1000,
                     handle_sigint=False,
                     handle_sigterm=False,
@@ -165,6 +189,52 @@ class BrowserPool:
             with contextlib.suppress(Exception, TimeoutError):
                 await asyncio.wait_for(driver.stop(), CLOSE_TIMEOUT)
 
+    # -- traces ----------------------------------------------------------------------
+
+    async def start_trace(self, context: BrowserContext) -> bool:
+        """Record a trace of the run in `context` (DOM snapshots, network, Playwright's
+        calls; no screencast). False when Playwright would not start one."""
+        from playwright.async_api import Error as PlaywrightError
+
+        name = f"run-{next(self._trace_names)}"
+        async with self._trace_files:  # not while the shared responses are being removed
+            self._traced[context] = name
+        try:
+            await context.tracing.start(name=name, screenshots=False, snapshots=True)
+        except PlaywrightError:
+            return False  # the run goes on without one; its files are still removed
+        return True
+
+    @property
+    def traces_folder(self) -> Path | None:
+        """The folder Playwright writes traces to, once Chromium was started."""
+        return self._traces_dir
+
+    def trace_file(self, context: BrowserContext) -> Path | None:
+        """Where a traced context's trace may be written (`tracing.stop(path=...)`) to be
+        copied from: removed with the context's other files once it is closed."""
+        name = self._traced.get(context)
+        if name is None or self._traces_dir is None:
+            return None
+        return self._traces_dir / f"{name}.zip"
+
+    async def _forget_trace(self, context: BrowserContext) -> None:
+        if context not in self._traced:
+            return
+        async with self._trace_files:
+            name = self._traced.pop(context)
+            shared = not self._traced  # no traced run open: none reads the shared responses
+            if self._traces_dir is not None:
+                with contextlib.suppress(OSError):
+                    await self._clean(_remove_trace_files, self._traces_dir, name, shared)
+
+    async def _clean(self, remove: Callable[..., None], *args: object) -> None:
+        if self._cleaner is None:
+            self._cleaner = ThreadPoolExecutor(1, thread_name_prefix="browser-traces")
+        await asyncio.get_running_loop().run_in_executor(self._cleaner, remove, *args)
+
+    # -- contexts --------------------------------------------------------------------
+
     def close_later(self, context: BrowserContext) -> None:
         """Close a run's browser context in a task of the pool's own.
 
@@ -181,12 +251,24 @@ class BrowserPool:
         from playwright.async_api import Error as PlaywrightError
 
         try:
+            if context in self._traced:
+                # Stopped first: the driver would record the close itself, writing the
+                # trace's file again after it is removed.
+                with contextlib.suppress(PlaywrightError):
+                    await asyncio.wait_for(context.tracing.stop(), CLOSE_TIMEOUT)
             await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)
         except TimeoutError:
             if self._browser is not None and context.browser is self._browser:
                 await self._close_browser()
         except PlaywrightError:
             pass  # its browser is gone already, and the context with it
+        finally:
+            await self._forget_trace(context)
+
+    async def settled(self) -> None:
+        """Wait until the contexts being closed are closed and their trace files gone."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop Chromium and Playwright's driver; the pool starts nothing after."""
@@ -198,6 +280,26 @@ class BrowserPool:
             await asyncio.gather(*self._closing, return_exceptions=True)
         await self._close_browser()
         await self._stop_driver()
+        if self._traces_dir is not None:
+            await self._clean(shutil.rmtree, self._traces_dir, True)  # ignore_errors
+            self._traces_dir = None
+        if self._cleaner is not None:
+            self._cleaner.shutdown(wait=True)
+            self._cleaner = None
+
+
+def _remove_trace_files(folder: Path, name: str, shared: bool) -> None:
+    """A closed context's trace files (`<name>.trace`, `<name>.network`, a copy of it made
+    on stop, the zip written for a failure), and when `shared`, the responses every trace
+    of the browser shares (by content hash, `resources/<sha1>`)."""
+    for pattern in (f"{name}.*", f"{name}-*"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+    if shared:
+        resources = folder / "resources"
+        if resources.is_dir():
+            for path in resources.iterdir():
+                path.unlink(missing_ok=True)
 
 
 def _retrieve(task: asyncio.Task[Browser]) -> None:

@@ -193,6 +193,7 @@ def _step_result(
         response_sample=sample,
         figures=attempt.figures,
         artifact=attempt.artifact,
+        trace=attempt.trace,
     )
 
 

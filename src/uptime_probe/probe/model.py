@@ -261,6 +261,8 @@ class StepResult:
     # A file the step left (a failed browser step's screenshot), relative to the artifact
     # store's folder (probe/artifacts.py): `check/20251203T101502.123Z-step.png`.
     artifact: str | None = None
+    # The Playwright trace the step left beside its screenshot (`...-step.zip`), if any.
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

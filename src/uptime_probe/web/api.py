@@ -32,6 +32,7 @@ from aiohttp import web
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.config.types import SLUG_PATTERN
 from uptime_probe.config.units import parse_duration
+from uptime_probe.probe.artifacts import trace_beside
 from uptime_probe.probe.model import Status, describe_reason
 from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
@@ -127,6 +128,7 @@ def last_run_json(outcome: RunOutcome | None) -> dict[str, Any] | None:
         "duration_seconds": round(result.duration_seconds, 6),
         "at": result.started_at,
         "artifact_url": artifact_url(failed_artifact(result)),
+        "trace_url": artifact_url(trace_beside(failed_artifact(result))),
     }
 
 
@@ -198,8 +200,12 @@ def run_json(run: RunRow) -> dict[str, Any]:
 
 def incident_api_json(incident: Incident) -> dict[str, Any]:
     """An incident as `uptime-probe incidents --format json` has it, and where its
-    screenshot is served."""
-    return {**incident_json(incident), "artifact_url": artifact_url(incident.artifact)}
+    screenshot and the trace beside it are served."""
+    return {
+        **incident_json(incident),
+        "artifact_url": artifact_url(incident.artifact),
+        "trace_url": artifact_url(trace_beside(incident.artifact)),
+    }
 
 
 class StatusApi:

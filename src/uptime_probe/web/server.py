@@ -13,7 +13,7 @@ from aiohttp import web
 
 from uptime_probe.config.model import AuthConfig
 from uptime_probe.metrics import TEXT_CONTENT_TYPE, MetricsExposition, wants_openmetrics
-from uptime_probe.probe.artifacts import ArtifactStore
+from uptime_probe.probe.artifacts import TRACE_SUFFIX, ArtifactStore
 from uptime_probe.web.api import StatusApi
 from uptime_probe.web.auth import auth_middleware
 from uptime_probe.web.connections import ConnectionGuard
@@ -126,11 +126,15 @@ async def artifact(request: web.Request) -> web.StreamResponse:
     path = store.path_of(relative) if store is not None else None
     if path is None:
         return web.Response(text="No such artifact (only the newest are kept).\n", status=404)
-    # A name is never reused, so the file behind it never changes.
-    return web.FileResponse(
-        path,
-        headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"},
-    )
+    # A name is never reused, so the file behind it never changes. The type by the store's
+    # own suffixes, never guessed: a trace is a download for Playwright's trace viewer.
+    headers = {"Cache-Control": "private, max-age=86400"}
+    if path.suffix == f".{TRACE_SUFFIX}":
+        headers["Content-Type"] = "application/zip"
+        headers["Content-Disposition"] = f'attachment; filename="{path.name}"'
+    else:
+        headers["Content-Type"] = "image/png"
+    return web.FileResponse(path, headers=headers)
 
 
 async def healthz(_request: web.Request) -> web.Response:

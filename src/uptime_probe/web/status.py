@@ -31,6 +31,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from uptime_probe.config.model import CheckConfig, Config
+from uptime_probe.probe.artifacts import trace_beside
 from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifact
@@ -41,7 +42,7 @@ from uptime_probe.web.offload import in_web_thread
 log = structlog.get_logger("uptime_probe.web.status")
 
 REFRESH_SECONDS = 10
-ARTIFACTS_PATH = "/artifacts"  # where runs' files (screenshots) are served
+ARTIFACTS_PATH = "/artifacts"  # where runs' files (screenshots, traces) are served
 UPTIME_DAYS = 90
 INCIDENT_DAYS = 30
 MAINTENANCE_HORIZON_DAYS = 7  # upcoming windows listed on the page and by the API
@@ -296,8 +297,10 @@ class IncidentView:
     response_sample: str | None
     time_to_detect: str
     timeline: list[TimelineView]
-    # The latest failing run's screenshot (a browser step's), served under /artifacts/.
+    # The latest failing run's screenshot (a browser step's), served under /artifacts/,
+    # and the Playwright trace beside it.
     screenshot_url: str | None = None
+    trace_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +321,7 @@ class CheckView:
     spark: Sparkline | None
     incident_id: str | None
     screenshot_url: str | None = None
+    trace_url: str | None = None
     maintenance: str | None = None  # the window covering it now
     maintenance_until: str | None = None
     maintenance_until_iso: str | None = None
@@ -447,6 +451,7 @@ def incident_view(incident: Incident, now: float) -> IncidentView:
             for entry in reversed(incident.timeline)  # newest first, like a status page
         ],
         screenshot_url=artifact_url(incident.artifact),
+        trace_url=artifact_url(trace_beside(incident.artifact)),
     )
 
 
@@ -479,11 +484,12 @@ def check_view(
 ) -> CheckView:
     result = outcome.result if outcome is not None else None
     failing = state is Status.DOWN or (result is not None and result.status is Status.DOWN)
-    reason_text = step = message = sample = screenshot = None
+    reason_text = step = message = sample = screenshot = trace = None
     if result is not None and result.status is Status.DOWN:
         reason_text = describe_reason(result.reason or "internal", result.http_status)
         step, message, sample = result.failed_step, result.message, _failed_sample(result)
         screenshot = artifact_url(failed_artifact(result))
+        trace = artifact_url(trace_beside(failed_artifact(result)))
     elif result is not None and result.status is Status.DEGRADED:
         reason_text = describe_reason(result.shown_reason or "", result.http_status)
         step, message = result.failed_step, result.message
@@ -508,6 +514,7 @@ def check_view(
         spark=sparkline(durations),
         incident_id=incident.id if incident is not None else None,
         screenshot_url=screenshot,
+        trace_url=trace,
         maintenance=maintenance.window.name if maintenance is not None else None,
         maintenance_until=clock(maintenance.end) if maintenance is not None else None,
         maintenance_until_iso=iso(maintenance.end) if maintenance is not None else None,

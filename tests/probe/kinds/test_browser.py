@@ -9,10 +9,12 @@ its own browser context.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import ssl
 import time
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -627,21 +629,99 @@ async def test_a_renderer_killed_mid_run_is_page_error(
     assert "the page crashed while waiting for the load event" in result.message
 
 
-# --- screenshots ------------------------------------------------------------------------------
+# --- screenshots and traces -------------------------------------------------------------------
 
 
-async def test_only_the_newest_screenshots_of_a_check_are_kept(
+def trace_entries(result: CheckResult, store: ArtifactStore) -> dict[str, bytes]:
+    """The trace the failed step left beside its screenshot, as {entry name: bytes}."""
+    step = result.steps[-1]
+    assert step.trace is not None, result
+    assert step.artifact is not None
+    assert step.trace == step.artifact.removesuffix(".png") + ".zip"
+    path = store.path_of(step.trace)
+    assert path is not None, step.trace
+    with zipfile.ZipFile(path) as trace:
+        assert trace.testzip() is None
+        return {name: trace.read(name) for name in trace.namelist()}
+
+
+async def test_only_the_newest_failures_of_a_check_are_kept_screenshot_and_trace(
     target: BrowserTarget, pool: BrowserPool, tmp_path: Path
 ) -> None:
     store = ArtifactStore(tmp_path / "kept", keep=2)
     plan = plan_of(browser_step(target.url + "/status/500"))
-    names = [(await run(plan, pool, store)).steps[0].artifact for _ in range(3)]
-    assert all(names)
+    steps = [(await run(plan, pool, store)).steps[0] for _ in range(3)]
+    assert all(step.artifact and step.trace for step in steps)
     kept = sorted(path.name for path in (tmp_path / "kept" / "journey").iterdir())
-    assert [f"journey/{name}" for name in kept] == names[1:]
+    newest = [name for step in steps[1:] for name in (step.artifact, step.trace)]
+    assert [f"journey/{name}" for name in kept] == sorted(newest)  # type: ignore[type-var]
     none = ArtifactStore(tmp_path / "none", keep=0)
     assert (await run(plan, pool, none)).steps[0].artifact is None
     assert not (tmp_path / "none").exists()
+
+
+async def test_with_traces_off_a_failure_leaves_its_screenshot_alone(
+    target: BrowserTarget, pool: BrowserPool, tmp_path: Path
+) -> None:
+    store = ArtifactStore(tmp_path / "shots", keep=5, traces=False)  # keep_traces: false
+    result = await run(plan_of(browser_step(target.url + "/status/500")), pool, store)
+    step = result.steps[0]
+    assert step.trace is None
+    assert screenshot(result, store).startswith(PNG)
+    assert [path.suffix for path in (tmp_path / "shots" / "journey").iterdir()] == [".png"]
+
+
+async def test_a_failed_step_leaves_its_trace_with_the_checks_secrets_redacted(
+    target: BrowserTarget, pool: BrowserPool, store: ArtifactStore
+) -> None:
+    secret = "tok-Trace-SECRET-93"
+    plan = plan_of(
+        browser_step(
+            target.url + "/sidebar",
+            headers={"Authorization": "Bearer {{ token }}"},
+            actions=[
+                {"fill": {"selector": "#prompt", "text": "{{ token }}"}},
+                {"click": "#send"},
+                {"wait_for": "#answer.done"},
+            ],
+            expect={"elements": [{"selector": "#history li", "max_count": 0}]},
+        ),
+        secrets={"token": secret},
+    )
+    result = await run(plan, pool, store)
+    assert (result.status, result.reason) == (Status.DOWN, "assertion_failed"), result
+    assert "trace" not in result.message  # saved: no word about it
+    entries = trace_entries(result, store)
+    assert {"trace.trace", "trace.network"} <= set(entries)
+    events = [json.loads(line) for line in entries["trace.trace"].splitlines() if line]
+    kinds = {event["type"] for event in events}
+    assert {"context-options", "before", "after", "frame-snapshot"} <= kinds, kinds
+    calls = {event.get("method") for event in events if event["type"] == "before"}
+    assert {"goto", "fill", "click"} <= calls, calls
+    # What the page sent and showed is in it, the secret nowhere: not in the Authorization
+    # header, nor the text typed, nor the answer the page rendered from it.
+    network = entries["trace.network"].decode()
+    assert "/api/conversations" in network
+    assert "Bearer [REDACTED]" in network
+    everything = b"".join(entries.values()).lower()
+    assert secret.lower().encode() not in everything
+    assert b"you said [redacted]" in everything
+
+
+async def test_a_passing_step_leaves_no_trace_nor_files_in_the_traces_folder(
+    target: BrowserTarget, pool: BrowserPool, store: ArtifactStore
+) -> None:
+    plan = plan_of(browser_step(target.url + "/sidebar", expect={"status": 200}))
+    results = await asyncio.gather(run(plan, pool, store), run(plan, pool, store))
+    assert all(result.status is Status.UP for result in results), results
+    assert all(step.trace is None for result in results for step in result.steps)
+    assert not store.root.exists()
+    await pool.settled()
+    folder = pool.traces_folder
+    assert folder is not None
+    assert folder.is_dir()
+    left = [path for path in folder.rglob("*") if path.is_file()]
+    assert left == []  # Playwright's driver would keep every run's until Chromium exits
 
 
 async def test_without_a_browser_pool_the_run_says_so(target: BrowserTarget) -> None:

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -28,6 +27,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from uptime_probe.config.base import Model
 from uptime_probe.config.errors import Path
+from uptime_probe.config.selectors import check_selector
 from uptime_probe.config.steps.parts import ExpectBase, Severity, StepBase
 from uptime_probe.config.template import Template
 from uptime_probe.config.types import (
@@ -46,21 +46,11 @@ MAX_ACTIONS = 50
 MAX_ELEMENTS = 50
 ELEMENT_OPERATORS = ("min_count", "max_count", "text_contains", "text_matches", "visible")
 ElementOperator = Literal["min_count", "max_count", "text_contains", "text_matches", "visible"]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _check_selector(value: str) -> str:
-    # The selector's syntax is Chromium's to judge (an invalid one fails the step and says
-    # so); what no selector can hold is refused here, where the file names its line.
-    if not value.strip():
-        raise ValueError("a selector must not be empty")
-    if _CONTROL.search(value):
-        raise ValueError("a selector must not contain control characters (a line break?)")
-    return value
-
-
+# CSS (checked at load), or Playwright's text= and XPath forms (config/selectors.py).
 Selector = Annotated[
-    str, Field(min_length=1, max_length=MAX_SELECTOR_CHARS), AfterValidator(_check_selector)
+    str, Field(min_length=1, max_length=MAX_SELECTOR_CHARS), AfterValidator(check_selector)
 ]
 
 
@@ -131,7 +121,10 @@ class ElementAssertion(Model):
         return {
             "type": "object",
             "properties": {
-                "selector": {"type": "string", "description": "A CSS selector."},
+                "selector": {
+                    "type": "string",
+                    "description": "A CSS selector, or text=... or XPath (docs: Selectors).",
+                },
                 "min_count": {"type": "integer", "minimum": 0},
                 "max_count": {"type": "integer", "minimum": 0},
                 "text_contains": {"type": "string"},

@@ -44,6 +44,8 @@ class Attempt:
     # A file the try left for a person (a failed browser step's screenshot): its path
     # under the run's artifact store (probe/artifacts.py).
     artifact: str | None = None
+    # The Playwright trace of a failed browser step, beside its screenshot.
+    trace: str | None = None
     duration: float = 0.0
     ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
 

@@ -4,7 +4,10 @@ One try of a step: a fresh browser context (a new user: no cookies, no cache) in
 daemon's one Chromium (probe/browser_pool.py), the document loaded, its status judged at
 once, then its `load` event and 500 ms without a request in flight (Playwright's
 `networkidle`), the actions in order, and the page as rendered: console errors, then the
-`elements` items. A failed step leaves a screenshot (probe/artifacts.py).
+`elements` items. A failed step leaves a screenshot and, unless `browser.keep_traces` is
+off, the Playwright trace of the run beside it (probe/artifacts.py): every run records
+one (about 10% more CPU, no wall time to speak of: docs/configuration.md, "What a browser
+run costs"), and a passing run's is dropped when its context closes (probe/browser_pool.py).
 
 Time: the kind keeps a reserve before the journey's deadline (`_reserve`) and gives
 every Playwright call only the time left before it, so a page that never loads fails as
@@ -24,6 +27,7 @@ import re
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -281,6 +285,7 @@ class _PageRun:
     document_failure: str | None = None
     document_failed: asyncio.Event = field(default_factory=asyncio.Event)
     counted: tuple[int, int, int] | None = None  # (requests, failed, bytes) when judged
+    trace_file: Path | None = None  # where the trace being recorded may be written
 
     # -- time --------------------------------------------------------------------------
 
@@ -472,6 +477,10 @@ class BrowserKind:
         try:
             if own:
                 await _send_to_origin(context, url, _without_user_agent({**everywhere, **own}))
+            if artifacts is not None and artifacts.traces:
+                page_run.trace_file = (
+                    pool.trace_file(context) if await pool.start_trace(context) else None
+                )
             outcome = await _try_page(page_run, context, url, texts, artifacts)
             if withheld is not None and outcome.status is not Status.UP:
                 outcome.message += f" (credentials and secrets withheld: {withheld})"
@@ -599,7 +608,7 @@ async def _try_page(
     outcome.ended = time.perf_counter()
     outcome.duration = outcome.ended - (page_run.started or outcome.ended)
     page_run.freeze()
-    await _finish(page_run, outcome, artifacts)
+    await _finish(page_run, context, outcome, artifacts)
     return outcome
 
 
@@ -753,7 +762,12 @@ async def _element(page: Page, item: ElementAssertion, redact: Redactor) -> Asse
     )
 
 
-async def _finish(page_run: _PageRun, outcome: Attempt, artifacts: ArtifactStore | None) -> None:
+async def _finish(
+    page_run: _PageRun,
+    context: BrowserContext,
+    outcome: Attempt,
+    artifacts: ArtifactStore | None,
+) -> None:
     """The figures, and for a failure the page's text and screenshot, in the time left
     before the journey's deadline (the reserve). A page stuck in a script loop gives none
     of them; a document that never came is stopped first, so the blank page still shows."""
@@ -800,6 +814,34 @@ async def _finish(page_run: _PageRun, outcome: Attempt, artifacts: ArtifactStore
         outcome.artifact = await artifacts.save(page_run.run.check, page_run.config.name, png)
     except (OSError, ValueError) as exc:
         outcome.message += f" (screenshot not saved: {_one_line(str(exc), page_run.redact)})"
+        return
+    if page_run.trace_file is not None:
+        await _save_trace(page_run, context, outcome, artifacts, share(1.0))
+
+
+async def _save_trace(
+    page_run: _PageRun,
+    context: BrowserContext,
+    outcome: Attempt,
+    artifacts: ArtifactStore,
+    seconds: float,
+) -> None:
+    """Keep the run's trace beside its screenshot, in the time left: Playwright zips it
+    into the pool's folder, the store copies it out with the check's secrets redacted."""
+    assert outcome.artifact is not None
+    assert page_run.trace_file is not None
+    try:
+        async with asyncio.timeout(seconds):
+            await context.tracing.stop(path=page_run.trace_file)
+            outcome.trace = await artifacts.save_trace(
+                outcome.artifact, page_run.trace_file, page_run.redact
+            )
+    except TimeoutError:
+        outcome.message += " (no trace: no time left to save it)"
+    except PlaywrightError as exc:
+        outcome.message += f" (no trace: {_one_line(exc.message, page_run.redact)})"
+    except (OSError, ValueError) as exc:
+        outcome.message += f" (trace not saved: {_one_line(str(exc), page_run.redact)})"
 
 
 def _status_failure(status: int, expected: object) -> _Failed:
