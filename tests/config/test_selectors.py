@@ -103,6 +103,18 @@ INVALID = [
     ("xpath=  ", "xpath= needs something to find"),
     ("   ", "must not be empty"),
     ("li\n", "control characters"),
+    # soupsieve reads these; Chromium refuses them.
+    ("svg|a", "namespace prefix"),
+    ("ul :is(svg|a)", "namespace prefix"),
+    ("*|a", "namespace prefix"),
+    ("&", "nesting selector"),
+    ("li &", "nesting selector"),
+    (':-soup-contains("x")', ":-soup-contains() is soupsieve's"),
+    ("video:playing", "Chromium has no pseudo-class :playing"),
+    ("video:paused", "Chromium has no pseudo-class :paused"),
+    ("a:local-link", "Chromium has no pseudo-class :local-link"),
+    ("a:is()", "an empty :is() or :where()"),
+    ("a:where( )", "an empty :is() or :where()"),
 ]
 
 

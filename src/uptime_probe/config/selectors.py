@@ -56,6 +56,23 @@ VALIDITY_PSEUDO_CLASSES = {
     "modal": "empty",
 }
 
+# Pseudo-classes soupsieve takes and Chromium refuses (media and link states).
+CHROMIUM_LACKS = frozenset(
+    {
+        "playing",
+        "paused",
+        "seeking",
+        "buffering",
+        "stalled",
+        "muted",
+        "volume-locked",
+        "target-within",
+        "local-link",
+        "closed",
+    }
+)
+_EMPTY_LIST = re.compile(r":(?:is|where)\(\s*\)", re.IGNORECASE)
+
 # Playwright's own CSS pseudo-classes, and what the config says instead.
 _PLAYWRIGHT_PSEUDO_CLASSES = {
     "has-text": "an `elements` item's text_contains, or a text= selector",
@@ -123,8 +140,60 @@ def _css_problem(selector: str) -> str | None:
                 "it selects a pseudo-element (::before, ::marker...), which is no element of "
                 "the page: nothing would ever match it"
             )
-        return None
+        return _beyond_chromium(selector)
     return None  # pragma: no cover - every pass removes one error or returns
+
+
+def _beyond_chromium(selector: str) -> str | None:
+    """What soupsieve reads and Chromium refuses, so that it fails the load, not the runs.
+
+    soupsieve takes pseudo-classes Chromium lacks (`CHROMIUM_LACKS`), `:-soup-contains()`,
+    an empty forgiving list (`:is()`, `:where()`), namespace prefixes (which need an
+    `@namespace` rule no selector can declare) and the nesting selector `&` (which means
+    something only inside a style sheet). tests/probe/kinds/test_browser_selectors.py
+    holds each to real Chromium refusing it.
+    """
+    outside = _outside_strings_and_brackets(selector)
+    for found in _PSEUDO_CLASS.finditer(outside):
+        name = found.group(1).lower()
+        if name.startswith("-soup-"):
+            return f":{name}() is soupsieve's, not CSS: use an `elements` item's text_contains"
+        if name in CHROMIUM_LACKS:
+            return f"Chromium has no pseudo-class :{name}"
+    if _EMPTY_LIST.search(outside):
+        return "an empty :is() or :where() matches nothing: give it a selector"
+    if "|" in outside:
+        return (
+            "a namespace prefix (svg|a) needs an @namespace rule, which a selector cannot "
+            "declare: write the tag alone"
+        )
+    if "&" in outside:
+        return "the nesting selector & means something only inside a style sheet"
+    return None
+
+
+def _outside_strings_and_brackets(selector: str) -> str:
+    """The selector's text with quoted strings and [attribute] parts left out."""
+    kept: list[str] = []
+    quote: str | None = None
+    depth = 0
+    escaped = False
+    for char in selector:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif quote is not None:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            kept.append(char)
+    return "".join(kept)
 
 
 def _pseudo_class_at(read: str, exc: SelectorSyntaxError) -> re.Match[str] | None:

@@ -16,7 +16,6 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
 
 from uptime_probe.config.chromium import find_chromium
-from uptime_probe.config.selectors import check_selector
 from uptime_probe.probe.browser_pool import BrowserPool
 
 from ...config.test_selectors import INVALID, VALID_CSS, VALID_PLAYWRIGHT
@@ -91,18 +90,3 @@ async def test_the_forms_refused_by_design_are_ones_playwright_reads(
 ) -> None:
     assert selector in {case for case, _ in INVALID}
     assert await page.locator(selector).count() >= 0
-
-
-# What the check lets through and Chromium refuses when the step runs (docs/configuration.md,
-# "Selectors"): soupsieve reads them. A change of soupsieve that refuses one fails here, so
-# the docs are kept true.
-KNOWN_GAPS = ["svg|a", "&", ':-soup-contains("x")', "video:playing", "a:is()"]
-
-
-@pytest.mark.parametrize("selector", KNOWN_GAPS)
-async def test_the_documented_gaps_load_and_chromium_refuses_them(
-    page: Page, selector: str
-) -> None:
-    assert check_selector(selector) == selector
-    with pytest.raises(PlaywrightError):
-        await page.locator(selector).count()
