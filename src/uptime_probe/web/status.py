@@ -397,6 +397,24 @@ def sparkline(durations: Sequence[tuple[float, float]]) -> Sparkline | None:
     )
 
 
+def durations_ending_with(
+    stored: Sequence[tuple[float, float]], last: CheckResult | None, limit: int = SPARKLINE_RUNS
+) -> list[tuple[float, float]]:
+    """The stored (started_at, duration) pairs, oldest first, ending with `last`, the run
+    the page shows as the last one (from memory).
+
+    The store trails memory: its writer commits in batches (0.1 s apart, longer behind a
+    retention pass or a slow disk) and loses rows when its queue is full or writes fail.
+    Read from the store alone, the summary beside "Last run ... took 3000 ms" said
+    "latest 1 ms, highest 2 ms" (issue 17). So the last run is taken from memory, and
+    anything stored as later than it (a clock stepped back) is left out.
+    """
+    if last is None:
+        return list(stored[-limit:])
+    earlier = [pair for pair in stored if pair[0] < last.started_at]
+    return [*earlier, (last.started_at, last.duration_seconds)][-limit:]
+
+
 def _failed_sample(result: CheckResult) -> str | None:
     for step in result.steps:
         if step.name == result.failed_step and step.response_sample:
@@ -493,7 +511,7 @@ def check_view(
         last_duration=milliseconds(result.duration_seconds) if result else None,
         bars=bars,
         uptime=uptime,
-        spark=sparkline(durations),
+        spark=sparkline(durations_ending_with(durations, result)),
         incident_id=incident.id if incident is not None else None,
         maintenance=maintenance.window.name if maintenance is not None else None,
         maintenance_until=clock(maintenance.end) if maintenance is not None else None,
