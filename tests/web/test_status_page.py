@@ -345,6 +345,48 @@ async def test_duration_summary_ends_with_the_last_run_when_its_row_is_lost(
         await store.close()
 
 
+async def _selects_per_view(harness: Harness, client: Any) -> list[int]:
+    """How many SELECTs the store ran for each of two views of the page."""
+    statements: list[str] = []
+    await harness.store.db.set_trace_callback(statements.append)
+    counts = []
+    for _ in range(2):
+        statements.clear()
+        assert (await client.get("/")).status == 200
+        counts.append(sum(1 for sql in statements if sql.lstrip().upper().startswith("SELECT")))
+    await harness.store.db.set_trace_callback(None)
+    return counts
+
+
+@pytest.mark.parametrize("checks", [3, 60])
+async def test_page_reads_history_in_one_query_of_each_kind(
+    checks: int, make_harness: MakeHarness, make_client: MakeClient
+) -> None:
+    """Issue 17: one store read per check made the page cost 0.7 s at 500 checks. Now
+    the same few queries at any number of checks: the first view reads 90 days of uptime,
+    the recent runs and the incidents; later ones today's uptime, the runs stored since
+    (for checks that ran since) and the incidents."""
+    harness = await make_harness(make_config(*({"name": f"c{i:03d}"} for i in range(checks))))
+    t = now()
+    for i in range(checks):
+        harness.run(f"c{i:03d}", Status.UP, at=t - 3 * DAY)
+        harness.run(f"c{i:03d}", Status.UP, at=t - 2)
+    await harness.flush()
+    client = await make_client(harness)
+    first, unchanged = await _selects_per_view(harness, client)
+    assert first == 3  # daily uptime (90 days), recent runs, incidents
+    assert unchanged == 2  # today's uptime, incidents: no check ran since
+    harness.run("c000", Status.DOWN, at=t - 1, reason="timeout")
+    await harness.flush()
+    statements: list[str] = []
+    await harness.store.db.set_trace_callback(statements.append)
+    page = Page(await (await client.get("/")).text())
+    await harness.store.db.set_trace_callback(None)
+    assert sum(1 for sql in statements if sql.lstrip().upper().startswith("SELECT")) == 3
+    assert "latest 50 ms, highest 50 ms" in page.text_of("check-c000")
+    assert "Duration, last 3 runs" in page.text_of("check-c000")
+
+
 class BrokenStore:
     """Every read fails as a broken disk or database would."""
 
