@@ -44,6 +44,7 @@ from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.probe.model import BUILTIN_REASONS, PHASES, PhaseTimings, Status
 from uptime_probe.sinks import RunOutcome
+from uptime_probe.slices import Steps, run_all
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -308,39 +309,49 @@ class CheckMetrics:
 
     def sync_checks(self, checks: Sequence[CheckConfig]) -> None:
         """Create series for new checks, refresh changed ones, drop removed ones."""
+        run_all(self.sync_steps(checks))
+
+    def sync_steps(self, checks: Sequence[CheckConfig]) -> Steps[None]:
+        """`sync_checks` a check at a time (slices.py); each series is replaced whole, as a
+        run replaces it, so a scrape between steps reads every check old or new."""
         wanted = {check.name: check for check in checks}
         for name in list(self._series):
             if name not in wanted:
-                del self._series[name]
+                self._series.pop(name, None)
+                yield
         for name, check in wanted.items():
-            reasons = tuple(dict.fromkeys((*BUILTIN_REASONS, *sorted(check.reasons()))))
-            old = self._series.get(name)
-            if old is None:
-                self._series[name] = CheckSeries(
-                    check=name,
-                    location=self.location,
-                    reasons=reasons,
-                    failures=(0,) * len(reasons),
-                    steps=tuple(StepSeries(s.name, HistogramData.empty()) for s in check.steps),
-                    slo=check.slo_objective,
-                    interval=check.interval_seconds,
-                    depends_on=tuple(check.depends_on),
-                )
-                continue
-            counts = dict(zip(old.reasons, old.failures, strict=True))
-            old_steps = {step.name: step for step in old.steps}
-            self._series[name] = replace(
-                old,
+            self._sync_one(name, check)
+            yield
+
+    def _sync_one(self, name: str, check: CheckConfig) -> None:
+        reasons = tuple(dict.fromkeys((*BUILTIN_REASONS, *sorted(check.reasons()))))
+        old = self._series.get(name)
+        if old is None:
+            self._series[name] = CheckSeries(
+                check=name,
+                location=self.location,
                 reasons=reasons,
-                failures=tuple(counts.get(reason, 0) for reason in reasons),
-                steps=tuple(
-                    old_steps.get(s.name) or StepSeries(s.name, HistogramData.empty())
-                    for s in check.steps
-                ),
+                failures=(0,) * len(reasons),
+                steps=tuple(StepSeries(s.name, HistogramData.empty()) for s in check.steps),
                 slo=check.slo_objective,
                 interval=check.interval_seconds,
                 depends_on=tuple(check.depends_on),
             )
+            return
+        counts = dict(zip(old.reasons, old.failures, strict=True))
+        old_steps = {step.name: step for step in old.steps}
+        self._series[name] = replace(
+            old,
+            reasons=reasons,
+            failures=tuple(counts.get(reason, 0) for reason in reasons),
+            steps=tuple(
+                old_steps.get(s.name) or StepSeries(s.name, HistogramData.empty())
+                for s in check.steps
+            ),
+            slo=check.slo_objective,
+            interval=check.interval_seconds,
+            depends_on=tuple(check.depends_on),
+        )
 
     def accept(self, outcome: RunOutcome) -> None:
         result = outcome.result

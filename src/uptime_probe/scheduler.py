@@ -27,6 +27,7 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.interval import IntervalTrigger
 
 from uptime_probe.probe import CheckPlan, CheckResult, run_check
+from uptime_probe.slices import Steps, run_all
 
 log = structlog.get_logger("uptime_probe.scheduler")
 
@@ -200,16 +201,23 @@ class Scheduler:
 
     def apply(self, plans: Mapping[str, CheckPlan]) -> ScheduleChange:
         """Make the schedule match `plans`; unchanged checks keep their timing."""
+        return run_all(self.apply_steps(plans))
+
+    def apply_steps(self, plans: Mapping[str, CheckPlan]) -> Steps[ScheduleChange]:
+        """`apply`, a check at a time (slices.py): rescheduling one takes about 0.1 ms in
+        APScheduler, 1 s for 10,000 changed intervals. After each step the check done is
+        in its new state; one not done yet runs on its old plan and timing."""
         removed = tuple(name for name in self._plans if name not in plans)
         added = tuple(name for name in plans if name not in self._plans)
         updated = []
         for name in removed:
-            del self._plans[name]
-            del self._grids[name]
+            self._plans.pop(name, None)
+            self._grids.pop(name, None)
             self._last_duration.pop(name, None)
             self._skip_logged.discard(name)
             if self._apscheduler.get_job(name) is not None:
                 self._apscheduler.remove_job(name)
+            yield
         for name, plan in plans.items():
             interval = plan.check.interval_seconds
             previous = self._plans.get(name)
@@ -219,6 +227,7 @@ class Scheduler:
             if name not in self._grids or self._grids[name][0] != interval:
                 self._grids[name] = (interval, start_offset(name, interval))
                 self._schedule(name, *self._grids[name])
+            yield
         return ScheduleChange(added, removed, tuple(updated))
 
     def _schedule(self, name: str, interval: float, offset: float) -> None:
