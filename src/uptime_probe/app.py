@@ -35,7 +35,7 @@ from uptime_probe.descriptors import (
     raise_soft_limit,
     share_descriptors,
 )
-from uptime_probe.logs import RedactSecrets
+from uptime_probe.logs import LogOutput
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, TlsContexts, compile_each, run_check
 from uptime_probe.probe.judging import JudgingPool
@@ -109,15 +109,19 @@ class Daemon:
         self,
         config: Config,
         options: DaemonOptions,
-        redact: RedactSecrets | None,
+        logs: LogOutput | None,
         extra_sinks: Sequence[ResultSink] = (),
     ) -> None:
         self.options = options
         self.config = config
-        self._redact = redact
+        self._redact = logs.redact if logs is not None else None
         self._config_digest = self._digest()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.daemon_metrics = DaemonMetrics(self.registry, shard=options.shard.label)
+        self.daemon_metrics = DaemonMetrics(
+            self.registry,
+            shard=options.shard.label,
+            log_records_dropped=(lambda: logs.writer.dropped) if logs is not None else None,
+        )
         # Config windows from the file, API windows from the store (restored at start).
         self.maintenance = MaintenanceCalendar()
         self.check_metrics = CheckMetrics(
@@ -537,7 +541,7 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
-async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> int:
+async def serve(options: DaemonOptions, logs: LogOutput | None = None) -> int:
     """Run the daemon until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
     tune_garbage_collector()
     limits = raise_soft_limit()  # before anything holds a descriptor it could run out of
@@ -547,7 +551,7 @@ async def serve(options: DaemonOptions, redact: RedactSecrets | None = None) -> 
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return 2
-    daemon = Daemon(config, options, redact)
+    daemon = Daemon(config, options, logs)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, daemon.request_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, daemon.request_stop, "SIGINT")

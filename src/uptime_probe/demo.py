@@ -73,7 +73,7 @@ class LiveView:
 async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO = sys.stdout) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
     log_file = (data_dir / "demo.log").open("a", encoding="utf-8")
-    redact = configure_logging("info", log_file, force_json=True)
+    logs = configure_logging("info", log_file, force_json=True)
     # The demo always probes its own simulator, whatever the shell's environment says.
     os.environ["CHAT_BASE_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     os.environ["CHAT_API_TOKEN"] = DEMO_TOKEN
@@ -100,7 +100,7 @@ async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO =
         return 1
     view = LiveView([check.name for check in config.checks])
     daemon = Daemon(
-        config, DaemonOptions(config_path, listen=listen, data_dir=data_dir), redact, [view]
+        config, DaemonOptions(config_path, listen=listen, data_dir=data_dir), logs, [view]
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -127,6 +127,7 @@ async def run_demo(config_path: Path, listen: str, data_dir: Path, out: TextIO =
     await _show(view, simulator, daemon, out)
     await daemon.stop()
     await simulator.stop()
+    logs.writer.close()
     log_file.close()
     print("demo stopped.", file=out)
     return 0

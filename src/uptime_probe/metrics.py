@@ -588,11 +588,36 @@ class CheckMetrics:
         )  # fmt: skip
 
 
+class _LogDrops:
+    """uptime_probe_log_records_dropped_total, read from the log writer at scrape time
+    (logs.py counts; it exists before the daemon and its registry do)."""
+
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "uptime_probe_log_records_dropped",
+            "Log lines dropped because the log's reader did not keep up (stderr not read).",
+            value=self._dropped(),
+        )
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return self.collect()
+
+
 class DaemonMetrics:
     """The daemon's own metrics, on a registry passed in (never the global one)."""
 
-    def __init__(self, registry: CollectorRegistry, *, shard: str = "0/1") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        shard: str = "0/1",
+        log_records_dropped: Callable[[], int] | None = None,
+    ) -> None:
         self.registry = registry
+        registry.register(_LogDrops(log_records_dropped or (lambda: 0)))
         self.schedule_lag = Histogram(
             "uptime_probe_schedule_lag_seconds",
             "Delay between a run's planned and actual start.",
