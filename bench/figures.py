@@ -68,6 +68,8 @@ class Scale:
     detection_interval: float = 10.0
     profile_seconds: float = 30.0
     profile_checks: int = 1000
+    page_checks: tuple[int, ...] = (500, 1000)  # the status page (bench/status_page.py)
+    reload_checks: tuple[int, ...] = (1000, 10_000)  # reloads (bench/reload_pause.py)
 
 
 FULL = Scale("full")
@@ -79,6 +81,7 @@ REDUCED = Scale(
     lag_window=10.0,
     detection_interval=5.0,
     profile_seconds=15.0,
+    reload_checks=(1000,),
 )
 
 

@@ -22,18 +22,16 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.common import Spread
+from bench.common import LoopTicker, Spread
 from bench.contenders import probes_config
 
 KINDS = ("touch", "intervals", "replace")
-TICK_SECONDS = 0.001
 INTERVAL_SECONDS = 3600.0
 
 
@@ -48,45 +46,6 @@ def _config(checks: int, kind: str | None) -> dict[str, Any]:
         for check in config["checks"]:
             check["name"] = "r" + check["name"][1:]
     return config
-
-
-class _Ticker:
-    """Wakes every TICK_SECONDS on the loop and records how late each wake-up was.
-
-    `late` is wall time; `held` leaves out the time the loop's thread was ready to run
-    but had no CPU (the kernel's schedstat, as tests/faults/loopwatch.py reads it): on a
-    shared machine that is other processes' doing, not the daemon's.
-    """
-
-    def __init__(self) -> None:
-        self.late: list[float] = []
-        self.held: list[float] = []
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._schedstat = os.open(
-            f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY
-        )
-
-    def _waited(self) -> float:
-        return int(os.pread(self._schedstat, 128, 0).split()[1]) / 1e9
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._tick())
-
-    async def _tick(self) -> None:
-        while not self._stop.is_set():
-            waited = self._waited()
-            started = time.perf_counter()
-            await asyncio.sleep(TICK_SECONDS)
-            late = max(0.0, time.perf_counter() - started - TICK_SECONDS)
-            self.late.append(late)
-            self.held.append(max(0.0, late - (self._waited() - waited)))
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-        os.close(self._schedstat)
 
 
 async def _measure(checks: int, repeats: int) -> dict[str, Any]:
@@ -107,7 +66,7 @@ async def _measure(checks: int, repeats: int) -> dict[str, Any]:
                     for step in (kind, None):  # there and back, so each reload changes as much
                         text = yaml.safe_dump(_config(checks, step), sort_keys=False)
                         path.write_text(text)
-                        ticker = _Ticker()
+                        ticker = LoopTicker()
                         ticker.start()
                         started = time.perf_counter()
                         outcome = await daemon.reload("bench")
@@ -136,8 +95,11 @@ def reload_pause(checks: int, repeats: int = 3) -> dict[str, Any]:
     from uptime_probe.logs import configure_logging
 
     tune_garbage_collector()  # as `uptime-probe run` does
-    configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
-    return dict(uvloop.run(_measure(checks, repeats)))
+    logs = configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
+    try:
+        return dict(uvloop.run(_measure(checks, repeats)))
+    finally:
+        logs.writer.close()
 
 
 if __name__ == "__main__":
