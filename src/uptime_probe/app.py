@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
 import pickle
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError
 from uptime_probe.config.isolated import (
     ChildFailed,
-    load_in_child,
+    config_from_child,
     load_with_location,
+    parse_in_child,
     should_isolate,
 )
 from uptime_probe.config.model import Config
@@ -317,43 +319,50 @@ class Daemon:
 
     async def reload(self, trigger: str) -> ReloadOutcome:
         async with self._reload_lock:
-            # Until what the reload builds is frozen (gc.freeze, at the end of the apply),
-            # a full collection would walk all of it: 0.5 s at 10,000 checks.
-            with full_collections_paused():
+            try:
                 return await self._reload(trigger)
+            except ConfigError as exc:
+                self.daemon_metrics.reload_successful.set(0)
+                log.error("config_reload_failed", trigger=trigger, error=str(exc))
+                return ReloadOutcome(False, f"config error:\n{exc}")
 
     async def _reload(self, trigger: str) -> ReloadOutcome:
-        try:
-            config, parsed_in = await self._load()
-        except ConfigError as exc:
-            self.daemon_metrics.reload_successful.set(0)
-            log.error("config_reload_failed", trigger=trigger, error=str(exc))
-            return ReloadOutcome(False, f"config error:\n{exc}")
-        self._config_digest = await asyncio.to_thread(self._digest)
-        if config.location != self.config.location:
-            log.warning("config_location_ignored", why="location changes need a restart")
-            config = config.model_copy(update={"location": self.config.location})
-        if config.dns != self.config.dns:
-            # Runs in flight hold the resolver; swapping it under them is not worth it.
-            log.warning("config_dns_ignored", why="dns changes need a restart")
-            config = config.model_copy(update={"dns": self.config.dns})
-        prepared = await asyncio.to_thread(self._prepare, config)
-        if self._stop.is_set():  # stopping began while it was read: keep what runs
-            return ReloadOutcome(False, "daemon is stopping")
-        await run_in_slices(self._apply_steps(prepared))
+        finish, parsed_in = await self._load()
+        # From the config's objects until they are frozen (gc.freeze, at the end of the
+        # apply), a full collection would walk them all: 0.5 s at 10,000 checks. Not
+        # during a child's parse: runs' garbage waiting for a full collection meanwhile
+        # would be frozen with the config.
+        with full_collections_paused():
+            config = await asyncio.to_thread(finish)
+            self._config_digest = await asyncio.to_thread(self._digest)
+            if config.location != self.config.location:
+                log.warning("config_location_ignored", why="location changes need a restart")
+                config = config.model_copy(update={"location": self.config.location})
+            if config.dns != self.config.dns:
+                # Runs in flight hold the resolver; swapping it under them is not worth it.
+                log.warning("config_dns_ignored", why="dns changes need a restart")
+                config = config.model_copy(update={"dns": self.config.dns})
+            prepared = await asyncio.to_thread(self._prepare, config)
+            if self._stop.is_set():  # stopping began while it was read: keep what runs
+                return ReloadOutcome(False, "daemon is stopping")
+            await run_in_slices(self._apply_steps(prepared))
         log.info("config_reloaded", trigger=trigger, parsed_in=parsed_in)
         return ReloadOutcome(True, "config reloaded")
 
-    async def _load(self) -> tuple[Config, str]:
-        """The config file, read off the event loop: a large one in a child process
-        (config/isolated.py), a small one in a thread; and which it was."""
+    async def _load(self) -> tuple[Callable[[], Config], str]:
+        """The config file read off the event loop, and where: a large one by a child
+        process (config/isolated.py; what it returns is made a config by the callable, in
+        a thread, raising its ConfigError), a small one in a thread."""
         path, location = self.options.config_path, self.options.location
         if await asyncio.to_thread(should_isolate, path):
             try:
-                return await load_in_child(path, location), "child"
+                answer = await parse_in_child(path, location)
             except (ChildFailed, OSError) as exc:
                 log.warning("config_child_failed", error=str(exc), why="parsed in a thread")
-        return await asyncio.to_thread(load_deployment_config, self.options), "thread"
+            else:
+                return functools.partial(config_from_child, answer), "child"
+        config = await asyncio.to_thread(load_deployment_config, self.options)
+        return (lambda: config), "thread"
 
     def reload_in_background(self, trigger: str) -> None:
         """For signal handlers: reload without awaiting, keeping the task until it ends."""

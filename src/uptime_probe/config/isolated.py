@@ -56,6 +56,13 @@ def should_isolate(path: Path) -> bool:
 async def load_in_child(path: Path, location: str | None) -> Config:
     """`load_with_location` in a child process; raises ConfigError as it would, and
     ChildFailed if the child could not give an answer."""
+    answer = await parse_in_child(path, location)
+    return await asyncio.to_thread(config_from_child, answer)
+
+
+async def parse_in_child(path: Path, location: str | None) -> bytes:
+    """The child's answer for `path`: a pickled Config or ConfigError (`config_from_child`
+    makes it one or raises it); ChildFailed if there was none."""
     # Started from a thread, not the loop: uvloop forks, and forking a daemon of 10,000
     # checks copies its page tables (tens of milliseconds); subprocess uses vfork.
     process = await asyncio.to_thread(_start_child, path, location)
@@ -67,9 +74,13 @@ async def load_in_child(path: Path, location: str | None) -> Config:
     if process.returncode != 0 or not out:
         detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise ChildFailed(f"exit {process.returncode}: {detail[0][:300]}")
-    # Unpickled in a thread: 0.2 s for 10,000 checks, in short steps (each model's own
-    # __setstate__ is Python code, so the loop gets the lock back every few milliseconds).
-    result: Config | ConfigError = await asyncio.to_thread(pickle.loads, out)
+    return out
+
+
+def config_from_child(answer: bytes) -> Config:
+    """The child's answer unpickled: 0.2 s for 10,000 checks, best in a thread (each model's
+    own __setstate__ is Python code: the loop gets the lock back every few milliseconds)."""
+    result: Config | ConfigError = pickle.loads(answer)  # noqa: S301 - our own child's bytes
     if isinstance(result, ConfigError):
         raise result
     return result
