@@ -13,6 +13,7 @@ which `app.Daemon` satisfies as it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import math
 import secrets
@@ -46,6 +47,10 @@ UPTIME_DAYS = 90
 INCIDENT_DAYS = 30
 MAINTENANCE_HORIZON_DAYS = 7  # upcoming windows listed on the page and by the API
 SPARKLINE_RUNS = 60
+# Where check.html's "... ago" and status.html's articles go: random, so that no text a
+# target or a user wrote into the page can be taken for them.
+_AGO_MARK = f"\x00ago-{secrets.token_hex(8)}\x00"
+_ARTICLES_MARK = f"\x00articles-{secrets.token_hex(8)}\x00"
 GZIP_MIN_BYTES = 4096
 GZIP_FAST_BYTES = 1 << 20  # from here on the page is compressed at level 1
 HISTORY_ERRORS = (sqlite3.Error, OSError)
@@ -312,7 +317,7 @@ class CheckView:
     response_sample: str | None
     last_run: str | None
     last_run_iso: str | None
-    last_run_ago: str | None
+    last_run_at: float | None  # "... ago" is rendered from it at each view (check.html)
     last_duration: str | None
     # The bars before today, rendered once a day (bars.html): 90 bars of 1,000 checks
     # rendered on every view took seconds. Today's bar is rendered with the page.
@@ -347,6 +352,7 @@ class PageView:
     banner: Banner
     generated: str
     generated_iso: str
+    now: float
     refresh_seconds: int
     checks: list[CheckView]
     open_incidents: list[IncidentView]
@@ -391,20 +397,25 @@ def sparkline(durations: Sequence[tuple[float, float]]) -> Sparkline | None:
     if not durations:
         return None
     values = [duration for _at, duration in durations]
-    peak = max(values) or 1.0
-    step = SPARK_WIDTH / (len(values) - 1) if len(values) > 1 else 0.0
-    coords = [
-        (round(i * step, 2), round(SPARK_HEIGHT - 2 - value / peak * (SPARK_HEIGHT - 4), 2))
-        for i, value in enumerate(values)
-    ]
-    if len(coords) == 1:
-        coords = [(0.0, coords[0][1]), (SPARK_WIDTH, coords[0][1])]
+    peak = max(values)
+    scale, bottom = (SPARK_HEIGHT - 4) / (peak or 1.0), SPARK_HEIGHT - 2
+    # "%.2f" and x positions made once per number of runs: formatting 120 numbers with
+    # round() and :g took 0.2 ms a line, redrawn for every check that ran since a view.
+    ys = ["%.2f" % (bottom - value * scale) for value in values]
+    if len(ys) == 1:
+        ys = ys * 2
     return Sparkline(
-        points=" ".join(f"{x:g},{y:g}" for x, y in coords),
+        points=" ".join(map("{},{}".format, _spark_xs(len(ys)), ys)),
         latest=milliseconds(values[-1]),
-        peak=milliseconds(max(values)),
+        peak=milliseconds(peak),
         runs=len(values),
     )
+
+
+@functools.cache
+def _spark_xs(count: int) -> tuple[str, ...]:
+    step = SPARK_WIDTH / (count - 1)
+    return tuple(f"{round(i * step, 2):g}" for i in range(count))
 
 
 def durations_ending_with(
@@ -506,7 +517,7 @@ class CheckHistory:
     spark: Sparkline | None
 
 
-def check_view(live: LiveCheck, history: CheckHistory, now: float) -> CheckView:
+def check_view(live: LiveCheck, history: CheckHistory) -> CheckView:
     state, outcome = live.state, live.outcome
     result = outcome.result if outcome is not None else None
     failing = state is Status.DOWN or (result is not None and result.status is Status.DOWN)
@@ -530,7 +541,7 @@ def check_view(live: LiveCheck, history: CheckHistory, now: float) -> CheckView:
         response_sample=sample,
         last_run=clock(result.started_at) if result else None,
         last_run_iso=iso(result.started_at) if result else None,
-        last_run_ago=ago(result.started_at, now) if result else None,
+        last_run_at=result.started_at if result else None,
         last_duration=milliseconds(result.duration_seconds) if result else None,
         past_bars=history.past_bars,
         today_bar=history.today_bar,
@@ -599,7 +610,8 @@ class PageHistory:
     def __init__(self, render_bars: Callable[[Sequence[DayBar]], Markup]) -> None:
         self._render_bars = render_bars
         self._past: dict[str, _PastDays] = {}
-        self._today: dict[str, DailyUptime] = {}  # this view's
+        self._today: dict[str, DailyUptime] = {}  # read again when the check ran
+        self._today_bars: dict[str, tuple[DailyUptime, float, DayBar]] = {}
         # (started_at, duration) pairs, flat, oldest first: floats in an array are not
         # objects the garbage collector walks, and take 16 bytes a run.
         self._recent: dict[str, array[float]] = {}
@@ -611,18 +623,11 @@ class PageHistory:
     async def read(
         self, store: History, reads: _Reads, live: Sequence[LiveCheck], now: float
     ) -> None:
-        """This view's reads: at most three queries, whatever the number of checks."""
+        """This view's reads: at most three queries, whatever the number of checks, and
+        for the checks that ran since they were last read (or not read yet) only."""
         today = day_start(now)
-        names = [check.check.name for check in live]
         self._read, self._recent_rows = [], []
-        cold = [name for name in names if name not in self._past or self._past[name].today != today]
-        warm = [name for name in names if name in self._past and self._past[name].today == today]
-        for group, days in ((cold, UPTIME_DAYS), (warm, 1)):
-            if group:
-                rows = await reads("daily_runs", store.daily_runs(group, days, now), None)
-                if rows is not None:
-                    self._read.append((group, days, now, rows))
-        after: dict[str, float] = {}
+        after: dict[str, float] = {}  # checks to read runs of: those after this time
         for check in live:
             name = check.check.name
             kept = self._recent.get(name)
@@ -636,13 +641,28 @@ class PageHistory:
                 self._recent_rows = recent
                 for name in after:  # read: what it has now is all there is
                     self._recent.setdefault(name, array("d"))
+        # Read after the runs: a run stored by then is in today's rollup as well (one
+        # transaction writes both).
+        names = [check.check.name for check in live]
+        cold = [name for name in names if name not in self._past or self._past[name].today != today]
+        warm = [
+            name
+            for name in names
+            if name in self._past
+            and self._past[name].today == today
+            and (name in after or name not in self._today)
+        ]
+        for group, days in ((cold, UPTIME_DAYS), (warm, 1)):
+            if group:
+                rows = await reads("daily_runs", store.daily_runs(group, days, now), None)
+                if rows is not None:
+                    self._read.append((group, days, now, rows))
 
     def digest(self, names: Collection[str]) -> None:
         """Fold this view's rows into what is kept (in a web thread)."""
-        for cache in (self._past, self._recent, self._sparks):
+        for cache in (self._past, self._today, self._recent, self._sparks, self._today_bars):
             for stale in [name for name in cache if name not in names]:
                 del cache[stale]
-        self._today = {}
         for group, days, now, rows in self._read:
             for name, found in daily_uptime(rows, group, days, now).items():
                 if days > 1:
@@ -672,7 +692,12 @@ class PageHistory:
             return Markup(""), None, None
         if past.bars is None or past.bars[0] != slo:
             past.bars = (slo, self._render_bars(day_bars(past.days, slo)[0]))
-        (today_bar,), _ = day_bars([today], slo, first=len(past.days))
+        cached = self._today_bars.get(name)
+        if cached is None or cached[0] != today or cached[1] != slo:
+            (today_bar,), _ = day_bars([today], slo, first=len(past.days))
+            cached = (today, slo, today_bar)
+            self._today_bars[name] = cached
+        today_bar = cached[2]
         runs = past.runs + today.runs
         return past.bars[1], today_bar, percent((past.good + today.good) / runs) if runs else None
 
@@ -696,6 +721,20 @@ class PageHistory:
         return cached[1]
 
 
+def _same_view(before: LiveCheck, now: LiveCheck) -> bool:
+    """Whether a check's view from `before` still holds: the same config, run, state,
+    incident, window and failing dependencies (objects compared by identity where a
+    change replaces them)."""
+    return (
+        before.check is now.check
+        and before.outcome is now.outcome
+        and before.state is now.state
+        and before.incident is now.incident
+        and before.maintenance == now.maintenance
+        and before.failing_dependencies == now.failing_dependencies
+    )
+
+
 class StatusPage:
     """Builds the page's model from a `StatusSource` and renders it."""
 
@@ -712,6 +751,14 @@ class StatusPage:
         # A macro is an attribute Jinja makes at run time: nothing a type checker can see.
         bars_module = self._env.get_template("bars.html").module
         render_bars: Callable[[Sequence[DayBar]], str] = getattr(bars_module, "day_bars")  # noqa: B009
+        check_module = self._env.get_template("check.html").module
+        self._render_article: Callable[[CheckView, str, int], str] = getattr(  # noqa: B009
+            check_module, "check_article"
+        )
+        # Kept between views: each check's view while its inputs are the same, and its
+        # article while its view is the same object (both rebuilt only for what changed).
+        self._views: dict[str, tuple[LiveCheck, CheckHistory, CheckView]] = {}
+        self._articles: dict[str, tuple[CheckView, bytes, bytes]] = {}
         # Our own stylesheet, shipped in the package: the one string inserted unescaped.
         # Escaping it would break it (a <style> element does not decode `&#34;`).
         css = resources.files("uptime_probe.web").joinpath("static/status.css").read_text("utf-8")
@@ -749,7 +796,7 @@ class StatusPage:
         )
         # Shaping what was read and 1,000 checks' views (their bars, once a day) is CPU
         # work: off the event loop.
-        checks = await in_web_thread(self._check_views, live, now)
+        checks = await in_web_thread(self._check_views, live)
         past = [
             incident_view(incident, now)
             for incident in stored
@@ -761,6 +808,7 @@ class StatusPage:
             banner=page_banner(source, config.checks, maintained),
             generated=clock(now),
             generated_iso=iso(now),
+            now=now,
             refresh_seconds=REFRESH_SECONDS,
             checks=checks,
             open_incidents=[incident_view(incident, now) for incident in open_now],
@@ -775,9 +823,21 @@ class StatusPage:
             ],
         )
 
-    def _check_views(self, live: Sequence[LiveCheck], now: float) -> list[CheckView]:
+    def _check_views(self, live: Sequence[LiveCheck]) -> list[CheckView]:
         self._history.digest({check.check.name for check in live})
-        return [check_view(check, self._history.history_of(check), now) for check in live]
+        views = []
+        for check in live:
+            history = self._history.history_of(check)
+            kept = self._views.get(check.check.name)
+            if kept is None or not _same_view(kept[0], check) or kept[1] != history:
+                kept = (check, history, check_view(check, history))
+                self._views[check.check.name] = kept
+            views.append(kept[2])
+        if len(self._views) > len(live):  # checks a reload removed
+            shown = {check.check.name for check in live}
+            for name in [name for name in self._views if name not in shown]:
+                del self._views[name]
+        return views
 
     async def current(self) -> PageView:
         """The page's model; requests that arrive while one is being built share it."""
@@ -786,13 +846,47 @@ class StatusPage:
         # Shielded: one viewer closing their tab does not cancel the others' page.
         return await asyncio.shield(self._building)
 
-    def render(self, page: PageView, nonce: str) -> str:
-        return self._template.render(page=page, css=self._css, nonce=nonce)
-
-    def body(self, page: PageView, nonce: str, gzip_ok: bool) -> tuple[bytes, bool]:
+    def render(self, page: PageView, nonce: str) -> bytes:
+        """The page as UTF-8. Each check's article is kept encoded between views and
+        joined in as bytes: at 1,000 checks the page is 12 MB, 11 of them the checks' bars,
+        and passing them through the template and encoding them again cost 25 ms a view."""
         # A target's JSON can escape a lone surrogate into a message: not encodable as
         # UTF-8, it would fail the whole page. It shows as "?" instead.
-        body = self.render(page, nonce).encode("utf-8", "replace")
+        html = self._template.render(
+            page=page, articles=[_ARTICLES_MARK], css=self._css, nonce=nonce
+        )
+        top, _mark, bottom = html.partition(_ARTICLES_MARK)
+        parts = [top.encode("utf-8", "replace")]
+        for check in page.checks:
+            head, tail = self._article(check)
+            parts.append(head)
+            if check.last_run_at is not None:
+                parts.append(ago(check.last_run_at, page.now).encode())
+            parts.append(tail)
+        parts.append(bottom.encode("utf-8", "replace"))
+        if len(self._articles) > len(page.checks):  # checks a reload removed
+            shown = {check.name for check in page.checks}
+            for name in [name for name in self._articles if name not in shown]:
+                self._articles.pop(name, None)
+        return b"".join(parts)
+
+    def _article(self, check: CheckView) -> tuple[bytes, bytes]:
+        """The check's article, encoded, before and after its "... ago": rendered again
+        only when its view changed (a run, a state, a window). Concurrent renders may
+        both render one: dict reads and writes are atomic."""
+        cached = self._articles.get(check.name)
+        if cached is None or cached[0] is not check:
+            html = str(self._render_article(check, _AGO_MARK, UPTIME_DAYS))
+            # The last mark: a message or sample above it could contain the same text.
+            head, mark, tail = html.rpartition(_AGO_MARK)
+            if not mark:
+                head, tail = html, ""
+            cached = (check, head.encode("utf-8", "replace"), tail.encode("utf-8", "replace"))
+            self._articles[check.name] = cached
+        return cached[1], cached[2]
+
+    def body(self, page: PageView, nonce: str, gzip_ok: bool) -> tuple[bytes, bool]:
+        body = self.render(page, nonce)
         if gzip_ok and len(body) >= GZIP_MIN_BYTES:
             # The markup repeats (90 bars a check): it compresses about tenfold at level 5,
             # thirtyfold at 1. A large page takes level 1: 12 MB (1,000 checks) in 20 ms of
