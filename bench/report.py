@@ -1301,8 +1301,9 @@ def reload_section(results: dict[str, Any]) -> str:
         "task on its loop wakes every millisecond; the longest lateness of a wake-up is the "
         "longest anything on the loop (a run's timer, a scrape, /healthz) waited. *Pause* "
         "leaves out the time the loop's thread was ready but had no CPU (the kernel's "
-        "schedstat: other processes on a shared machine); *wall* counts it. A file of 256 KiB "
-        "or more (about 800 checks) is parsed in a child process, a smaller one in a thread; "
+        "schedstat: other processes on a shared machine); *wall* counts it. A file of 64 KiB "
+        "or more (here from about 400 checks) is parsed in a child process, a smaller one in a "
+        "thread; "
         "the config is then compiled and applied on the loop in slices of 5 ms.\n\n"
         + table(["checks", "reload", "pause ms", "wall pause ms", "reload took s"], rows)
         + f"\nTarget (issue 17): every reload's pause under {TARGET_RELOAD_PAUSE_MS:g} ms at "

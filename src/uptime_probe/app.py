@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import hashlib
 import pickle
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError
 from uptime_probe.config.isolated import (
     ChildFailed,
-    config_from_child,
+    config_steps,
     load_with_location,
     parse_in_child,
     should_isolate,
@@ -327,13 +326,13 @@ class Daemon:
                 return ReloadOutcome(False, f"config error:\n{exc}")
 
     async def _reload(self, trigger: str) -> ReloadOutcome:
-        finish, parsed_in = await self._load()
+        loaded, parsed_in = await self._load()
         # From the config's objects until they are frozen (gc.freeze, at the end of the
         # apply), a full collection would walk them all: 0.5 s at 10,000 checks. Not
         # during a child's parse: runs' garbage waiting for a full collection meanwhile
         # would be frozen with the config.
         with full_collections_paused():
-            config = await asyncio.to_thread(finish)
+            config = loaded if isinstance(loaded, Config) else await run_in_slices(loaded)
             self._config_digest = await asyncio.to_thread(self._digest)
             if config.location != self.config.location:
                 log.warning("config_location_ignored", why="location changes need a restart")
@@ -349,20 +348,17 @@ class Daemon:
         log.info("config_reloaded", trigger=trigger, parsed_in=parsed_in)
         return ReloadOutcome(True, "config reloaded")
 
-    async def _load(self) -> tuple[Callable[[], Config], str]:
+    async def _load(self) -> tuple[Config | Steps[Config], str]:
         """The config file read off the event loop, and where: a large one by a child
-        process (config/isolated.py; what it returns is made a config by the callable, in
-        a thread, raising its ConfigError), a small one in a thread."""
+        process (config/isolated.py; made a config on the loop in slices by the steps
+        returned, which raise its ConfigError), a small one in a thread."""
         path, location = self.options.config_path, self.options.location
         if await asyncio.to_thread(should_isolate, path):
             try:
-                answer = await parse_in_child(path, location)
+                return config_steps(await parse_in_child(path, location)), "child"
             except (ChildFailed, OSError) as exc:
                 log.warning("config_child_failed", error=str(exc), why="parsed in a thread")
-            else:
-                return functools.partial(config_from_child, answer), "child"
-        config = await asyncio.to_thread(load_deployment_config, self.options)
-        return (lambda: config), "thread"
+        return await asyncio.to_thread(load_deployment_config, self.options), "thread"
 
     def reload_in_background(self, trigger: str) -> None:
         """For signal handlers: reload without awaiting, keeping the task until it ends."""

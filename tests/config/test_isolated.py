@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from uptime_probe.config import ConfigError, ConfigIssue, load_config
-from uptime_probe.config.isolated import ISOLATE_FROM_BYTES, load_in_child, should_isolate
+from uptime_probe.config.isolated import (
+    CHUNK_CHECKS,
+    ISOLATE_FROM_BYTES,
+    config_steps,
+    parse_in_child,
+    should_isolate,
+)
+from uptime_probe.config.model import Config
+from uptime_probe.slices import Steps, run_all
 
 SECRET = "s3cr3t-token-value"
 
@@ -20,13 +28,27 @@ def write(path: Path, document: dict[str, object]) -> Path:
     return path
 
 
-def config_document(interval: str = "30s") -> dict[str, object]:
+def _counting(steps: Steps[Config], pieces: list[None]) -> Steps[Config]:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        pieces.append(None)
+        yield
+
+
+async def load_in_child(path: Path, location: str | None) -> Config:
+    return run_all(config_steps(await parse_in_child(path, location)))
+
+
+def config_document(interval: str = "30s", checks: int = 1) -> dict[str, object]:
     return {
         "location": "eu",
         "secrets": {"token": SECRET},
         "checks": [
             {
-                "name": "history",
+                "name": f"history_{i}",
                 "interval": interval,
                 "steps": [
                     {
@@ -39,13 +61,19 @@ def config_document(interval: str = "30s") -> dict[str, object]:
                     }
                 ],
             }
+            for i in range(checks)
         ],
     }
 
 
 async def test_the_child_gives_the_model_loaded_in_process(tmp_path: Path) -> None:
-    path = write(tmp_path / "probes.yaml", config_document())
-    assert await load_in_child(path, None) == load_config(path)
+    path = write(tmp_path / "probes.yaml", config_document(checks=2 * CHUNK_CHECKS + 1))
+    pieces: list[None] = []
+
+    steps = config_steps(await parse_in_child(path, None))
+    config = run_all(_counting(steps, pieces))
+    assert len(pieces) == 3  # a chunk of checks at a time
+    assert config == load_config(path)
     moved = await load_in_child(path, "us")
     assert moved.location == "us"
     assert moved.checks == load_config(path).checks
