@@ -20,7 +20,8 @@ from uptime_probe.config.redaction import Redactor
 EventDict = MutableMapping[str, Any]
 
 DEFAULT_QUEUE_LINES = 10_000  # about 2 MB of JSON lines
-WRITE_BATCH_LINES = 500
+WRITE_BATCH_LINES = 1000
+GATHER_SECONDS = 0.02
 CLOSE_SECONDS = 2.0
 
 
@@ -93,6 +94,10 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             lines = [self._queue.get()]
+            # Let a batch gather: woken for every line, this thread took the interpreter
+            # lock from the event loop hundreds of times a second in a burst (500 runs
+            # ending at once), and the loop fell behind.
+            time.sleep(GATHER_SECONDS)
             while len(lines) < WRITE_BATCH_LINES:
                 try:
                     lines.append(self._queue.get_nowait())
