@@ -8,6 +8,7 @@ Rules every helper follows (the same as tests/e2e/stack.py):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -17,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -376,3 +378,45 @@ def timed() -> Iterator[Callable[[], float]]:
     finished: list[float] = []
     yield lambda: (finished[0] if finished else time.perf_counter()) - started
     finished.append(time.perf_counter())
+
+
+class LoopTicker:
+    """Wakes every millisecond on the running loop and records how late each wake-up was:
+    the longest lateness is the longest the loop was held while it ran.
+
+    `late` is wall time; `held` leaves out the time the loop's thread was ready to run
+    but had no CPU (the kernel's schedstat, as tests/faults/loopwatch.py reads it): on a
+    shared machine that is other processes' doing, not the daemon's.
+    """
+
+    TICK_SECONDS = 0.001
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self.held: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._schedstat = os.open(
+            f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY
+        )
+
+    def _waited(self) -> float:
+        return int(os.pread(self._schedstat, 128, 0).split()[1]) / 1e9
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while not self._stop.is_set():
+            waited = self._waited()
+            started = time.perf_counter()
+            await asyncio.sleep(self.TICK_SECONDS)
+            late = max(0.0, time.perf_counter() - started - self.TICK_SECONDS)
+            self.late.append(late)
+            self.held.append(max(0.0, late - (self._waited() - waited)))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        os.close(self._schedstat)

@@ -70,6 +70,8 @@ class Scale:
     profile_seconds: float = 30.0
     profile_checks: int = 1000
     quiet_window: float = 120.0  # the quiet daemon's measured window
+    page_checks: tuple[int, ...] = (500, 1000)  # the status page (bench/status_page.py)
+    reload_checks: tuple[int, ...] = (1000, 10_000)  # reloads (bench/reload_pause.py)
 
 
 FULL = Scale("full")
@@ -82,6 +84,7 @@ REDUCED = Scale(
     detection_interval=5.0,
     profile_seconds=15.0,
     quiet_window=30.0,
+    reload_checks=(1000,),
 )
 
 

@@ -22,13 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import figures, micro, report
+from bench import figures, micro, reload_pause, report, status_page
 from bench.common import REPO, Cores, Stack, loadavg, machine_busy_fraction, pin_self
 from bench.targets import SLOW_DELAY_SECONDS, start_nginx, start_slow
 
 SECTIONS = (
     "micro",
     "runcost",
+    "statuspage",
+    "reload",
     "throughput",
     "cpu",
     "latency",
@@ -179,6 +181,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         micro.store_cost(10_000, per_second=0) for _ in range(scale.repeats)
                     ],
                 },
+            )
+
+        if "statuspage" in only:
+            recorder.section(
+                "statuspage",
+                lambda: [status_page.status_page_cost(n) for n in scale.page_checks],
+            )
+
+        if "reload" in only:
+            recorder.section(
+                "reload",
+                lambda: [
+                    reload_pause.reload_pause(n, repeats=scale.repeats) for n in scale.reload_checks
+                ],
             )
 
         if "throughput" in only:

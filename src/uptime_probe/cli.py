@@ -161,6 +161,13 @@ def _grace_seconds(text: str) -> float:
     return value
 
 
+def _log_queue_lines(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} is not a number of lines >= 1")
+    return value
+
+
 def _data_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -181,6 +188,13 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level",
         default=os.environ.get("UPTIME_PROBE_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
+    )
+    parser.add_argument(
+        "--log-queue",
+        type=_typed(_log_queue_lines),
+        default=os.environ.get("UPTIME_PROBE_LOG_QUEUE", "10000"),
+        help="log lines waiting to be written before new ones are dropped and counted, "
+        "when stderr is not read (default: %(default)s, or $UPTIME_PROBE_LOG_QUEUE)",
     )
     parser.add_argument(
         "--shard",
@@ -313,7 +327,7 @@ def _run(args: argparse.Namespace) -> int:
     from uptime_probe.app import DaemonOptions, serve
     from uptime_probe.logs import configure_logging
 
-    redact = configure_logging(args.log_level)
+    logs = configure_logging(args.log_level, max_queued_lines=args.log_queue)
     options = DaemonOptions(
         config_path=Path(args.config),
         listen=args.listen,
@@ -322,7 +336,10 @@ def _run(args: argparse.Namespace) -> int:
         shard=args.shard,
         location=args.location,
     )
-    return runtime.run(serve(options, redact))
+    try:
+        return runtime.run(serve(options, logs))
+    finally:
+        logs.writer.close()  # what is queued, within a bound: a stalled reader waits for no one
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -120,7 +120,7 @@ async def run_demo(
     data_dir = data_dir or config.store.data_dir_path
     data_dir.mkdir(parents=True, exist_ok=True)
     log_file = (data_dir / "demo.log").open("a", encoding="utf-8")
-    redact = configure_logging("info", log_file, force_json=True)
+    logs = configure_logging("info", log_file, force_json=True)
     try:
         simulator: RunningSimulator = await start_simulator(
             "127.0.0.1",
@@ -139,7 +139,7 @@ async def run_demo(
         return 1
     view = LiveView([check.name for check in config.checks])
     daemon = Daemon(
-        config, DaemonOptions(config_path, listen=listen, data_dir=data_dir), redact, [view]
+        config, DaemonOptions(config_path, listen=listen, data_dir=data_dir), logs, [view]
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -167,6 +167,7 @@ async def run_demo(
     await _show(view, simulator, daemon, out)
     await daemon.stop()
     await simulator.stop()
+    logs.writer.close()
     log_file.close()
     print("demo stopped.", file=out)
     return 0

@@ -54,6 +54,7 @@ from uptime_probe.probe.model import (
     StepResult,
 )
 from uptime_probe.sinks import RunOutcome
+from uptime_probe.slices import Steps, run_all
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -454,41 +455,53 @@ class CheckMetrics:
 
     def sync_checks(self, checks: Sequence[CheckConfig]) -> None:
         """Create series for new checks, refresh changed ones, drop removed ones."""
+        run_all(self.sync_steps(checks))
+
+    def sync_steps(self, checks: Sequence[CheckConfig]) -> Steps[None]:
+        """`sync_checks` a check at a time (slices.py); each series is replaced whole, as a
+        run replaces it, so a scrape between steps reads every check old or new."""
         wanted = {check.name: check for check in checks}
         for name in list(self._series):
             if name not in wanted:
-                del self._series[name]
+                self._series.pop(name, None)
+                yield
         for name, check in wanted.items():
-            reasons = _reasons(check)
-            old = self._series.get(name)
-            if old is None:
-                self._series[name] = CheckSeries(
-                    check=name,
-                    location=self.location,
-                    reasons=reasons,
-                    failures=(0,) * len(reasons),
-                    steps=tuple(StepSeries.of(s) for s in check.steps),
-                    slo=check.slo_objective,
-                    interval=check.interval_seconds,
-                    depends_on=tuple(check.depends_on),
-                )
-                continue
-            counts = dict(zip(old.reasons, old.failures, strict=True))
-            old_steps = {step.name: step for step in old.steps}
-            self._series[name] = replace(
-                old,
-                reasons=reasons,
-                failures=tuple(counts.get(reason, 0) for reason in reasons),
-                steps=tuple(_kept_or_new(old_steps.get(s.name), s) for s in check.steps),
-                slo=check.slo_objective,
-                interval=check.interval_seconds,
-                depends_on=tuple(check.depends_on),
-            )
+            self._sync_one(name, check)
+            yield
+        # After the last check: a scrape between the steps renders the families of the
+        # kinds in use before this reload (a new check's own kind shows from here on).
         self._figures = figure_families(
             step.figures.kind
             for series in self._series.values()
             for step in series.steps
             if step.figures is not None
+        )
+
+    def _sync_one(self, name: str, check: CheckConfig) -> None:
+        reasons = _reasons(check)
+        old = self._series.get(name)
+        if old is None:
+            self._series[name] = CheckSeries(
+                check=name,
+                location=self.location,
+                reasons=reasons,
+                failures=(0,) * len(reasons),
+                steps=tuple(StepSeries.of(s) for s in check.steps),
+                slo=check.slo_objective,
+                interval=check.interval_seconds,
+                depends_on=tuple(check.depends_on),
+            )
+            return
+        counts = dict(zip(old.reasons, old.failures, strict=True))
+        old_steps = {step.name: step for step in old.steps}
+        self._series[name] = replace(
+            old,
+            reasons=reasons,
+            failures=tuple(counts.get(reason, 0) for reason in reasons),
+            steps=tuple(_kept_or_new(old_steps.get(s.name), s) for s in check.steps),
+            slo=check.slo_objective,
+            interval=check.interval_seconds,
+            depends_on=tuple(check.depends_on),
         )
 
     def accept(self, outcome: RunOutcome) -> None:
@@ -735,11 +748,36 @@ class CheckMetrics:
         )  # fmt: skip
 
 
+class _LogDrops:
+    """uptime_probe_log_records_dropped_total, read from the log writer at scrape time
+    (logs.py counts; it exists before the daemon and its registry do)."""
+
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "uptime_probe_log_records_dropped",
+            "Log lines dropped because the log's reader did not keep up (stderr not read).",
+            value=self._dropped(),
+        )
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return self.collect()
+
+
 class DaemonMetrics:
     """The daemon's own metrics, on a registry passed in (never the global one)."""
 
-    def __init__(self, registry: CollectorRegistry, *, shard: str = "0/1") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        shard: str = "0/1",
+        log_records_dropped: Callable[[], int] | None = None,
+    ) -> None:
         self.registry = registry
+        registry.register(_LogDrops(log_records_dropped or (lambda: 0)))
         self.schedule_lag = Histogram(
             "uptime_probe_schedule_lag_seconds",
             "Delay between a run's planned and actual start.",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import structlog
 
 from uptime_probe.probe import CheckPlan, CheckResult, run_check
+from uptime_probe.slices import Steps, run_all
 
 log = structlog.get_logger("uptime_probe.scheduler")
 
@@ -190,14 +191,24 @@ class Scheduler:
 
     def apply(self, plans: Mapping[str, CheckPlan]) -> ScheduleChange:
         """Make the schedule match `plans`; unchanged checks keep their timing."""
+        return run_all(self.apply_steps(plans))
+
+    def apply_steps(self, plans: Mapping[str, CheckPlan]) -> Steps[ScheduleChange]:
+        """`apply`, a check at a time (slices.py), so that 10,000 changed checks are not one
+        long pause of the loop. After each step the check done is in its new state (its
+        timer re-armed if its interval changed); one not done yet runs on its old plan and
+        timing."""
         removed = tuple(name for name in self._plans if name not in plans)
         added = tuple(name for name in plans if name not in self._plans)
         updated = []
         for name in removed:
-            del self._plans[name]
-            self._timers.pop(name).cancel()
+            self._plans.pop(name, None)
+            timer = self._timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
             self._last_duration.pop(name, None)
             self._skip_logged.discard(name)
+            yield
         for name, plan in plans.items():
             interval = plan.check.interval_seconds
             previous = self._plans.get(name)
@@ -211,6 +222,7 @@ class Scheduler:
                 timer = self._timers[name] = _Timer(interval, start_offset(name, interval))
                 if self.running:
                     self._arm_first(name, timer)
+            yield
         return ScheduleChange(added, removed, tuple(updated))
 
     def start(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, figures, micro, report, soak, targets
+from bench import common, figures, micro, reload_pause, report, soak, status_page, targets
 
 MODULES = [
     "bench.common",
@@ -25,10 +25,12 @@ MODULES = [
     "bench.launch",
     "bench.loadgen",
     "bench.micro",
+    "bench.reload_pause",
     "bench.report",
     "bench.run",
     "bench.slow_server",
     "bench.soak",
+    "bench.status_page",
     "bench.targets",
 ]
 
@@ -233,3 +235,26 @@ def test_report_renders_the_quiet_daemon_with_the_zygote_apart() -> None:
     assert "| CPU, % of one core | 0.25 (0.25..0.25) | 0.00 (0.00..0.00) | <= 0.3% |" in text
     assert "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | <= 60 MB |" in text
     assert report.quiet_section({}) == ""
+
+
+def test_status_page_figure_runs_and_renders() -> None:
+    """The status page figure at a handful of checks: every measure present, the section
+    rendered with its target's verdict."""
+    result = status_page.status_page_cost(20, repeats=1)
+    for key in ("model_seconds", "render_seconds", "request_seconds", "request_cpu_seconds"):
+        assert result[key]["n"] == 1, key
+    assert result["page_bytes"] > result["page_bytes_gzip"] > 0
+    text = report.status_page_section({"statuspage": [result]})
+    assert text.startswith("## The status page")
+    assert "| 20 |" in text
+    assert "Target (issue 17): under 100 ms at 1,000 checks: **missed**" in text  # not measured
+
+
+def test_reload_figure_runs_and_renders() -> None:
+    """The reload figure at a few checks: each kind of reload measured and rendered."""
+    result = reload_pause.reload_pause(30, repeats=1)
+    for kind in reload_pause.KINDS:
+        assert result[kind]["pause_ms"]["n"] == 2, kind  # there and back
+    text = report.reload_section({"reload": [result]})
+    assert text.startswith("## Reloads")
+    assert "| 30 | every check renamed (all removed, as many added) |" in text

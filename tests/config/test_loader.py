@@ -334,3 +334,12 @@ def test_chromium_found_at_load_is_resolved_to_its_path() -> None:
     assert executable is not None
     assert os.path.isabs(executable)
     assert os.access(executable, os.X_OK)
+
+
+def test_resolving_chromium_leaves_other_configs_browser_settings_alone() -> None:
+    """The path found is this config's: a config without a `browser:` section read later
+    (a reload, or the daemon's child parse compared with its own) still says None."""
+    resolved = parse_config(BROWSER_CHECK)
+    assert resolved.browser.executable is not None
+    later = parse_config(BROWSER_CHECK.split("  - name: sidebar_renders")[0])
+    assert later.browser.executable is None

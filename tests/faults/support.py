@@ -55,9 +55,9 @@ def watched_daemon(
 def give_log_pipe_room(daemon: DaemonProcess) -> None:
     """A 1 MiB pipe for the daemon's log lines (64 KiB by default).
 
-    The daemon logs synchronously, so a full pipe blocks its event loop in write(): the
-    test's reader thread, sharing a loaded machine, must not be what loopwatch measures.
-    (A log consumer that stops reading blocks a real daemon the same way.)
+    The daemon's log thread drops lines (and counts them) when the pipe stays full: the
+    test's reader thread, sharing a loaded machine, must not cost the test the lines it
+    asserts on. (test_stalled_log_reader.py is the test of a reader that stops.)
     """
     stream = daemon.process.stdout
     assert stream is not None

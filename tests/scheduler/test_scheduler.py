@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from uptime_probe.scheduler import ScheduleChange, planned_start, start_offset
+from uptime_probe.slices import run_all
 
 from .fakes import Harness, check_dict, plans_of, wait_until
 
@@ -195,6 +196,33 @@ async def test_apply_reports_updates_and_reschedules_a_new_interval(harness: Mak
     assert first_b is not None
     off_grid = (first_b - start_offset("b", 1.0)) % 1.0
     assert min(off_grid, 1.0 - off_grid) < 1e-6
+
+
+async def test_apply_in_steps_moves_one_check_at_a_time(harness: MakeHarness) -> None:
+    """A reload applies the schedule in slices (slices.py) with runs going on between them:
+    after each step the check done has its new timer, a removed one none, and a check not
+    done yet keeps running on its old timer."""
+    h = harness()
+    h.start(plans_of("a", "b", "gone"))
+    old_b = h.scheduler._timers["b"]
+    steps = h.scheduler.apply_steps(plans_of(check_dict("a", interval="1s"), "b"))
+    next(steps)  # the removed check
+    assert h.scheduler.next_run("gone") is None
+    gone_runs = h.run.runs("gone")
+    assert "gone" not in h.scheduler.checks
+    assert h.scheduler._timers["a"].interval == pytest.approx(0.3)  # not reached yet
+    next(steps)  # a
+    assert h.scheduler._timers["a"].interval == pytest.approx(1.0)
+    first_a = h.scheduler.next_run("a")
+    assert first_a is not None
+    off_grid = (first_a - start_offset("a", 1.0)) % 1.0
+    assert min(off_grid, 1.0 - off_grid) < 1e-6  # armed, on a's grid at the new interval
+    runs_b = len(h.results.of("b"))
+    await wait_until(lambda: len(h.results.of("b")) >= runs_b + 2, "b running mid-apply")
+    assert h.run.runs("gone") == gone_runs  # nothing of it started since its step
+    change = run_all(steps)
+    assert change == ScheduleChange(added=(), removed=("gone",), updated=("a",))
+    assert h.scheduler._timers["b"] is old_b  # unchanged: the same timing throughout
 
 
 async def test_result_of_a_removed_check_is_dropped(harness: MakeHarness) -> None:

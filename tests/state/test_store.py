@@ -32,7 +32,7 @@ from uptime_probe.state.incidents import (
     IncidentTracker,
 )
 from uptime_probe.state.machine import CheckState, next_state
-from uptime_probe.state.store import DB_FILE, MIGRATIONS, RunRow, Store
+from uptime_probe.state.store import DB_FILE, MIGRATIONS, RunRow, Store, daily_uptime
 
 DAY = 86400.0
 DEADLINE = 10.0
@@ -238,7 +238,16 @@ async def test_runs_read_back_newest_first(open_store: OpenStore) -> None:
         RunRow("history", now - 20, "up", None, None, 0.25, 200, "ok"),
     ]
     assert [r.started_at for r in await store.runs("history", since=now - 15)] == [now - 10]
-    assert await store.recent_durations("history") == [(now - 20, 0.25), (now - 10, 0.5)]
+    assert await store.recent_runs({"history": 0.0, "none": 0.0}) == [
+        ("history", now - 20, 0.25),
+        ("history", now - 10, 0.5),
+    ]
+    # The last `limit`, and only those started after the time given with each check.
+    assert await store.recent_runs({"history": 0.0}, limit=1) == [("history", now - 10, 0.5)]
+    assert await store.recent_runs({"history": now - 20, "other": 0.0}) == [
+        ("history", now - 10, 0.5),
+        ("other", now - 5, 0.1),
+    ]
 
 
 async def test_rollups_count_per_hour_across_batches(open_store: OpenStore) -> None:
@@ -438,7 +447,13 @@ async def test_daily_uptime_has_one_entry_per_day_oldest_first(open_store: OpenS
     store.accept(outcome("other", Status.DOWN, today + 2))
     assert await store.flush()
 
-    days = await store.daily_uptime("a", 90, now)
+    checks = ["a", "other", "none"]
+    found = daily_uptime(await store.daily_runs(checks, 90, now), checks, 90, now)
+    assert sorted(found) == ["a", "none", "other"]
+    assert [(d.runs, d.good) for d in found["other"] if d.runs] == [(1, 0)]
+    assert len(found["none"]) == 90
+    assert all(d.runs == 0 for d in found["none"])
+    days = found["a"]
     assert len(days) == 90
     assert [d.day for d in days] == [today - (89 - i) * DAY for i in range(90)]
     by_age = {round((today - d.day) / DAY): d for d in days}

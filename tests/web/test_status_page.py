@@ -9,18 +9,20 @@ import sqlite3
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from uptime_probe.probe.model import Status
-from uptime_probe.state.store import DailyUptime
+from uptime_probe.probe.model import CheckResult, Status
+from uptime_probe.state.store import DailyUptime, Store
 from uptime_probe.web.status import (
     UPTIME_DAYS,
     PageView,
     StatusPage,
     clock,
     day_bars,
+    durations_ending_with,
     iso,
     percent,
     span,
@@ -291,6 +293,101 @@ async def test_a_message_sqlite_cannot_encode_does_not_break_the_page(
     assert "bad ? body" in await response.text()
 
 
+async def _degraded_after_eight_quick_runs(harness: Harness, at: float) -> None:
+    for i in range(8):
+        harness.run("slow", Status.UP, at=at - 60 + i, duration=0.001 if i % 2 else 0.002)
+        await harness.flush()
+
+
+SLOW_RUN = {"duration": 3.0, "message": "fetch: took 3.000s, above max_latency 1s"}
+
+
+async def test_duration_summary_ends_with_the_last_run_while_its_row_is_unwritten(
+    make_harness: MakeHarness, make_client: MakeClient
+) -> None:
+    """Issue 17: "took 3.0 s" beside "Duration, last 8 runs: latest 1 ms, highest 2 ms".
+    The last run comes from memory, the summary came from the store, whose writer commits
+    in batches and waits its turn behind a retention pass (the lock held here)."""
+    harness = await make_harness(make_config({"name": "slow"}))
+    t = now()
+    await _degraded_after_eight_quick_runs(harness, t)
+    client = await make_client(harness)
+    async with harness.store._write_lock:  # the writer cannot commit meanwhile
+        harness.run("slow", Status.DEGRADED, at=t - 5, **SLOW_RUN)  # type: ignore[arg-type]
+        text = Page(await (await client.get("/")).text()).text_of("check-slow")
+    assert "took 3000 ms" in text
+    assert "Duration, last 9 runs: latest 3000 ms, highest 3000 ms" in text
+    await harness.flush()
+    text = Page(await (await client.get("/")).text()).text_of("check-slow")
+    assert "Duration, last 9 runs: latest 3000 ms, highest 3000 ms" in text  # once, when stored
+
+
+async def test_duration_summary_ends_with_the_last_run_when_its_row_is_lost(
+    tmp_path: Path, make_client: MakeClient
+) -> None:
+    """A burst larger than the store's queue loses rows (counted, logged): the summary
+    still ends with the run shown beside it."""
+    store = Store(tmp_path / "data", queue_size=1)
+    await store.open()
+    try:
+        harness = Harness(make_config({"name": "slow"}), store)
+        t = now()
+        await _degraded_after_eight_quick_runs(harness, t)
+        harness.run("slow", Status.UP, at=t - 10, duration=0.002)  # fills the queue
+        harness.run("slow", Status.DEGRADED, at=t - 5, **SLOW_RUN)  # type: ignore[arg-type]
+        await harness.flush()
+        assert store.lost == 1
+        client = await make_client(harness)
+        text = Page(await (await client.get("/")).text()).text_of("check-slow")
+        assert "took 3000 ms" in text
+        assert "Duration, last 10 runs: latest 3000 ms, highest 3000 ms" in text
+    finally:
+        await store.close()
+
+
+async def _selects_per_view(harness: Harness, client: Any) -> list[int]:
+    """How many SELECTs the store ran for each of two views of the page."""
+    statements: list[str] = []
+    await harness.store.db.set_trace_callback(statements.append)
+    counts = []
+    for _ in range(2):
+        statements.clear()
+        assert (await client.get("/")).status == 200
+        counts.append(sum(1 for sql in statements if sql.lstrip().upper().startswith("SELECT")))
+    await harness.store.db.set_trace_callback(None)
+    return counts
+
+
+@pytest.mark.parametrize("checks", [3, 60])
+async def test_page_reads_history_in_one_query_of_each_kind(
+    checks: int, make_harness: MakeHarness, make_client: MakeClient
+) -> None:
+    """Issue 17: one store read per check made the page cost 0.7 s at 500 checks. Now
+    the same few queries at any number of checks: the first view reads 90 days of uptime,
+    the recent runs and the incidents; later ones today's uptime, the runs stored since
+    (for checks that ran since) and the incidents; a view after no run, the incidents."""
+    harness = await make_harness(make_config(*({"name": f"c{i:03d}"} for i in range(checks))))
+    t = now()
+    for i in range(checks):
+        harness.run(f"c{i:03d}", Status.UP, at=t - 3 * DAY)
+        harness.run(f"c{i:03d}", Status.UP, at=t - 2)
+    await harness.flush()
+    client = await make_client(harness)
+    first, unchanged = await _selects_per_view(harness, client)
+    assert first == 3  # daily uptime (90 days), recent runs, incidents
+    assert unchanged == 1  # incidents: no check ran since, nothing else can have changed
+    harness.run("c000", Status.DOWN, at=t - 1, reason="timeout")
+    await harness.flush()
+    statements: list[str] = []
+    await harness.store.db.set_trace_callback(statements.append)
+    page = Page(await (await client.get("/")).text())
+    await harness.store.db.set_trace_callback(None)
+    # c000's runs and today's uptime (c000 only), the incidents
+    assert sum(1 for sql in statements if sql.lstrip().upper().startswith("SELECT")) == 3
+    assert "latest 50 ms, highest 50 ms" in page.text_of("check-c000")
+    assert "Duration, last 3 runs" in page.text_of("check-c000")
+
+
 class BrokenStore:
     """Every read fails as a broken disk or database would."""
 
@@ -384,6 +481,32 @@ def test_sparkline_scales_to_the_highest_run() -> None:
     single = sparkline([(0, 0.1)])
     assert single is not None
     assert len(single.points.split()) == 2
+
+
+def _result(at: float, duration: float) -> CheckResult:
+    return CheckResult("c", Status.UP, None, None, "ok", at, duration)
+
+
+@pytest.mark.parametrize(
+    ("stored", "last", "expected"),
+    [
+        ([(1, 0.1), (2, 0.2)], None, [(1, 0.1), (2, 0.2)]),  # after a restart: stored only
+        ([(1, 0.1), (2, 0.2)], (2, 0.2), [(1, 0.1), (2, 0.2)]),  # stored already: once
+        ([(1, 0.1), (2, 0.2)], (3, 3.0), [(1, 0.1), (2, 0.2), (3, 3.0)]),  # not yet stored
+        ([(1, 0.1), (5, 0.2)], (3, 3.0), [(1, 0.1), (3, 3.0)]),  # a clock stepped back
+        (
+            [(float(i), 0.1) for i in range(60)],
+            (60, 3.0),
+            [(float(i), 0.1) for i in range(1, 60)] + [(60, 3.0)],
+        ),
+    ],
+)
+def test_durations_end_with_the_last_run(
+    stored: list[tuple[float, float]],
+    last: tuple[float, float] | None,
+    expected: list[tuple[float, float]],
+) -> None:
+    assert durations_ending_with(stored, _result(*last) if last else None) == expected
 
 
 async def test_page_is_gzipped_when_the_client_accepts_it(

@@ -40,6 +40,7 @@ from uptime_probe.alerting.delivery import AttemptOutcome, RetryPolicy, deliver
 from uptime_probe.alerting.notice import Notice, NoticeKind, check_link, status_page_base
 from uptime_probe.alerting.notifiers import AnyNotifier, build_request, reminder_interval
 from uptime_probe.config.model import AlertmanagerNotifier, AppriseNotifier, Config
+from uptime_probe.slices import Steps, run_all
 from uptime_probe.state.incidents import Incident, IncidentEvent, IncidentEventKind
 
 log = structlog.get_logger("uptime_probe.alerting")
@@ -125,15 +126,10 @@ class NotificationDispatcher:
 
     # --- configuration ---------------------------------------------------------------------
 
-    def _set_config(self, config: Config) -> None:
+    def _set_config(self, config: Config, routes: dict[str, tuple[str, ...]] | None = None) -> None:
         self._config = config
         self._base_url = status_page_base(config.server, self._hostname)
-        self._routes = {
-            check.name: tuple(
-                dict.fromkeys(n for n in check.notifiers or () if n in config.notifiers)
-            )
-            for check in config.checks
-        }
+        self._routes = routes if routes is not None else run_all(_route_steps(config))
         for name in config.notifiers:
             if name not in self._lanes:
                 lane = _Lane(name, asyncio.Queue(maxsize=self._queue_size + 1))
@@ -147,7 +143,13 @@ class NotificationDispatcher:
         A removed notifier's lane delivers what it already holds, then stops. Reminders stop
         for incidents of removed checks (the tracker forgets them too).
         """
-        self._set_config(config)
+        run_all(self.update_steps(config))
+
+    def update_steps(self, config: Config) -> Steps[None]:
+        """`update_config`, its routes gathered a check at a time (slices.py) and the
+        whole config swapped in at once."""
+        routes = yield from _route_steps(config)
+        self._set_config(config, routes)
         for name in [n for n in self._lanes if n not in config.notifiers]:
             lane = self._lanes.pop(name)
             lane.queue.put_nowait(None)  # room is kept for it: see queue_size + 1
@@ -459,3 +461,14 @@ class NotificationDispatcher:
             # A send stuck in a plugin cannot be stopped; its socket timeouts end it.
             self._apprise_threads.shutdown(wait=False, cancel_futures=True)
         log.info("notifications_closed", cut_off=len(pending), dropped=dropped)
+
+
+def _route_steps(config: Config) -> Steps[dict[str, tuple[str, ...]]]:
+    """Each check's notifiers that exist, in order, once each: a check at a time."""
+    routes: dict[str, tuple[str, ...]] = {}
+    for check in config.checks:
+        routes[check.name] = tuple(
+            dict.fromkeys(n for n in check.notifiers or () if n in config.notifiers)
+        )
+        yield
+    return routes

@@ -40,3 +40,8 @@ class ConfigError(Exception):
     def __init__(self, issues: Sequence[ConfigIssue]) -> None:
         self.issues = tuple(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[tuple[ConfigIssue, ...]]]:
+        # Pickled from the child that parses a large config (config/isolated.py): rebuilt
+        # from its issues, not from the joined message Exception would pass back.
+        return (ConfigError, (self.issues,))

@@ -401,7 +401,10 @@ def _with_browser(config: Config) -> tuple[Config, list[ConfigIssue]]:
         return config, []
     executable, missing = what_is_missing(config.browser.executable)
     if not missing:
-        object.__setattr__(config.browser, "executable", executable)
+        # A copy: an unset `browser:` is the model's one shared default instance, and
+        # setting the path on it would hand it to every config read after this one.
+        found = config.browser.model_copy(update={"executable": executable})
+        object.__setattr__(config, "browser", found)
         return config, []
     why = "; ".join(missing)
     first = browser_checks[0]

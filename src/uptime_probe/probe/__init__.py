@@ -9,7 +9,13 @@ from uptime_probe.probe.model import (
     Status,
     StepResult,
 )
-from uptime_probe.probe.plan import CheckPlan, TlsContexts, compile_check, compile_checks
+from uptime_probe.probe.plan import (
+    CheckPlan,
+    TlsContexts,
+    compile_check,
+    compile_checks,
+    compile_each,
+)
 
 __all__ = [
     "BUILTIN_REASONS",
@@ -22,5 +28,6 @@ __all__ = [
     "TlsContexts",
     "compile_check",
     "compile_checks",
+    "compile_each",
     "run_check",
 ]

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.probe.model import CheckResult, Status
 from uptime_probe.sinks import Hold, HoldKind, ResultSink, RunOutcome
+from uptime_probe.slices import Steps, run_all
 from uptime_probe.state.machine import CheckState, next_state
 from uptime_probe.state.maintenance import MaintenanceCalendar
 
@@ -47,19 +48,25 @@ class CheckStates:
         """A config (re)load: these checks' thresholds and dependencies from now on;
         removed checks forgotten. Returns the (check, dependency) pairs whose dependency
         this process does not run: those never hold anything back."""
-        checks = list(checks)
-        self._thresholds = {
-            check.name: (check.failure_threshold_runs, check.success_threshold_runs)
-            for check in checks
-        }
-        self._depends_on = {check.name: tuple(check.depends_on) for check in checks}
-        for name in [n for n in self._states if n not in self._thresholds]:
+        return run_all(self.apply_steps(checks))
+
+    def apply_steps(self, checks: Iterable[CheckConfig]) -> Steps[list[tuple[str, str]]]:
+        """`apply` in pieces (slices.py): the new thresholds and dependencies are gathered
+        a check at a time and swapped in at once, so every run is judged by one config."""
+        thresholds: dict[str, tuple[int, int]] = {}
+        depends_on: dict[str, tuple[str, ...]] = {}
+        for check in checks:
+            thresholds[check.name] = (check.failure_threshold_runs, check.success_threshold_runs)
+            depends_on[check.name] = tuple(check.depends_on)
+            yield
+        self._thresholds, self._depends_on = thresholds, depends_on
+        for name in [n for n in self._states if n not in thresholds]:
             del self._states[name]
         return [
             (check, needed)
-            for check, needs in self._depends_on.items()
+            for check, needs in depends_on.items()
             for needed in needs
-            if needed not in self._thresholds
+            if needed not in thresholds
         ]
 
     def dependencies(self, check: str) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from cronsim import CronSim
 
 from uptime_probe.config.maintenance import MaintenanceConfig
 from uptime_probe.config.model import Config
+from uptime_probe.slices import Steps, run_all
 
 # Merging overlapping openings of a cron window stops after this many: `* * * * *` for an
 # hour never closes, and the end shown is then this many firings ahead.
@@ -172,17 +173,37 @@ class MaintenanceCalendar:
 
     def apply(self, config: Config) -> None:
         """A config (re)load: its windows, and its checks' tags, from now on."""
-        self._tags = {check.name: frozenset(check.tags) for check in config.checks}
-        self._config_windows = tuple(Window.from_config(w) for w in config.maintenance)
-        self._covered = {w.id: self._cover(w) for w in self.windows()}
+        run_all(self.apply_steps(config))
+
+    def apply_steps(self, config: Config) -> Steps[None]:
+        """`apply` in pieces (slices.py): the checks' tags and what each window covers are
+        gathered a check at a time and swapped in at once."""
+        tags: dict[str, frozenset[str]] = {}
+        for check in config.checks:
+            tags[check.name] = frozenset(check.tags)
+            yield
+        config_windows = tuple(Window.from_config(w) for w in config.maintenance)
+        covered: dict[str, frozenset[str]] = {}
+        for window in (*config_windows, *self._api_windows.values()):
+            covered[window.id] = yield from self._cover_steps(window, tags)
+        self._tags, self._config_windows, self._covered = tags, config_windows, covered
+        for window in self._api_windows.values():  # opened through the API meanwhile
+            if window.id not in covered:
+                covered[window.id] = self._cover(window)
 
     def _cover(self, window: Window) -> frozenset[str]:
-        tags = set(window.tags)
-        return frozenset(
-            name
-            for name, check_tags in self._tags.items()
-            if name in window.checks or check_tags & tags
-        )
+        return run_all(self._cover_steps(window, self._tags))
+
+    @staticmethod
+    def _cover_steps(window: Window, tags: dict[str, frozenset[str]]) -> Steps[frozenset[str]]:
+        found = {name for name in window.checks if name in tags}
+        if window.tags:
+            wanted = set(window.tags)
+            for name, check_tags in tags.items():
+                if check_tags & wanted:
+                    found.add(name)
+                yield
+        return frozenset(found)
 
     def windows(self) -> Iterable[Window]:
         yield from self._config_windows

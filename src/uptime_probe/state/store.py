@@ -20,7 +20,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -656,26 +656,59 @@ class Store:
         async with self.db.execute(query, (check, since, limit)) as cursor:
             return [RunRow(*row) async for row in cursor]
 
-    async def daily_uptime(self, check: str, days: int, now: float) -> list[DailyUptime]:
-        """One entry per UTC day, oldest first, from the hourly rollups."""
-        today = math.floor(now / 86400) * 86400
-        first = today - (days - 1) * 86400
-        query = (
-            "SELECT (hour / 86400) * 86400 AS day, SUM(runs), SUM(up + degraded) FROM rollups "
-            "WHERE check_name = ? AND hour >= ? GROUP BY day"
-        )
-        async with self.db.execute(query, (check, first)) as cursor:
-            found = {int(day): (runs, good) async for day, runs, good in cursor}
-        return [
-            DailyUptime(day, *found.get(day, (0, 0)))
-            for day in range(int(first), int(today) + 1, 86400)
-        ]
+    async def daily_runs(self, checks: Collection[str], days: int, now: float) -> list[DayRow]:
+        """(check, day, runs, good runs) for each UTC day of the last `days` (today the
+        last) in which each of `checks` ran; `daily_uptime` makes the page's days of them.
 
-    async def recent_durations(self, check: str, limit: int = 60) -> list[tuple[float, float]]:
+        One query for every check: the status page reads all of them on every view, and a
+        query per check cost 0.7 s at 500 checks (each a trip to aiosqlite's thread). The
+        rows come as SQLite gives them, so the reader shapes them where it likes (the page:
+        in a web thread, not on the event loop)."""
         query = (
-            "SELECT started_at, duration FROM runs WHERE check_name = ? "
-            "ORDER BY started_at DESC LIMIT ?"
+            "SELECT check_name, (hour / 86400) * 86400 AS day, SUM(runs), SUM(up + degraded) "
+            "FROM rollups WHERE check_name IN (SELECT value FROM json_each(?)) AND hour >= ? "
+            "GROUP BY check_name, day"
         )
-        async with self.db.execute(query, (check, limit)) as cursor:
-            rows = [(at, duration) async for at, duration in cursor]
-        return rows[::-1]
+        async with self.db.execute(query, (json.dumps(list(checks)), _first_day(days, now))) as c:
+            return list(await c.fetchall())  # type: ignore[arg-type]
+
+    async def recent_runs(self, after: Mapping[str, float], limit: int = 60) -> list[RecentRow]:
+        """(check, started_at, duration) of each check's last `limit` runs started after
+        `after[check]`, by check and then oldest first.
+
+        One query for every check, each an index seek: a reader that keeps what it read
+        asks only for the runs stored since (`after` its newest), a few rows a check."""
+        query = (
+            "SELECT c.key, r.started_at, r.duration FROM json_each(?) AS c "
+            "JOIN runs AS r ON r.check_name = c.key AND r.started_at > c.value "
+            "AND r.started_at >= COALESCE((SELECT started_at FROM runs WHERE check_name = c.key "
+            "ORDER BY started_at DESC LIMIT 1 OFFSET ?), -1e308) "
+            "ORDER BY c.key, r.started_at"
+        )
+        async with self.db.execute(query, (json.dumps(dict(after)), limit - 1)) as cursor:
+            return list(await cursor.fetchall())  # type: ignore[arg-type]
+
+
+DayRow = tuple[str, int, int, int]  # check, UTC day (epoch seconds), runs, good runs
+RecentRow = tuple[str, float, float]  # check, started_at, duration
+
+
+def _first_day(days: int, now: float) -> int:
+    return int(math.floor(now / 86400) * 86400 - (days - 1) * 86400)
+
+
+def daily_uptime(
+    rows: Iterable[DayRow], checks: Iterable[str], days: int, now: float
+) -> dict[str, list[DailyUptime]]:
+    """Per check, one entry per UTC day of the last `days`, oldest first, from
+    `Store.daily_runs` (read with the same `days` and `now`)."""
+    found: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in checks}
+    for name, day, runs, good in rows:
+        if name in found:
+            found[name][int(day)] = (runs, good)
+    first = _first_day(days, now)
+    span = range(first, first + days * 86400, 86400)
+    return {
+        name: [DailyUptime(day, *by_day.get(day, (0, 0))) for day in span]
+        for name, by_day in found.items()
+    }
