@@ -62,10 +62,14 @@ RUN groupadd --system --gid 10001 uptime-probe \
 
 # Chromium from Debian's own archive (the same release as the base), never Playwright's
 # browser download. Not pinned: Debian's security updates for it are the point.
+# libatomic1: the Node.js that Playwright's wheel bundles as its driver links it, and
+# neither Chromium nor a slim base brings it (without it the driver dies at start, and
+# every browser step with it). fonts-liberation: metric-compatible fonts for the common
+# font names pages ask for.
 # hadolint ignore=DL3008
 RUN if [ "$WITH_CHROMIUM" = "true" ]; then \
       apt-get update \
-      && apt-get install -y --no-install-recommends chromium fonts-liberation \
+      && apt-get install -y --no-install-recommends chromium fonts-liberation libatomic1 \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 

@@ -317,6 +317,8 @@ class ImageVariant:
     name: str
     target: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
+    # What the tests expect of it: Chromium and Playwright installed, browser steps running.
+    chromium: bool = False
 
     @property
     def tag(self) -> str:
@@ -528,6 +530,12 @@ class RunningImage(ABC):
         raise NotImplementedError
 
     @abstractmethod
+    def spawn_as_image_user(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        """`argv` started beside the daemon (its network, its filesystem), as the image's
+        user, with its environment; it ends when the test kills it or the container stops."""
+        raise NotImplementedError
+
+    @abstractmethod
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         raise NotImplementedError
 
@@ -670,6 +678,15 @@ class PodmanRun(RunningImage):
     ) -> subprocess.CompletedProcess[str]:
         return run([self.tools.podman, "exec", self.name, *argv], check=False, timeout=timeout)
 
+    def spawn_as_image_user(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                [self.tools.podman, "exec", self.name, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         result = run([self.tools.podman, "healthcheck", "run", self.name], check=False)
         if result.returncode == 0:
@@ -806,6 +823,16 @@ class ChrootOfMount(RunningImage):
         self, argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
         return run(self._in_namespaces(argv), check=False, timeout=timeout)
+
+    def spawn_as_image_user(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        # nsenter, env and unshare each exec the next: the Popen's PID is `argv`'s.
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                self._in_namespaces(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         test = self.image.healthcheck
