@@ -34,18 +34,9 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 
-ARG PYTHON_IMAGE
-ARG VERSION=0.1.0
-ARG VCS_REF=unknown
 # `true`: Debian's chromium and the `browser` extra (Playwright), for browser steps. The
 # default image has neither; a config with browser steps then fails to load, saying so.
 ARG WITH_CHROMIUM=false
-LABEL org.opencontainers.image.title="uptime-probe" \
-      org.opencontainers.image.description="Synthetic monitoring of scripted user journeys, classified failures, exported to Prometheus" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${VCS_REF}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -72,6 +63,19 @@ RUN if [ "$WITH_CHROMIUM" = "true" ]; then \
       && apt-get install -y --no-install-recommends chromium fonts-liberation libatomic1 \
       && rm -rf /var/lib/apt/lists/*; \
     fi
+
+# The release and the commit come after Chromium: every RUN after an ARG is rebuilt when the
+# ARG's value changes, and VCS_REF changes with every commit. So a new commit rebuilds the
+# package below (as it must), and the build cache keeps the Chromium layer above.
+ARG PYTHON_IMAGE
+ARG VERSION=0.1.0
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.title="uptime-probe" \
+      org.opencontainers.image.description="Synthetic monitoring of scripted user journeys, classified failures, exported to Prometheus" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # The wheel is bind-mounted from the builder instead of COPYed, so it leaves no layer behind.
 # Runtime dependencies are resolved from pyproject.toml's ranges at build time.
