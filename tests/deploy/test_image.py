@@ -13,6 +13,7 @@ The tests run in file order on one started container per variant; the last one s
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 import time
@@ -471,9 +472,30 @@ def test_browser_journey_passes_in_the_chromium_image(
             if sample.name == "uptime_probe_check_success"
         }
         assert all(success.get(name) == 1 for name in journeys), success
+        chromium = chromium_command_lines(container)
     finally:
         simulator.kill()
         simulator.wait(timeout=30)
+    # Chromium's own sandbox wherever the container lets the image's user make a user
+    # namespace (what Debian's Chromium builds it from); without it elsewhere, and said.
+    can = container.exec_as_image_user(["python", "-c", _USER_NAMESPACE])
+    started = [r for r in log_records(container.output()) if r.get("event") == "chromium_started"]
+    assert started, f"the daemon did not log chromium_started\n{container.describe()}"
+    assert chromium, "no Chromium process beside the daemon"
+    unsandboxed = [command for command in chromium if "--no-sandbox" in command]
+    if can.returncode == 0:
+        assert [record["sandbox"] for record in started] == [True] * len(started), started
+        assert not unsandboxed, f"Chromium runs without its sandbox: {unsandboxed[0]}"
+    else:
+        assert [record["sandbox"] for record in started] == [False] * len(started), started
+        assert all(record.get("why") for record in started), started
+        assert unsandboxed, f"the daemon says unsandboxed, but no --no-sandbox: {chromium}"
+    note(
+        request.config,
+        f"image {image.variant.tag}: Chromium "
+        + ("in its own sandbox" if can.returncode == 0 else f"unsandboxed: {started[0]['why']}")
+        + f" (user namespaces for the image's user: {'yes' if can.returncode == 0 else 'no'})",
+    )
 
 
 # --- last: it stops --------------------------------------------------------------------------
@@ -495,6 +517,30 @@ def test_stop_signal_ends_it_with_exit_0_within_the_grace_period(
     stops = [record.get("why") for record in records if record.get("event") == "stop_requested"]
     assert stops == ["SIGTERM"], f"{what}\nstop_requested: {stops}"
     assert records[-1].get("event") == "daemon_stopped", f"{what}\nlast: {records[-1]}"
+
+
+# Exit 0 when the caller may make a user namespace (unshare(CLONE_NEWUSER)).
+_USER_NAMESPACE = (
+    "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0)"
+)
+
+
+def chromium_command_lines(container: RunningImage) -> list[str]:
+    """The command lines of Chromium's processes in the daemon's PID namespace."""
+    namespace = os.readlink(f"/proc/{container.pid}/ns/pid")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns/pid") != namespace:
+                continue
+            command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile
+            continue
+        if command and Path(command[0]).name == "chromium":
+            found.append(" ".join(command))
+    return found
 
 
 def log_records(output: str) -> list[dict[str, Any]]:
