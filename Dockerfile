@@ -6,7 +6,8 @@
 #   docker run --rm -p 127.0.0.1:9713:9713 --stop-timeout 15 \
 #     -e CHAT_BASE_URL -e CHAT_API_TOKEN uptime-probe:0.1.0
 #
-# The variant for browser steps adds Debian's Chromium and Playwright (about 0.7 GB more):
+# The variant for browser steps adds Debian's Chromium and Playwright (0.84 GB more, measured:
+# docs/deployment.md, "The image with Chromium"):
 #
 #   docker build -t uptime-probe:0.1.0-chromium --build-arg WITH_CHROMIUM=true .
 #   docker run --rm --init -p 127.0.0.1:9713:9713 ... uptime-probe:0.1.0-chromium
