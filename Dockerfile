@@ -6,7 +6,8 @@
 #   docker run --rm -p 127.0.0.1:9713:9713 --stop-timeout 15 \
 #     -e CHAT_BASE_URL -e CHAT_API_TOKEN uptime-probe:0.1.0
 #
-# The variant for browser steps adds Debian's Chromium and Playwright (about 0.7 GB more):
+# The variant for browser steps adds Debian's Chromium and Playwright (0.84 GB more, measured:
+# docs/deployment.md, "The image with Chromium"):
 #
 #   docker build -t uptime-probe:0.1.0-chromium --build-arg WITH_CHROMIUM=true .
 #   docker run --rm --init -p 127.0.0.1:9713:9713 ... uptime-probe:0.1.0-chromium
@@ -34,18 +35,9 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 
-ARG PYTHON_IMAGE
-ARG VERSION=0.1.0
-ARG VCS_REF=unknown
 # `true`: Debian's chromium and the `browser` extra (Playwright), for browser steps. The
 # default image has neither; a config with browser steps then fails to load, saying so.
 ARG WITH_CHROMIUM=false
-LABEL org.opencontainers.image.title="uptime-probe" \
-      org.opencontainers.image.description="Synthetic monitoring of scripted user journeys, classified failures, exported to Prometheus" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${VCS_REF}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -62,12 +54,29 @@ RUN groupadd --system --gid 10001 uptime-probe \
 
 # Chromium from Debian's own archive (the same release as the base), never Playwright's
 # browser download. Not pinned: Debian's security updates for it are the point.
+# libatomic1: the Node.js that Playwright's wheel bundles as its driver links it, and
+# neither Chromium nor a slim base brings it (without it the driver dies at start, and
+# every browser step with it). fonts-liberation: metric-compatible fonts for the common
+# font names pages ask for.
 # hadolint ignore=DL3008
 RUN if [ "$WITH_CHROMIUM" = "true" ]; then \
       apt-get update \
-      && apt-get install -y --no-install-recommends chromium fonts-liberation \
+      && apt-get install -y --no-install-recommends chromium fonts-liberation libatomic1 \
       && rm -rf /var/lib/apt/lists/*; \
     fi
+
+# The release and the commit come after Chromium: every RUN after an ARG is rebuilt when the
+# ARG's value changes, and VCS_REF changes with every commit. So a new commit rebuilds the
+# package below (as it must), and the build cache keeps the Chromium layer above.
+ARG PYTHON_IMAGE
+ARG VERSION=0.1.0
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.title="uptime-probe" \
+      org.opencontainers.image.description="Synthetic monitoring of scripted user journeys, classified failures, exported to Prometheus" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # The wheel is bind-mounted from the builder instead of COPYed, so it leaves no layer behind.
 # Runtime dependencies are resolved from pyproject.toml's ranges at build time.

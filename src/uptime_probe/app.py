@@ -63,6 +63,15 @@ LOGGED_NAMES = 50  # check names per list in a `config_applied` event
 DEFAULT_GRACE_SECONDS = 10.0
 
 
+def log_chromium_started(sandboxed: bool, unsandboxed_because: str) -> None:
+    """Each start of Chromium (the first browser run, and after it died), and whether its
+    renderers, which run the probed pages' scripts, are in Chromium's own sandbox."""
+    if sandboxed:
+        log.info("chromium_started", sandbox=True)
+    else:
+        log.warning("chromium_started", sandbox=False, why=unsandboxed_because)
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
     config_path: Path
@@ -193,7 +202,9 @@ class Daemon:
         # One Chromium for the daemon, started by the first browser step that runs; failed
         # browser steps' screenshots under the data directory.
         self.browsers = BrowserPool(
-            config.browser.executable, max_concurrent=config.browser.max_concurrent
+            config.browser.executable,
+            max_concurrent=config.browser.max_concurrent,
+            on_launch=log_chromium_started,
         )
         self.artifacts = ArtifactStore(
             (options.data_dir or config.store.data_dir_path) / "artifacts",

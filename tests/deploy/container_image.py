@@ -48,8 +48,11 @@ DEFAULT_CACHE_DIR = Path("/var/cache/uptime-probe-test")
 # "podman" or "chroot" forces one way of running the image (to exercise the other one).
 RUN_WAY_ENV = "UPTIME_PROBE_TEST_IMAGE_RUN"
 
-# Bump when the recipe below changes: it is part of the cache key.
-BASE_RECIPE = "debootstrap minbase + python3 python3-venv ca-certificates; venv at /usr/local; v1"
+# Bump when the recipe below changes: it is part of the cache key (DEBIAN_IMAGE_CONFIG is too).
+BASE_RECIPE = (
+    "debootstrap minbase + python3 python3-venv ca-certificates; venv at /usr/local; "
+    "Debian image config; v2"
+)
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -69,6 +72,43 @@ TRIMMED = (
     "usr/share/info",
     "usr/share/locale",
 )
+
+# What Debian's official images (debian:RELEASE-slim, under python:*-slim) configure for
+# builds on top of them, in substance (debuerreotype's minimizing-config and slimify): a
+# Dockerfile's `apt-get install` behaves on the stand-in as on the real base. Without it the
+# image with Chromium kept the downloaded packages (260 MB), docs and locales, and dpkg
+# synced after every file.
+DEBIAN_IMAGE_CONFIG = {
+    # Services never start during a build.
+    "usr/sbin/policy-rc.d": "#!/bin/sh\nexit 101\n",
+    # No sync() after each package: a build that dies is rebuilt from scratch anyway.
+    "etc/dpkg/dpkg.cfg.d/docker-apt-speedup": "force-unsafe-io\n",
+    # The slim variant: packages installed later leave these out too.
+    "etc/dpkg/dpkg.cfg.d/docker": "".join(
+        f"path-exclude {path}\n"
+        for path in (
+            "/usr/share/doc/*",
+            "/usr/share/groff/*",
+            "/usr/share/info/*",
+            "/usr/share/linda/*",
+            "/usr/share/lintian/overrides/*",
+            "/usr/share/locale/*",
+            "/usr/share/man/*",
+        )
+    )
+    + "path-include /usr/share/doc/*/copyright\npath-include /usr/share/locale/locale.alias\n",
+    # `apt-get clean` after every install: no downloaded package stays in a layer.
+    "etc/apt/apt.conf.d/docker-clean": (
+        'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+        'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb '
+        '/var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\n'
+        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+    ),
+    "etc/apt/apt.conf.d/docker-gzip-indexes": 'Acquire::GzipIndexes "true";\n',
+    "etc/apt/apt.conf.d/docker-no-languages": 'Acquire::Languages "none";\n',
+    "etc/apt/apt.conf.d/docker-autoremove-suggests": 'Apt::AutoRemove::SuggestsImportant "false";\n',
+}
 
 # What an image's user may write besides its data directory: the world-writable, sticky
 # temporary directories every Debian-based image has.
@@ -209,9 +249,8 @@ def stand_in_base(tools: Tools, pinned: PythonImage, log_dir: Path) -> StandInBa
     """The stand-in for `pinned`, from podman's store, else the cache archive, else made."""
     started = time.monotonic()
     ca = HOST_CA_BUNDLE.read_bytes() if HOST_CA_BUNDLE.is_file() else b""
-    key = hashlib.sha256(
-        "\n".join([BASE_RECIPE, pinned.release]).encode() + b"\n" + ca
-    ).hexdigest()[:12]
+    recipe = json.dumps([BASE_RECIPE, pinned.release, DEBIAN_IMAGE_CONFIG], sort_keys=True)
+    key = hashlib.sha256(recipe.encode() + b"\n" + ca).hexdigest()[:12]
     ref = f"localhost/uptime-probe-test/python-base:{pinned.release}-{key}"
     if run([tools.podman, "image", "exists", ref], check=False).returncode == 0:
         return StandInBase(ref, "podman store", time.monotonic() - started)
@@ -273,6 +312,11 @@ def _make_stand_in(
                     shutil.rmtree(child)
                 else:
                     child.unlink()
+        for relative, text in DEBIAN_IMAGE_CONFIG.items():
+            path = rootfs / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o755 if relative.startswith("usr/sbin/") else 0o644)
         # Builds download from PyPI through this machine's CA bundle (it may hold a proxy's
         # CA); the official image's bundle would do on an ordinary machine.
         if ca:
@@ -317,6 +361,8 @@ class ImageVariant:
     name: str
     target: str | None = None
     build_args: Mapping[str, str] = field(default_factory=dict)
+    # What the tests expect of it: Chromium and Playwright installed, browser steps running.
+    chromium: bool = False
 
     @property
     def tag(self) -> str:
@@ -390,8 +436,10 @@ def build_image(
         # Docker's format: the OCI image format has no HEALTHCHECK, podman would drop it.
         "--format",
         "docker",
-        # No layer cache: buildah reuses the `RUN --mount=type=bind,from=builder` layer even
-        # when the wheel behind the mount changed, which would test yesterday's code.
+        # No layer cache: buildah 1.28 (Debian bookworm's) reuses the
+        # `RUN --mount=type=bind,from=builder` layer even when the wheel behind the mount
+        # changed, which would test yesterday's code; and where the builder stage came
+        # whole from the cache, that mount fails ("couldn't find .../wheels on host").
         "--layers=false",
         "--build-arg",
         f"PYTHON_IMAGE={base}",
@@ -525,6 +573,12 @@ class RunningImage(ABC):
         self, argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
         """`argv` in the running container, as the image's user, with its environment."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def spawn_as_image_user(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        """`argv` started beside the daemon (its network, its filesystem), as the image's
+        user, with its environment; it ends when the test kills it or the container stops."""
         raise NotImplementedError
 
     @abstractmethod
@@ -670,6 +724,15 @@ class PodmanRun(RunningImage):
     ) -> subprocess.CompletedProcess[str]:
         return run([self.tools.podman, "exec", self.name, *argv], check=False, timeout=timeout)
 
+    def spawn_as_image_user(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                [self.tools.podman, "exec", self.name, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         result = run([self.tools.podman, "healthcheck", "run", self.name], check=False)
         if result.returncode == 0:
@@ -806,6 +869,16 @@ class ChrootOfMount(RunningImage):
         self, argv: Sequence[str], *, timeout: float = COMMAND_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
         return run(self._in_namespaces(argv), check=False, timeout=timeout)
+
+    def spawn_as_image_user(self, argv: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
+        # nsenter, env and unshare each exec the next: the Popen's PID is `argv`'s.
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                self._in_namespaces(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def healthcheck(self) -> subprocess.CompletedProcess[str]:
         test = self.image.healthcheck

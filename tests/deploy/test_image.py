@@ -13,8 +13,10 @@ The tests run in file order on one started container per variant; the last one s
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
+import time
 import tomllib
 from collections.abc import Iterator
 from html import escape
@@ -41,10 +43,17 @@ from container_image import (
 )
 from dockerfile_syntax import Dockerfile
 from prometheus_client.parser import text_string_to_metric_families
+from tests.e2e.stack import wait_for
+
+from uptime_probe.config.units import parse_duration
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-VARIANTS = (ImageVariant("runtime"),)
+# The default image, and the one with Chromium for browser steps (docs/deployment.md).
+VARIANTS = (
+    ImageVariant("runtime"),
+    ImageVariant("chromium", build_args={"WITH_CHROMIUM": "true"}, chromium=True),
+)
 
 CONFIG_PATH = "/etc/uptime-probe/probes.yaml"
 DATA_DIR = "/var/lib/uptime-probe"
@@ -157,19 +166,20 @@ def container(
         running.close()
 
 
-@pytest.fixture(scope="session")
-def config(repo_root: Path) -> dict[str, Any]:
-    """The bundled config, with the checks the image runs: the default image has no
-    Chromium, and the example says `browser.when_missing: skip`, so its browser journeys
-    are left out (and the daemon says so)."""
+@pytest.fixture(scope="module")
+def config(repo_root: Path, image: BuiltImage) -> dict[str, Any]:
+    """The bundled config, with the checks the image runs: all of them in the image with
+    Chromium; in the default image, which has none, the example's
+    `browser.when_missing: skip` leaves its browser journeys out (and the daemon says so)."""
     loaded: dict[str, Any] = yaml.safe_load((repo_root / "probes.yaml").read_text())
     assert loaded.get("browser", {}).get("when_missing") == "skip", loaded.get("browser")
-    loaded["checks"] = [
-        check
-        for check in loaded["checks"]
-        if not any("browser" in step for step in check["steps"])
-    ]
+    if not image.variant.chromium:
+        loaded["checks"] = [check for check in loaded["checks"] if not browser_steps(check)]
     return loaded
+
+
+def browser_steps(check: dict[str, Any]) -> list[str]:
+    return [step["name"] for step in check["steps"] if "browser" in step]
 
 
 # --- the daemon answers --------------------------------------------------------------------
@@ -280,7 +290,10 @@ def test_daemon_runs_as_the_images_non_root_user_as_pid_1(
 
 def test_image_user_can_write_only_its_data_dir(container: RunningImage) -> None:
     # Everything the image's user may write, found by the user itself (`-writable` asks the
-    # kernel); /proc, /sys and /dev are the engine's, not the image's.
+    # kernel); /proc, /sys and /dev are the engine's, not the image's. Symbolic links are
+    # left out: `-writable` judges a link's target (Debian masks services with links to
+    # /dev/null, /run/shm links to /dev/shm), and a link itself changes only through its
+    # directory, which is judged on its own.
     found = container.exec_as_image_user(
         [
             "find",
@@ -297,6 +310,9 @@ def test_image_user_can_write_only_its_data_dir(container: RunningImage) -> None
             ")",
             "-prune",
             "-o",
+            "!",
+            "-type",
+            "l",
             "-writable",
             "-print",
         ],
@@ -329,6 +345,159 @@ def test_healthcheck_passes(container: RunningImage, image: BuiltImage) -> None:
     )
 
 
+# --- browser steps: only in the image with Chromium ------------------------------------------
+
+# What the image's user finds: Chromium on PATH, Playwright importable, and where
+# Playwright's own browser download would have gone (it must not be there).
+_BROWSER_PARTS = """
+import importlib.util, json, os, shutil
+spec = importlib.util.find_spec("playwright")
+package = os.path.dirname(spec.origin) if spec else None
+print(json.dumps({
+    "chromium": shutil.which("chromium"),
+    "playwright": package,
+    "bundled_browsers": bool(package) and os.path.isdir(
+        os.path.join(package, "driver", "package", ".local-browsers")),
+}))
+"""
+# Where `playwright install` puts browsers for root (the build's user) and for the image's.
+PLAYWRIGHT_DOWNLOADS = ("/root/.cache/ms-playwright", "/nonexistent/.cache/ms-playwright")
+
+
+def test_chromium_is_only_in_the_chromium_image(
+    container: RunningImage, image: BuiltImage, config: dict[str, Any], repo_root: Path
+) -> None:
+    found = container.exec_as_image_user(["python", "-c", _BROWSER_PARTS])
+    assert found.returncode == 0, f"looking for Chromium in the image:\n{found.stderr}"
+    parts = json.loads(found.stdout)
+    bundled = yaml.safe_load((repo_root / "probes.yaml").read_text())["checks"]
+    journeys = [check["name"] for check in bundled if browser_steps(check)]
+    assert journeys, "the bundled probes.yaml has no browser journey"
+    skipped = [
+        record
+        for record in log_records(container.output())
+        if record.get("event") == "browser_checks_skipped"
+    ]
+    if not image.variant.chromium:
+        # The default image stays small: neither Chromium nor Playwright, and the daemon
+        # says it left the browser journeys out.
+        assert parts["chromium"] is None, f"the default image has Chromium: {parts}"
+        assert parts["playwright"] is None, f"the default image has Playwright: {parts}"
+        assert not container.image_path("/usr/lib/chromium").exists(), "/usr/lib/chromium"
+        assert [record.get("checks") for record in skipped] == [journeys], (
+            f"the daemon should say it skips {journeys}: {skipped}\n{container.describe()}"
+        )
+        return
+    assert parts["chromium"] == "/usr/bin/chromium", f"no Debian Chromium on PATH: {parts}"
+    assert parts["playwright"], f"Playwright is not importable in the image: {parts}"
+    # Every library Chromium links is in the image (a missing one fails here, by name).
+    version = container.exec_as_image_user(["chromium", "--version"])
+    said = f"`chromium --version` as the image's user:\n{version.stdout}{version.stderr}"
+    assert version.returncode == 0, said
+    assert version.stdout.startswith("Chromium "), said
+    # Playwright's driver (the Node.js its wheel bundles) starts: `playwright --version` runs it.
+    driver = container.exec_as_image_user(["playwright", "--version"])
+    said = f"Playwright's driver as the image's user:\n{driver.stdout}{driver.stderr}"
+    assert driver.returncode == 0, said
+    assert driver.stdout.startswith("Version "), said
+    # Debian's Chromium, never Playwright's browser download.
+    assert not parts["bundled_browsers"], f"Playwright downloaded browsers into {parts}"
+    downloaded = [path for path in PLAYWRIGHT_DOWNLOADS if container.image_path(path).exists()]
+    assert not downloaded, f"`playwright install` ran in the build: {downloaded}"
+    assert not skipped, f"the image with Chromium skipped browser journeys: {skipped}"
+
+
+def test_browser_journey_passes_in_the_chromium_image(
+    container: RunningImage,
+    image: BuiltImage,
+    config: dict[str, Any],
+    image_logs: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The bundled browser journey, run by the daemon's own Chromium inside the image, against
+    the simulator's front end (the image's `uptime-probe simulator`, at the config's default
+    base URL): its check turns up, a real page rendered with the sidebar's conversations."""
+    journeys = {check["name"]: check for check in config["checks"] if browser_steps(check)}
+    if not image.variant.chromium:
+        assert not journeys  # the config fixture left them out; the daemon does not run them
+        unknown = container.fetch("/api/v1/checks/sidebar_renders/runs")
+        assert unknown.status == 404, f"the default image runs sidebar_renders: {unknown}"
+        return
+    assert journeys, "the bundled probes.yaml has no browser journey"
+    started = time.monotonic()
+    simulator = container.spawn_as_image_user(
+        ["uptime-probe", "simulator", "--listen", "127.0.0.1:8765"],
+        image_logs / f"simulator-{image.variant.name}.log",
+    )
+    try:
+        # A run on each journey's schedule after the simulator answers; a slow first one
+        # (Chromium starting) may be degraded, so allow the run after it too.
+        longest = max(
+            2 * parse_duration(check.get("interval", config["defaults"]["interval"]))
+            + parse_duration(check.get("timeout", config["defaults"]["timeout"]))
+            for check in journeys.values()
+        )
+        last: dict[str, Any] = {}
+
+        def all_up() -> bool:
+            if simulator.poll() is not None:
+                raise AssertionError(f"the simulator exited with {simulator.returncode}")
+            answer = container.fetch("/api/v1/checks")
+            assert answer.status == 200, answer
+            for check in json.loads(answer.body)["checks"]:
+                if check["name"] in journeys:
+                    last[check["name"]] = check
+            return all(last.get(name, {}).get("state") == "up" for name in journeys)
+
+        wait_for(
+            all_up,
+            timeout=longest + 30,
+            what=f"the browser journeys {sorted(journeys)} to turn up",
+            state=lambda: f"{json.dumps(last, indent=1)}\n{container.describe()}",
+        )
+        note(
+            request.config,
+            f"image {image.variant.tag}: browser journeys {sorted(journeys)} up "
+            f"{time.monotonic() - started:.0f} s after the simulator started",
+        )
+        for name in journeys:
+            run = last[name]["last_run"]
+            assert (run["status"], run["reason"]) == ("up", None), run
+        # /metrics agrees (before the simulator stops: a run after that fails).
+        families = text_string_to_metric_families(container.fetch("/metrics").body)
+        success = {
+            sample.labels["check"]: sample.value
+            for family in families
+            for sample in family.samples
+            if sample.name == "uptime_probe_check_success"
+        }
+        assert all(success.get(name) == 1 for name in journeys), success
+        chromium = chromium_command_lines(container)
+    finally:
+        simulator.kill()
+        simulator.wait(timeout=30)
+    # Chromium's own sandbox wherever the container lets the image's user make a user
+    # namespace (what Debian's Chromium builds it from); without it elsewhere, and said.
+    can = container.exec_as_image_user(["python", "-c", _USER_NAMESPACE])
+    started = [r for r in log_records(container.output()) if r.get("event") == "chromium_started"]
+    assert started, f"the daemon did not log chromium_started\n{container.describe()}"
+    assert chromium, "no Chromium process beside the daemon"
+    unsandboxed = [command for command in chromium if "--no-sandbox" in command]
+    if can.returncode == 0:
+        assert [record["sandbox"] for record in started] == [True] * len(started), started
+        assert not unsandboxed, f"Chromium runs without its sandbox: {unsandboxed[0]}"
+    else:
+        assert [record["sandbox"] for record in started] == [False] * len(started), started
+        assert all(record.get("why") for record in started), started
+        assert unsandboxed, f"the daemon says unsandboxed, but no --no-sandbox: {chromium}"
+    note(
+        request.config,
+        f"image {image.variant.tag}: Chromium "
+        + ("in its own sandbox" if can.returncode == 0 else f"unsandboxed: {started[0]['why']}")
+        + f" (user namespaces for the image's user: {'yes' if can.returncode == 0 else 'no'})",
+    )
+
+
 # --- last: it stops --------------------------------------------------------------------------
 
 
@@ -348,6 +517,30 @@ def test_stop_signal_ends_it_with_exit_0_within_the_grace_period(
     stops = [record.get("why") for record in records if record.get("event") == "stop_requested"]
     assert stops == ["SIGTERM"], f"{what}\nstop_requested: {stops}"
     assert records[-1].get("event") == "daemon_stopped", f"{what}\nlast: {records[-1]}"
+
+
+# Exit 0 when the caller may make a user namespace (unshare(CLONE_NEWUSER)).
+_USER_NAMESPACE = (
+    "import ctypes, sys; sys.exit(ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0)"
+)
+
+
+def chromium_command_lines(container: RunningImage) -> list[str]:
+    """The command lines of Chromium's processes in the daemon's PID namespace."""
+    namespace = os.readlink(f"/proc/{container.pid}/ns/pid")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns/pid") != namespace:
+                continue
+            command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile
+            continue
+        if command and Path(command[0]).name == "chromium":
+            found.append(" ".join(command))
+    return found
 
 
 def log_records(output: str) -> list[dict[str, Any]]:

@@ -6,6 +6,13 @@ Playwright's own browser download), and started again when it died: a run that f
 gone gets a new one. Every run gets its own browser context (probe/kinds/browser.py), so
 runs share the process, never cookies, cache or storage.
 
+Chromium keeps its own sandbox (its renderers, which run the probed pages' scripts, locked
+in namespaces and seccomp) wherever the kernel lets it have one: Debian's Chromium builds
+it from unprivileged user namespaces. Playwright turns it off unless asked, so it is asked
+for. Where Chromium says it cannot have it (no user namespaces: Docker's default seccomp
+profile, a chroot, a kernel that forbids them; or running as root, which Chromium refuses
+to sandbox), Chromium runs without it and `on_launch` says so and why.
+
 A page costs far more memory than an HTTP probe (docs/benchmarks.md, browser steps), so
 browser runs have their own cap, `browser.max_concurrent`: the composition root holds a
 slot around each run of a check with a browser step (`slot_for`), before the run and its
@@ -28,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -57,13 +66,28 @@ CHROMIUM_ARGS = (
 )
 
 
+# What Chromium says when it cannot build its sandbox (no usable namespace sandbox; running
+# as root), and what Playwright puts in front of the launch's log when it sees either.
+SANDBOX_REFUSALS = ("No usable sandbox", "crbug.com/638180", "Chromium sandboxing failed")
+AS_ROOT = "running as root, which Chromium does not sandbox"
+
+
 class BrowserUnavailable(Exception):
     """Chromium could not be started (not a property of any target)."""
 
 
+# Told of each start of Chromium: whether it has its own sandbox, and if not, why not.
+LaunchListener = Callable[[bool, str], None]
+
+
 class BrowserPool:
     def __init__(
-        self, executable: str | None, *, max_concurrent: int = 2, extra_args: Sequence[str] = ()
+        self,
+        executable: str | None,
+        *,
+        max_concurrent: int = 2,
+        extra_args: Sequence[str] = (),
+        on_launch: LaunchListener | None = None,
     ) -> None:
         self.executable = executable
         # Chromium flags beyond CHROMIUM_ARGS (tests map host names with
@@ -75,6 +99,11 @@ class BrowserPool:
         self._browser: Browser | None = None
         self._launching: asyncio.Task[Browser] | None = None
         self.launches = 0  # how many times Chromium was started
+        # Whether the running Chromium has its own sandbox (None: not started yet), and why
+        # not. A refusal is remembered: a restart does not ask again.
+        self.sandboxed: bool | None = None
+        self.unsandboxed_because = AS_ROOT if os.geteuid() == 0 else ""
+        self._on_launch = on_launch
         self.running = 0  # browser runs holding a slot
         self.waiting = 0  # browser runs queued for one
         self._closing: set[asyncio.Task[None]] = set()
@@ -149,16 +178,7 @@ class BrowserPool:
             if self._traces_dir is None:
                 self._traces_dir = Path(tempfile.mkdtemp(prefix="uptime-probe-traces-"))
             try:
-                browser = await self._playwright.chromium.launch(
-                    executable_path=self.executable,
-                    headless=True,
-                    args=[*CHROMIUM_ARGS, *self.extra_args],
-                    traces_dir=self._traces_dir,
-                    timeout=LAUNCH_TIMEOUT * 1000,
-                    handle_sigint=False,
-                    handle_sigterm=False,
-                    handle_sighup=False,
-                )
+                browser = await self._launch_chromium(self._playwright)
             except PlaywrightError as exc:
                 # The driver itself may be what died: once more with a new one.
                 if fresh_driver:
@@ -166,8 +186,42 @@ class BrowserPool:
                 continue
             self._browser = browser
             self.launches += 1
+            if self._on_launch is not None:
+                self._on_launch(bool(self.sandboxed), self.unsandboxed_because)
             return browser
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _launch_chromium(self, playwright: Playwright) -> Browser:
+        """Chromium with its own sandbox if it can have one, else without (module doc)."""
+        from playwright.async_api import Error as PlaywrightError
+
+        if not self.unsandboxed_because:
+            try:
+                browser = await self._launch_with(playwright, sandbox=True)
+            except PlaywrightError as exc:
+                marker = next((text for text in SANDBOX_REFUSALS if text in str(exc)), None)
+                if marker is None:
+                    raise
+                self.unsandboxed_because = _sandbox_refusal(exc, marker)
+            else:
+                self.sandboxed = True
+                return browser
+        browser = await self._launch_with(playwright, sandbox=False)
+        self.sandboxed = False
+        return browser
+
+    async def _launch_with(self, playwright: Playwright, *, sandbox: bool) -> Browser:
+        return await playwright.chromium.launch(
+            executable_path=self.executable,
+            headless=True,
+            chromium_sandbox=sandbox,
+            args=[*CHROMIUM_ARGS, *self.extra_args],
+            traces_dir=self._traces_dir,
+            timeout=LAUNCH_TIMEOUT * 1000,
+            handle_sigint=False,
+            handle_sigterm=False,
+            handle_sighup=False,
+        )
 
     async def _start_driver(self) -> Playwright:
         from playwright.async_api import async_playwright
@@ -305,6 +359,17 @@ def _remove_trace_files(folder: Path, name: str, shared: bool) -> None:
 def _retrieve(task: asyncio.Task[Browser]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _sandbox_refusal(exc: BaseException, marker: str) -> str:
+    """Chromium's own words on its sandbox, from the launch's log: the line that has
+    `marker`, its first sentence, without the log prefix ("[pid=1][err] [1:1:...:FATAL:
+    zygote_host_impl_linux.cc:127] No usable sandbox! If you are running on ...")."""
+    for line in str(exc).splitlines():
+        if "[err]" in line and marker in line:
+            said = line.rsplit("] ", 1)[-1]
+            return re.split(r"(?<=[.!]) ", said, maxsplit=1)[0][:300]
+    return marker
 
 
 def _first_line(exc: BaseException) -> str:

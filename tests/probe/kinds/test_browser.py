@@ -28,7 +28,7 @@ from aiohttp import web
 from uptime_probe.config.chromium import find_chromium
 from uptime_probe.probe import CheckPlan, CheckResult, Status, run_check
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
-from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
+from uptime_probe.probe.browser_pool import AS_ROOT, BROWSER, BrowserPool
 from uptime_probe.probe.kinds.browser import BrowserFigures
 
 from ...conftest import RefusingExecutor
@@ -607,6 +607,35 @@ async def test_chromium_killed_mid_run_is_internal_and_the_next_run_starts_a_new
     again = await run(plan_of(browser_step(target.url + "/plain")), pool)
     assert again.status is Status.UP, again
     assert pool.launches == launches + 1
+
+
+async def test_chromium_is_sandboxed_where_it_can_be_and_says_why_not_where_it_cannot(
+    target: BrowserTarget,
+) -> None:
+    """Playwright turns Chromium's own sandbox off unless asked; the pool asks, unless it
+    runs as root (as these tests do), where Chromium refuses it: then it does not ask, and
+    says so. A pool that asks and is refused starts Chromium without the sandbox, in the same
+    launch, with Chromium's own words for why. (Sandboxed: tests/deploy/test_image.py, as
+    the image's user where user namespaces are allowed.)"""
+    assert os.geteuid() == 0, "these tests run as root, as CI does"
+    executable = find_chromium(None)
+    page = plan_of(browser_step(target.url + "/plain"))
+    told: list[tuple[bool, str]] = []
+    as_root = BrowserPool(executable, on_launch=lambda *launch: told.append(launch))
+    try:
+        assert (await run(page, as_root)).status is Status.UP
+    finally:
+        await as_root.close()
+    assert told == [(False, AS_ROOT)]
+    told.clear()
+    asking = BrowserPool(executable, on_launch=lambda *launch: told.append(launch))
+    asking.unsandboxed_because = ""  # as a non-root user's pool starts: it asks
+    try:
+        assert (await run(page, asking)).status is Status.UP
+        assert asking.sandboxed is False
+        assert told == [(False, "Running as root without --no-sandbox is not supported.")]
+    finally:
+        await asking.close()
 
 
 async def test_a_renderer_killed_mid_run_is_page_error(
