@@ -148,7 +148,7 @@ async def test_hostile_pages_and_a_chromium_crash_leave_the_daemon_healthy(
             await asyncio.sleep(0.1)  # polling the daemon's log, as wait_for_log does
         await healthz_within(daemon, 1.0)
 
-        # Chromium killed mid-run: the runs in flight fail as internal, the next start it again.
+        # Chromium killed mid-run: the runs in flight fail as local_resources, the next start it again.
         mark = daemon.log_count
         await daemon.wait_for_log("check_passed", check="plain", after=mark, timeout=20)
         os.kill(browser_process(daemon.process.pid), signal.SIGKILL)
@@ -162,16 +162,20 @@ async def test_hostile_pages_and_a_chromium_crash_leave_the_daemon_healthy(
                 assert record["duration_seconds"] <= TIMEOUTS[record["check"]] + MARGIN, record
         reasons = {(r["check"], r["reason"]) for r in daemon.logs("check_failed")}
         allowed = {(check, reason) for check, reason in expected.items()}
-        # Runs in flight when Chromium was killed, and only those, may fail as internal.
+        # Runs in flight when Chromium was killed, and only those, may fail as the prober's.
         after_kill = {(r["check"], r["reason"]) for r in daemon.logs("check_failed", after=killed)}
-        allowed |= {(check, "internal") for check in TIMEOUTS if (check, "internal") in after_kill}
+        killed_runs = {(check, "local_resources") for check in TIMEOUTS}
+        allowed |= killed_runs & after_kill
         assert reasons <= allowed, [
             (r["check"], r["message"])
             for r in daemon.logs("check_failed")
             if (r["check"], r["reason"]) not in allowed
         ]
         plain = daemon.logs("check_failed", check="plain")
-        assert not [r for r in plain if r["reason"] != "internal"], (killed, daemon.log_text())
+        assert not [r for r in plain if r["reason"] != "local_resources"], (
+            killed,
+            daemon.log_text(),
+        )
 
         # The HTTP check never failed and kept its schedule through all of it.
         assert not daemon.logs("check_failed", check="steady")

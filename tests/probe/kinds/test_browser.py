@@ -589,7 +589,7 @@ async def test_at_most_max_concurrent_browser_runs_at_once(
     assert target.most_in_flight == 2  # they overlapped, two at a time, never three
 
 
-async def test_chromium_killed_mid_run_is_internal_and_the_next_run_starts_a_new_one(
+async def test_chromium_killed_mid_run_is_the_probers_failure_and_the_next_run_starts_a_new_one(
     target: BrowserTarget, pool: BrowserPool
 ) -> None:
     await run(plan_of(browser_step(target.url + "/plain")), pool)  # Chromium is up
@@ -602,7 +602,7 @@ async def test_chromium_killed_mid_run_is_internal_and_the_next_run_starts_a_new
         await asyncio.sleep(0.05)
     os.kill(browser_process(), signal.SIGKILL)
     result = await task
-    assert result.reason == "internal"
+    assert result.reason == "local_resources"  # the prober's failure, not the target's
     assert "Chromium exited while" in result.message
     again = await run(plan_of(browser_step(target.url + "/plain")), pool)
     assert again.status is Status.UP, again

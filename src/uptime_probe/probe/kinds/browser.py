@@ -16,7 +16,7 @@ the page's text. The engine's own deadline stays the hard bound (`deadline_note`
 
 Errors: Chromium's `net::ERR_*` codes map onto our reasons by `NET_ERROR_RULES`, most
 specific first (tests/probe/kinds/test_browser_errors.py holds every code Chromium
-defines to a rule); a crashed page is `page_error`; Chromium dying is `internal`.
+defines to a rule); a crashed page is `page_error`; Chromium dying is `local_resources`.
 """
 
 from __future__ import annotations
@@ -378,7 +378,10 @@ class _PageRun:
     def deadline_note(self) -> tuple[str, str]:
         """What the engine reports when its own (hard) deadline cuts the try."""
         if self.phase == "starting Chromium":
-            return FailureReason.INTERNAL, "Chromium did not start before the journey deadline"
+            return (
+                FailureReason.LOCAL_RESOURCES,
+                "Chromium did not start before the journey deadline",
+            )
         return FailureReason.TIMEOUT, f"{self.phase}: {self.cut_detail()}"
 
     def failure_of(self, exc: PlaywrightError) -> _Failed:
@@ -390,9 +393,13 @@ class _PageRun:
                 f"the page crashed while {self.phase} (its renderer died: out of memory, or "
                 "killed)",
             )
-        if self.browser is not None and not self.browser.is_connected():
+        # Killed, Chromium can fail a page's call as closed before Playwright has seen the
+        # browser disconnect; nothing else closes it under a run (a crash is above; our
+        # own close comes after the run). TargetClosedError is not exported by Playwright.
+        gone = type(exc).__name__ == "TargetClosedError"
+        if gone or (self.browser is not None and not self.browser.is_connected()):
             return _Failed(
-                FailureReason.INTERNAL,
+                FailureReason.LOCAL_RESOURCES,
                 f"Chromium exited while {self.phase}; it is started again for the next run",
             )
         net = _net_failure(self.phase, text)
@@ -463,7 +470,9 @@ class BrowserKind:
         try:
             page_run.browser = await pool.browser()
         except BrowserUnavailable as exc:
-            return Attempt(Status.DOWN, FailureReason.INTERNAL, f"cannot start Chromium: {exc}")
+            return Attempt(
+                Status.DOWN, FailureReason.LOCAL_RESOURCES, f"cannot start Chromium: {exc}"
+            )
         page_run.phase = "opening a browser context"
         everywhere, own = _split_headers(plan, headers)
         withheld = _withheld(plan, url) if own else None
