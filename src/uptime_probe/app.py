@@ -34,6 +34,7 @@ from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
 from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.judging import JudgingPool
+from uptime_probe.probe.plan import judged_off_loop
 from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
@@ -219,6 +220,13 @@ class Daemon:
         config = config.model_copy(update={"checks": mine})
         return config, compile_checks(config, judging=self.judging)
 
+    async def _start_judging_for(self, config: Config, plans: dict[str, CheckPlan]) -> None:
+        """Start the judging zygote before plans that will need it run: a JSON schema is
+        always judged in a worker, and `judging.start: at_start` asks for it. Otherwise
+        the first answer over the inline budget starts it (probe/judging.py)."""
+        if config.judging.start == "at_start" or judged_off_loop(plans.values()):
+            await self.judging.start()
+
     def _apply(
         self, config: Config, prepared: tuple[Config, dict[str, CheckPlan]] | None = None
     ) -> None:
@@ -299,6 +307,10 @@ class Daemon:
                 config = config.model_copy(update={"dns": self.config.dns})
             # Compiling 1,000 checks takes 60-150 ms: in the thread too.
             prepared = await asyncio.to_thread(self._prepare, config)
+            try:
+                await self._start_judging_for(*prepared)
+            except OSError as exc:  # tried again by the first answer that needs it
+                log.warning("judging_not_started", error=str(exc))
             if self._stop.is_set():  # stopping began while it was read: keep what runs
                 return ReloadOutcome(False, "daemon is stopping")
             self._apply(config, prepared)
@@ -364,15 +376,14 @@ class Daemon:
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)
-        # The judging zygote imports for about a second in its own process: started now,
-        # the first heavy answer finds it ready.
-        await self.judging.start()
         # A store that cannot be opened (full or read-only data dir) is retried in the
         # background: probing and /metrics matter more than history.
         opened = await self.store.start(
             retry_interval=self.config.store.retry_interval, on_opened=self._store_opened
         )
-        self._apply(self.config)
+        prepared = self._prepare(self.config)
+        await self._start_judging_for(*prepared)
+        self._apply(self.config, prepared)
         if opened:
             try:
                 await self._restore()

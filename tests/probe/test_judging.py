@@ -398,3 +398,38 @@ async def test_a_small_body_with_a_slow_query_goes_to_a_worker(
     assert judged.verdict.status is Status.UP, judged.verdict
     assert judged.off_loop_seconds > 0
     assert pool.started == 1
+
+
+# --- the zygote starts when first needed -----------------------------------------------------
+
+
+async def test_the_zygote_starts_at_the_first_answer_over_the_budget(hostile: str) -> None:
+    """A pool nobody started runs no process while answers are small; the first answer
+    over the inline budget starts the zygote, and its worker judges a regex as the loop
+    would, passing and failing."""
+    async with JudgingPool() as pool:
+        small = plan_of(
+            step(hostile + "/ones?n=10", expect={"json": [{"query": "length(items)", "gt": 0}]}),
+            judging=pool,
+        )
+        assert (await run(small)).status == "up"
+        assert pool.zygote_pid is None, "small answers need no judging process"
+
+        matching = plan_of(
+            step(hostile + "/page", expect={"body_matches": "^<p>ok</p> +<footer>$"}),
+            judging=pool,
+        )
+        result = await run(matching)
+        assert result.status == "up", result
+        zygote = pool.zygote_pid
+        assert zygote is not None, "the heavy answer started the zygote"
+        assert pool.started == 1
+
+        failing = plan_of(
+            step(hostile + "/page", expect={"body_matches": "<header>"}), judging=pool
+        )
+        result = await run(failing)
+        assert (result.status, result.reason) == ("down", "assertion_failed"), result
+        assert "expected to match '<header>'" in result.message, result
+        assert pool.zygote_pid == zygote, "one zygote serves every later job"
+    await gone(zygote)

@@ -22,8 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-import referencing.exceptions
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from uptime_probe.config.redaction import Redactor
@@ -155,6 +153,8 @@ class ResponseRules:
     redact: Redactor  # the check's: every cut of a target's text redacts first
     # How many of `assertions`, from the first, judge the head alone (`expect.headers`).
     head: int = 0
+    # Judged in a worker process whatever the response (a JSON schema: see `_schema`).
+    always_off_loop: bool = False
 
     @property
     def needs_body(self) -> bool:
@@ -197,6 +197,7 @@ def compile_rules(
         tuple(extract.items()),
         redact,
         head=len(expect.headers) if isinstance(expect, Expect) else 0,
+        always_off_loop=isinstance(expect, ContentExpect) and expect.schema_document is not None,
     )
 
 
@@ -438,6 +439,11 @@ def _json(assertion: JsonAssertion, redact: Redactor) -> Assertion:
 
 
 def _schema(document: Any, redact: Redactor) -> Assertion:
+    # Imported by the first schema compiled: jsonschema and what it brings (referencing,
+    # rpds, attrs) are 2-3 MB that a config without `json_schema` never needs.
+    import jsonschema
+    import referencing.exceptions
+
     validator = jsonschema.validators.validator_for(document)(document)
 
     def check(response: ResponseView) -> AssertionOutcome:

@@ -20,6 +20,13 @@ Why a process, and when (measured figures in docs/benchmarks.md, "Judging off th
   ended. The engine reports the run as `timeout`, naming what was being judged (the
   worker tells the parent before each assertion), from the PhaseRecorder's JUDGING state.
 
+The zygote itself is started when first needed, not with the daemon: a daemon whose
+answers all fit the inline budget (most: a status and a small JSON document) never runs
+it, and it is a second Python process of about 58 MB (docs/benchmarks.md, the quiet
+daemon). The first answer over the budget waits for its imports (about a second, within
+that run's deadline); a config with a step always judged here (a JSON schema), or
+`judging.start: at_start`, has the daemon start it before that config's first run.
+
 Workers are forked, on demand and up to `max_workers` at once, by a zygote process that
 imported everything once: a fork takes milliseconds (a process started from scratch took
 0.5-1.5 s to import), shares the zygote's memory, and needs no fork of the daemon itself
@@ -148,8 +155,9 @@ class JudgingPool:
 
     Built once by the daemon (or `uptime-probe check`), shared by every plan across
     reloads, closed at stop. Workers are forked by a zygote process that imported
-    everything once, so a worker starts in milliseconds and shares the zygote's memory;
-    `start()` launches the zygote (its imports take about a second, in its own process).
+    everything once, so a worker starts in milliseconds and shares the zygote's memory.
+    The zygote is launched by the first job (its imports take about a second, in its own
+    process), or ahead of it by `start()`.
     """
 
     def __init__(
