@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
 from aiohttp import web
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from uptime_probe.config.model import CheckConfig, Config
@@ -37,6 +36,9 @@ from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifa
 from uptime_probe.state.maintenance import Opening, Window
 from uptime_probe.state.store import DailyUptime, RunRow
 from uptime_probe.web.offload import in_web_thread
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 log = structlog.get_logger("uptime_probe.web.status")
 
@@ -539,14 +541,7 @@ class StatusPage:
 
     def __init__(self, source: StatusSource) -> None:
         self.source = source
-        self._env = Environment(
-            loader=PackageLoader("uptime_probe.web", "templates"),
-            autoescape=True,  # every template, whatever its name: nothing is trusted
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self._template = self._env.get_template("status.html")
+        self._template: Template | None = None  # loaded by the first render
         # Our own stylesheet, shipped in the package: the one string inserted unescaped.
         # Escaping it would break it (a <style> element does not decode `&#34;`).
         css = resources.files("uptime_probe.web").joinpath("static/status.css").read_text("utf-8")
@@ -634,6 +629,8 @@ class StatusPage:
         return await asyncio.shield(self._building)
 
     def render(self, page: PageView, nonce: str) -> str:
+        if self._template is None:  # two first renders at once both load it: harmless
+            self._template = _load_template()
         return self._template.render(page=page, css=self._css, nonce=nonce)
 
     def body(self, page: PageView, nonce: str, gzip_ok: bool) -> tuple[bytes, bool]:
@@ -658,6 +655,21 @@ class StatusPage:
         response.headers["Content-Security-Policy"] = page_csp(nonce)
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _load_template() -> Template:
+    """The page's template. Jinja2 (about 2 MB resident) is imported by the first page
+    view rather than by every daemon: most are scraped, and never visited."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("uptime_probe.web", "templates"),
+        autoescape=True,  # every template, whatever its name: nothing is trusted
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("status.html")
 
 
 def page_csp(nonce: str) -> str:
