@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError, load_config
+from uptime_probe.config.compact import share_equal_values
 from uptime_probe.config.model import Config
 from uptime_probe.config.validate import maintenance_warnings
 from uptime_probe.descriptors import (
@@ -29,6 +30,7 @@ from uptime_probe.descriptors import (
 )
 from uptime_probe.housekeeping import Housekeeping
 from uptime_probe.logs import RedactSecrets
+from uptime_probe.memory import release_free_memory
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
@@ -314,6 +316,7 @@ class Daemon:
             if self._stop.is_set():  # stopping began while it was read: keep what runs
                 return ReloadOutcome(False, "daemon is stopping")
             self._apply(config, prepared)
+            release_free_memory()  # what loading and compiling the config freed (memory.py)
             log.info("config_reloaded", trigger=trigger)
             return ReloadOutcome(True, "config reloaded")
 
@@ -410,6 +413,7 @@ class Daemon:
         bound = self._server.sockets[0].getsockname()  # the real port when asked for port 0
         self.address = (str(bound[0]), int(bound[1]))
         self.housekeeping.start()
+        release_free_memory()  # what loading and compiling the config freed (memory.py)
         log.info(
             "daemon_started",
             listen=f"{self.address[0]}:{self.address[1]}",
@@ -481,6 +485,7 @@ def _parse_and_pickle(options: DaemonOptions) -> bytes | Config:
     config = load_config(options.config_path)
     if options.location is not None and options.location != config.location:
         config = config.model_copy(update={"location": options.location})
+    share_equal_values(config)  # 10,000 checks repeat the same strings and field sets
     try:
         return pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

@@ -54,8 +54,8 @@ async def test_small_answers_need_no_judging_process_and_a_schema_starts_it(
         f"{simulator.url}/backend-api/conversations",
         headers={"Authorization": "Bearer demo-token"},
         expect={"json_schema": "schema.json"},
-        interval="2s",
-        timeout="2s",  # room for forking the first worker on a loaded machine
+        interval="10s",
+        timeout="10s",  # room for the zygote's imports and first fork on a loaded machine
     )
     write_config(config_path, [schema_check], server=SERVER)
     daemon.send(signal.SIGHUP)
@@ -63,8 +63,8 @@ async def test_small_answers_need_no_judging_process_and_a_schema_starts_it(
     assert len(judging_processes(daemon.process.pid)) == 1, "started before the schema's runs"
     runs = (await daemon.scrape()).get("uptime_probe_check_runs_total", check="history")
     await daemon.wait_for_scrape(
-        lambda s: s.get("uptime_probe_check_runs_total", check="history") >= runs + 2,
-        "two runs judged against the schema",
+        lambda s: s.get("uptime_probe_check_runs_total", check="history") >= runs + 1,
+        "a run judged against the schema",
     )
     assert daemon.logs("check_failed") == [], "the schema was judged in a worker, and passed"
 
