@@ -320,12 +320,22 @@ def _num(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
+# Each bucket's `le` label and what follows it up to the count: the same in every
+# histogram, so formatted once. Formatted per line, the bounds were 24 of a check's 35
+# number formats, and half of a cold render's time (bench/micro.py, render).
+_BUCKET_TAILS = tuple(f',le="{bound}"}} ' for bound in (*map(_num, DURATION_BUCKETS), "+Inf"))
+
+
 def _histogram_lines(name: str, labels: str, data: HistogramData) -> str:
+    head = f"{name}_bucket{{{labels}"
     lines = []
-    for bound, count in zip((*map(_num, DURATION_BUCKETS), "+Inf"), data.cumulative(), strict=True):
-        lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {count}.0\n')
-    lines.append(f"{name}_count{{{labels}}} {sum(data.counts)}.0\n")
-    lines.append(f"{name}_sum{{{labels}}} {_num(data.total)}\n")
+    running = 0
+    for tail, count in zip(_BUCKET_TAILS, data.counts, strict=True):
+        running += count
+        lines.append(f"{head}{tail}{running}.0\n")
+    lines.append(
+        f"{name}_count{{{labels}}} {running}.0\n{name}_sum{{{labels}}} {_num(data.total)}\n"
+    )
     return "".join(lines)
 
 
