@@ -17,7 +17,6 @@ read as they read an HTTP body.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,13 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ContentExpect, Expect, ExpectBase, JsonAssertion, JsonExpect
-from uptime_probe.config.types import LinearPattern, Query, QueryTooSlow, StatusMatcher
+from uptime_probe.config.types import (
+    CpuBudget,
+    LinearPattern,
+    Query,
+    QueryTooSlow,
+    StatusMatcher,
+)
 from uptime_probe.probe.classify import classify_status
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 
@@ -48,7 +53,7 @@ class InlineBudget:
 
     text_bytes: int
     json_bytes: int
-    until: float  # a time.perf_counter() instant
+    cpu: CpuBudget  # of the event loop's thread
 
 
 Progress = Callable[[str], None]
@@ -123,12 +128,12 @@ class ResponseView:
         if self.budget is None:
             return query.search(document)
         try:
-            return query.search(document, until=self.budget.until)
+            return query.search(document, budget=self.budget.cpu)
         except QueryTooSlow:
             raise OverBudget from None
 
     def within_budget(self) -> None:
-        if self.budget is not None and time.perf_counter() > self.budget.until:
+        if self.budget is not None and self.budget.cpu.check():
             raise OverBudget
 
 

@@ -12,9 +12,10 @@ Why a process, and when (measured figures in docs/benchmarks.md, "Judging off th
   lag 0.1 -> 5.3 ms), and a thread cannot be stopped when the deadline passes.
 - A process can be killed. So a response is first judged on the loop under an
   InlineBudget (a body of at most 256 KiB for text checks and 16 KiB for JSON, and 2 ms
-  of JMESPath): small answers, the common case, cost no round trip. Anything over the
-  budget, and every JSON schema, is judged again from the start in a worker process:
-  the verdict is a pure function of the response, so it is the same either way.
+  of the loop thread's CPU for JMESPath, config/types.py `CpuBudget`): small answers,
+  the common case, cost no round trip. Anything over the budget, and every JSON schema,
+  is judged again from the start in a worker process: the verdict is a pure function
+  of the response, so it is the same either way.
 - When the journey's deadline cancels a run waiting on a worker, the worker is killed
   (SIGKILL, then reaped) and its slot freed: nothing keeps burning CPU for a run that has
   ended. The engine reports the run as `timeout`, naming what was being judged (the
@@ -62,7 +63,7 @@ from multidict import CIMultiDict, MultiMapping
 import uptime_probe
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ExpectBase
-from uptime_probe.config.types import Query
+from uptime_probe.config.types import CpuBudget, Query
 from uptime_probe.probe.assertions import (
     InlineBudget,
     OverBudget,
@@ -135,9 +136,7 @@ class StepJudge:
         assertions on). Without a pool (tests, embedding), on the loop."""
         if self._pool is None:
             return Judged(judge_response(self.rules, status, headers, body))
-        budget = InlineBudget(
-            INLINE_TEXT_BYTES, INLINE_JSON_BYTES, time.perf_counter() + INLINE_SECONDS
-        )
+        budget = InlineBudget(INLINE_TEXT_BYTES, INLINE_JSON_BYTES, CpuBudget(INLINE_SECONDS))
         try:
             return Judged(judge_response(self.rules, status, headers, body, budget=budget))
         except OverBudget:
