@@ -347,8 +347,10 @@ def render_check(series: CheckSeries, figures: Sequence[FigureFamily] = ()) -> t
         for s in STATES
     )
     failures = "".join(
-        f'uptime_probe_check_failures_total{{{base},reason="{reason}"}} {count}.0\n'
-        for reason, count in zip(series.reasons, series.failures, strict=True)
+        [
+            f'uptime_probe_check_failures_total{{{base},reason="{reason}"}} {count}.0\n'
+            for reason, count in zip(series.reasons, series.failures, strict=True)
+        ]
     )
     info = ""
     if series.last_failure is not None:
@@ -582,7 +584,7 @@ class CheckMetrics:
             cached = cache.get(series.check)
             if cached is None or cached[0] is not series or cached[1] is not figures:
                 lines = render_check(series, figures)
-                cached = (series, figures, tuple(block.encode() for block in lines))
+                cached = (series, figures, tuple(map(str.encode, lines)))
                 cache[series.check] = cached
                 rendered += 1
             blocks.append(cached[2])
