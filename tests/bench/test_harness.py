@@ -235,7 +235,6 @@ def test_report_renders_the_quiet_daemon_with_the_zygote_apart_and_together() ->
         "| <= 0.3% |" in text
     )
     assert (
-        "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | 98.0 (98.0..98.0) | <= 60 MB |"
-        in text
+        "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | 98.0 (98.0..98.0) | <= 60 MB |" in text
     )
     assert report.quiet_section({}) == ""
