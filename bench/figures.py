@@ -814,7 +814,8 @@ def quiet_daemon(
 
     After every check has run once and a settling interval, CPU and RSS over `window`
     seconds, for the daemon's process and, apart, for its children (the judging zygote
-    and any worker it forked): what the daemon does between runs is most of what it costs.
+    and any worker it forked, if an answer needed them): what the daemon does between
+    runs is most of what it costs.
     """
     config = probes_config(checks=checks, interval=interval, url=target.url)
     with Stack(workdir) as stack:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from uptime_probe.alerting import RESULTS, NotificationDispatcher
 from uptime_probe.config import ConfigError
+from uptime_probe.config.compact import share_equal_values
 from uptime_probe.config.isolated import (
     ChildFailed,
     config_steps,
@@ -38,11 +39,13 @@ from uptime_probe.descriptors import (
 )
 from uptime_probe.housekeeping import Housekeeping
 from uptime_probe.logs import LogOutput
+from uptime_probe.memory import release_free_memory
 from uptime_probe.metrics import CheckMetrics, DaemonMetrics, MetricsExposition
 from uptime_probe.probe import CheckPlan, CheckResult, TlsContexts, compile_each, run_check
 from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
 from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.judging import JudgingPool
+from uptime_probe.probe.plan import judged_off_loop
 from uptime_probe.probe.resolve import ProbeResolver
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
@@ -195,7 +198,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self.housekeeping = Housekeeping()  # periodic upkeep; check runs are the scheduler's
-        self._tasks: set[asyncio.Task[ReloadOutcome]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()  # kept until they end
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
         self._resolver: ProbeResolver | None = None
@@ -277,6 +280,21 @@ class Daemon:
         redactor = Redactor(config.secret_values()) if self._redact is not None else None
         return Prepared(config, TlsContexts.of(config), redactor)
 
+    def _start_judging(self) -> None:
+        """Start the judging zygote now rather than at the first answer over the inline
+        budget (probe/judging.py): a JSON schema is always judged in a worker, and
+        `judging.start: at_start` asks for it. In the background: runs go on meanwhile."""
+
+        async def start() -> None:
+            try:
+                await self.judging.start()
+            except OSError as exc:  # tried again by the first answer that needs it
+                log.warning("judging_not_started", error=str(exc))
+
+        task = asyncio.create_task(start(), name="judging-start")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _apply_steps(self, prepared: Prepared) -> Steps[None]:
         """Make the daemon run `prepared`, a check at a time (slices.py).
 
@@ -293,6 +311,8 @@ class Daemon:
         for name, plan in compile_each(config, prepared.tls, self.judging):
             plans[name] = plan
             yield
+        if config.judging.start == "at_start" or judged_off_loop(plans.values()):
+            self._start_judging()
         if self._redact is not None and prepared.redactor is not None:
             self._redact.redactor = prepared.redactor
         self.check_metrics.location = config.location
@@ -385,6 +405,7 @@ class Daemon:
             if self._stop.is_set():  # stopping began while it was read: keep what runs
                 return ReloadOutcome(False, "daemon is stopping")
             await run_in_slices(self._apply_steps(prepared))
+            release_free_memory()  # what loading and compiling the config freed (memory.py)
         log.info("config_reloaded", trigger=trigger, parsed_in=parsed_in)
         return ReloadOutcome(True, "config reloaded")
 
@@ -459,9 +480,6 @@ class Daemon:
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)
-        # The judging zygote imports for about a second in its own process: started now,
-        # the first heavy answer finds it ready.
-        await self.judging.start()
         # A store that cannot be opened (full or read-only data dir) is retried in the
         # background: probing and /metrics matter more than history.
         opened = await self.store.start(
@@ -494,6 +512,7 @@ class Daemon:
         bound = self._server.sockets[0].getsockname()  # the real port when asked for port 0
         self.address = (str(bound[0]), int(bound[1]))
         self.housekeeping.start()
+        release_free_memory()  # what loading and compiling the config freed (memory.py)
         log.info(
             "daemon_started",
             listen=f"{self.address[0]}:{self.address[1]}",
@@ -563,6 +582,7 @@ def load_deployment_config(options: DaemonOptions) -> Config:
 
 def _parse_and_pickle(options: DaemonOptions) -> bytes | Config:
     config = load_with_location(options.config_path, options.location)
+    share_equal_values(config)  # 10,000 checks repeat the same strings and field sets
     try:
         return pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

@@ -321,12 +321,22 @@ def _num(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
+# Each bucket's `le` label and what follows it up to the count: the same in every
+# histogram, so formatted once. Formatted per line, the bounds were 24 of a check's 35
+# number formats, and half of a cold render's time (bench/micro.py, render).
+_BUCKET_TAILS = tuple(f',le="{bound}"}} ' for bound in (*map(_num, DURATION_BUCKETS), "+Inf"))
+
+
 def _histogram_lines(name: str, labels: str, data: HistogramData) -> str:
+    head = f"{name}_bucket{{{labels}"
     lines = []
-    for bound, count in zip((*map(_num, DURATION_BUCKETS), "+Inf"), data.cumulative(), strict=True):
-        lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {count}.0\n')
-    lines.append(f"{name}_count{{{labels}}} {sum(data.counts)}.0\n")
-    lines.append(f"{name}_sum{{{labels}}} {_num(data.total)}\n")
+    running = 0
+    for tail, count in zip(_BUCKET_TAILS, data.counts, strict=True):
+        running += count
+        lines.append(f"{head}{tail}{running}.0\n")
+    lines.append(
+        f"{name}_count{{{labels}}} {running}.0\n{name}_sum{{{labels}}} {_num(data.total)}\n"
+    )
     return "".join(lines)
 
 
@@ -338,8 +348,10 @@ def render_check(series: CheckSeries, figures: Sequence[FigureFamily] = ()) -> t
         for s in STATES
     )
     failures = "".join(
-        f'uptime_probe_check_failures_total{{{base},reason="{reason}"}} {count}.0\n'
-        for reason, count in zip(series.reasons, series.failures, strict=True)
+        [
+            f'uptime_probe_check_failures_total{{{base},reason="{reason}"}} {count}.0\n'
+            for reason, count in zip(series.reasons, series.failures, strict=True)
+        ]
     )
     info = ""
     if series.last_failure is not None:
@@ -585,7 +597,7 @@ class CheckMetrics:
             cached = cache.get(series.check)
             if cached is None or cached[0] is not series or cached[1] is not figures:
                 lines = render_check(series, figures)
-                cached = (series, figures, tuple(block.encode() for block in lines))
+                cached = (series, figures, tuple(map(str.encode, lines)))
                 cache[series.check] = cached
                 rendered += 1
             blocks.append(cached[2])

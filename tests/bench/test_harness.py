@@ -219,7 +219,7 @@ def test_report_renders_the_judging_section_when_measured() -> None:
     assert report.judging_section({"micro": {"render": []}}) == ""
 
 
-def test_report_renders_the_quiet_daemon_with_the_zygote_apart() -> None:
+def test_report_renders_the_quiet_daemon_with_the_zygote_apart_and_together() -> None:
     quiet = {
         "checks": 100,
         "interval": 30.0,
@@ -232,8 +232,13 @@ def test_report_renders_the_quiet_daemon_with_the_zygote_apart() -> None:
     }
     text = report.quiet_section({"quiet": {"ours": [quiet] * 3}})
     assert "## A quiet daemon" in text
-    assert "| CPU, % of one core | 0.25 (0.25..0.25) | 0.00 (0.00..0.00) | <= 0.3% |" in text
-    assert "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | <= 60 MB |" in text
+    assert (
+        "| CPU, % of one core | 0.25 (0.25..0.25) | 0.00 (0.00..0.00) | 0.25 (0.25..0.25) "
+        "| <= 0.3% |" in text
+    )
+    assert (
+        "| RSS, MB | 58.0 (58.0..58.0) | 40.0 (40.0..40.0) | 98.0 (98.0..98.0) | <= 60 MB |" in text
+    )
     assert report.quiet_section({}) == ""
 
 

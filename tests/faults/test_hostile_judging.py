@@ -123,6 +123,9 @@ async def test_hostile_answers_never_freeze_the_daemon(
             http_check("healthy", healthy_url + "/healthy", interval="1s", timeout="1s"),
         ],
         server={"watch_interval": "1h"},
+        # Ready before the first run: a 1s deadline leaves no room for the zygote's imports,
+        # and every slow_query run must be cut while its query is judged.
+        judging={"start": "at_start"},
     )
     await daemon.started(timeout=60)
     pid = daemon.process.pid

@@ -26,6 +26,7 @@ from multidict import CIMultiDictProxy
 from tests.conftest import ServeApp
 from uptime_probe.config import parse_config
 from uptime_probe.config.redaction import Redactor
+from uptime_probe.config.types import CpuBudget, Query, QueryTooSlow
 from uptime_probe.probe import judging as judging_module
 from uptime_probe.probe import run_check
 from uptime_probe.probe.assertions import judge_response
@@ -398,3 +399,56 @@ async def test_a_small_body_with_a_slow_query_goes_to_a_worker(
     assert judged.verdict.status is Status.UP, judged.verdict
     assert judged.off_loop_seconds > 0
     assert pool.started == 1
+
+
+# --- the zygote starts when first needed -----------------------------------------------------
+
+
+async def test_the_zygote_starts_at_the_first_answer_over_the_budget(hostile: str) -> None:
+    """A pool nobody started runs no process while answers are small; the first answer
+    over the inline budget starts the zygote, and its worker judges a regex as the loop
+    would, passing and failing."""
+    async with JudgingPool() as pool:
+        small = plan_of(
+            step(hostile + "/ones?n=10", expect={"json": [{"query": "length(items)", "gt": 0}]}),
+            judging=pool,
+        )
+        assert (await run(small)).status == "up"
+        assert pool.zygote_pid is None, "small answers need no judging process"
+
+        matching = plan_of(
+            step(hostile + "/page", expect={"body_matches": "^<p>ok</p> +<footer>$"}),
+            judging=pool,
+        )
+        result = await run(matching)
+        assert result.status == "up", result
+        zygote = pool.zygote_pid
+        assert zygote is not None, "the heavy answer started the zygote"
+        assert pool.started == 1
+
+        failing = plan_of(
+            step(hostile + "/page", expect={"body_matches": "<header>"}), judging=pool
+        )
+        result = await run(failing)
+        assert (result.status, result.reason) == ("down", "assertion_failed"), result
+        assert "expected to match '<header>'" in result.message, result
+        assert pool.zygote_pid == zygote, "one zygote serves every later job"
+    await gone(zygote)
+
+
+def test_time_the_machine_gave_to_others_does_not_spend_the_inline_budget() -> None:
+    """The inline budget is the loop thread's CPU: on a loaded machine the daemon waits for
+    a core, and that wait must not send a small answer to a worker (starting the zygote)."""
+    budget = CpuBudget(0.005)
+    time.sleep(0.05)  # wall time passes, this thread's CPU does not: as when descheduled
+    assert not budget.check(), "a wait for the CPU spent the budget"
+    query = Query("length(items[?@ > `0`])")
+    assert query.search({"items": [1, 2, 3]}, budget=budget) == 3
+
+    spent = CpuBudget(0.005)
+    deadline = time.monotonic() + 10
+    while not spent.check():  # bounded: 5 ms of CPU comes long before 10 s
+        assert time.monotonic() < deadline
+        sum(range(1000))
+    with pytest.raises(QueryTooSlow):
+        query.search({"items": [1] * 100}, budget=spent)

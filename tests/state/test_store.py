@@ -32,7 +32,7 @@ from uptime_probe.state.incidents import (
     IncidentTracker,
 )
 from uptime_probe.state.machine import CheckState, next_state
-from uptime_probe.state.store import DB_FILE, MIGRATIONS, RunRow, Store, daily_uptime
+from uptime_probe.state.store import BATCH_MAX, DB_FILE, MIGRATIONS, RunRow, Store, daily_uptime
 
 DAY = 86400.0
 DEADLINE = 10.0
@@ -481,6 +481,49 @@ async def test_writes_are_batched_into_few_transactions(open_store: OpenStore) -
     commits = [s for s in statements if s.strip().upper() == "COMMIT"]
     assert 1 <= len(commits) <= 10, f"{len(commits)} transactions for 2000 runs"
     assert store.lost == 0
+
+
+async def test_sparse_runs_gather_into_one_transaction(open_store: OpenStore) -> None:
+    """A quiet daemon's runs arrive a few a second: a batch gathers across them (one
+    transaction and its thread hand-offs, instead of one per run), until a flush."""
+    store = await open_store(batch_gather=3600.0)
+    statements: list[str] = []
+    await store.db.set_trace_callback(statements.append)
+    now = time.time()
+    for i in range(5):
+        store.accept(outcome("quiet", Status.UP, now + i))
+        await asyncio.sleep(0.15)  # the runs' pace: sparser than a batch used to gather
+    assert await store.flush(timeout=30)
+    assert await count(store, "runs") == 5
+    assert transactions_writing_runs(statements) == 1
+
+
+def transactions_writing_runs(statements: list[str]) -> int:
+    """How many committed transactions of the trace inserted runs (retention's do not)."""
+    found, inserting = 0, False
+    for statement in statements:
+        inserting = inserting or statement.startswith("INSERT INTO runs")
+        if statement.strip().upper() == "COMMIT":
+            found, inserting = found + inserting, False
+    return found
+
+
+async def test_a_flush_writes_a_gathering_batch_at_once(open_store: OpenStore) -> None:
+    store = await open_store(batch_gather=3600.0)
+    store.accept(outcome("quiet", Status.UP, time.time()))
+    assert await store.flush(timeout=30), "the flush waited for the batch to gather"
+    assert await count(store, "runs") == 1
+
+
+async def test_a_full_batch_is_written_without_waiting_to_gather(open_store: OpenStore) -> None:
+    store = await open_store(batch_gather=3600.0)
+    now = time.time()
+    for i in range(BATCH_MAX):
+        store.accept(outcome(f"c{i % 7}", Status.UP, now + i / 1000))
+    deadline = time.monotonic() + 30
+    while await count(store, "runs") < BATCH_MAX:
+        assert time.monotonic() < deadline, "a full batch waited for its gathering time"
+        await asyncio.sleep(0.05)  # a bounded poll for the writer's transaction
 
 
 async def test_a_full_queue_counts_losses_and_never_raises(open_store: OpenStore) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
+from uptime_probe.config.compact import share_equal_values
 from uptime_probe.config.errors import ConfigError
 from uptime_probe.config.loader import load_config
 from uptime_probe.config.model import CheckConfig, Config
@@ -132,7 +133,9 @@ def _child(argv: list[str]) -> int:
         os.nice(CHILD_NICENESS)
     path, location = Path(argv[0]), (argv[1] if len(argv) > 1 else None)
     try:
-        result: _Parts | ConfigError = _Parts.of(load_with_location(path, location))
+        config = load_with_location(path, location)
+        share_equal_values(config)  # 10,000 checks repeat the same strings and field sets
+        result: _Parts | ConfigError = _Parts.of(config)
     except ConfigError as exc:
         result = exc
     sys.stdout.buffer.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))

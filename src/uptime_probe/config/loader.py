@@ -11,7 +11,6 @@ from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Any
 
-import jsonschema
 import yaml
 from pydantic import ValidationError
 
@@ -362,6 +361,8 @@ def _load_schemas(config: Config, base_dir: FilePath) -> list[ConfigIssue]:
             if expect is None or name is None:
                 continue
             where = (*path, "expect", "json_schema")
+            import jsonschema  # only for configs with a schema (probe/assertions.py, _schema)
+
             try:
                 file = resolve_config_path(base_dir, name)
                 document = json.loads(file.read_text(encoding="utf-8"))

@@ -259,6 +259,16 @@ class BrowserConfig(Model):
     when_missing: Literal["fail", "skip"] = "fail"
 
 
+class JudgingConfig(Model):
+    """The process that judges heavy answers off the event loop (probe/judging.py)."""
+
+    # `on_demand`: started by the first answer over the inline budget (that run waits for
+    # its imports, about a second, within its deadline), or with a config that has a JSON
+    # schema; a daemon whose answers are all small never runs it (about 58 MB).
+    # `at_start`: started with the daemon, ready for the first heavy answer.
+    start: Literal["on_demand", "at_start"] = "on_demand"
+
+
 class Config(Model):
     location: str = Field(default="local", pattern=LOCATION_PATTERN)
     max_concurrency: int = Field(default=512, ge=1, le=100_000)
@@ -273,6 +283,7 @@ class Config(Model):
     dns: DnsConfig = DnsConfig()
     maintenance: list[MaintenanceConfig] = []
     browser: BrowserConfig = BrowserConfig()
+    judging: JudgingConfig = JudgingConfig()
     # Set by the loader when `browser.when_missing: skip` dropped checks: their names, and
     # why (what is missing, how to install it).
     _skipped_checks: tuple[str, ...] = PrivateAttr(default=())

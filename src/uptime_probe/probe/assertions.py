@@ -17,18 +17,21 @@ read as they read an HTTP body.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-import referencing.exceptions
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ContentExpect, Expect, ExpectBase, JsonAssertion, JsonExpect
-from uptime_probe.config.types import LinearPattern, Query, QueryTooSlow, StatusMatcher
+from uptime_probe.config.types import (
+    CpuBudget,
+    LinearPattern,
+    Query,
+    QueryTooSlow,
+    StatusMatcher,
+)
 from uptime_probe.probe.classify import classify_status
 from uptime_probe.probe.model import AssertionOutcome, FailureReason, Status
 
@@ -50,7 +53,7 @@ class InlineBudget:
 
     text_bytes: int
     json_bytes: int
-    until: float  # a time.perf_counter() instant
+    cpu: CpuBudget  # of the event loop's thread
 
 
 Progress = Callable[[str], None]
@@ -125,12 +128,12 @@ class ResponseView:
         if self.budget is None:
             return query.search(document)
         try:
-            return query.search(document, until=self.budget.until)
+            return query.search(document, budget=self.budget.cpu)
         except QueryTooSlow:
             raise OverBudget from None
 
     def within_budget(self) -> None:
-        if self.budget is not None and time.perf_counter() > self.budget.until:
+        if self.budget is not None and self.budget.cpu.check():
             raise OverBudget
 
 
@@ -155,6 +158,8 @@ class ResponseRules:
     redact: Redactor  # the check's: every cut of a target's text redacts first
     # How many of `assertions`, from the first, judge the head alone (`expect.headers`).
     head: int = 0
+    # Judged in a worker process whatever the response (a JSON schema: see `_schema`).
+    always_off_loop: bool = False
 
     @property
     def needs_body(self) -> bool:
@@ -197,6 +202,7 @@ def compile_rules(
         tuple(extract.items()),
         redact,
         head=len(expect.headers) if isinstance(expect, Expect) else 0,
+        always_off_loop=isinstance(expect, ContentExpect) and expect.schema_document is not None,
     )
 
 
@@ -438,6 +444,11 @@ def _json(assertion: JsonAssertion, redact: Redactor) -> Assertion:
 
 
 def _schema(document: Any, redact: Redactor) -> Assertion:
+    # Imported by the first schema compiled: jsonschema and what it brings (referencing,
+    # rpds, attrs) are 2-3 MB that a config without `json_schema` never needs.
+    import jsonschema
+    import referencing.exceptions
+
     validator = jsonschema.validators.validator_for(document)(document)
 
     def check(response: ResponseView) -> AssertionOutcome:

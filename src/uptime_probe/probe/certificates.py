@@ -2,7 +2,10 @@
 
 Read with `cryptography`, from the DER bytes the TLS handshake handed over: the
 standard library's `getpeercert()` returns the fields only for a certificate it
-verified, and a report must also describe one it rejected.
+verified, and a report must also describe one it rejected. `cryptography` is imported
+by the first certificate read, not with the daemon: its Rust bindings are about 8 MB
+resident, which a daemon probing only plain HTTP never needs (docs/benchmarks.md, the
+quiet daemon).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from uptime_probe.probe.model import FailureReason
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 SECONDS_PER_DAY = 86400.0
 # SANs listed in a report; a certificate for thousands of names stays one readable line.
@@ -32,6 +37,8 @@ class CertificateDetails:
 
     @classmethod
     def from_der(cls, der: bytes) -> CertificateDetails | None:
+        from cryptography import x509
+
         try:
             certificate = x509.load_der_x509_certificate(der)
             subject = certificate.subject.rfc4514_string()
@@ -47,7 +54,21 @@ class CertificateDetails:
         )
 
 
+def not_after_of(der: bytes | None) -> float | None:
+    """When the certificate in `der` expires (epoch seconds); None without a readable one."""
+    if not der:
+        return None
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+    except ValueError:
+        return None
+
+
 def _alternative_names(certificate: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509
+
     try:
         extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except (x509.ExtensionNotFound, ValueError):

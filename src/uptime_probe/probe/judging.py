@@ -12,13 +12,21 @@ Why a process, and when (measured figures in docs/benchmarks.md, "Judging off th
   lag 0.1 -> 5.3 ms), and a thread cannot be stopped when the deadline passes.
 - A process can be killed. So a response is first judged on the loop under an
   InlineBudget (a body of at most 256 KiB for text checks and 16 KiB for JSON, and 2 ms
-  of JMESPath): small answers, the common case, cost no round trip. Anything over the
-  budget, and every JSON schema, is judged again from the start in a worker process:
-  the verdict is a pure function of the response, so it is the same either way.
+  of the loop thread's CPU for JMESPath, config/types.py `CpuBudget`): small answers,
+  the common case, cost no round trip. Anything over the budget, and every JSON schema,
+  is judged again from the start in a worker process: the verdict is a pure function
+  of the response, so it is the same either way.
 - When the journey's deadline cancels a run waiting on a worker, the worker is killed
   (SIGKILL, then reaped) and its slot freed: nothing keeps burning CPU for a run that has
   ended. The engine reports the run as `timeout`, naming what was being judged (the
   worker tells the parent before each assertion), from the PhaseRecorder's JUDGING state.
+
+The zygote itself is started when first needed, not with the daemon: a daemon whose
+answers all fit the inline budget (most: a status and a small JSON document) never runs
+it, and it is a second Python process of about 58 MB (docs/benchmarks.md, the quiet
+daemon). The first answer over the budget waits for its imports (about a second, within
+that run's deadline); a config with a step always judged here (a JSON schema), or
+`judging.start: at_start`, has the daemon start it before that config's first run.
 
 Workers are forked, on demand and up to `max_workers` at once, by a zygote process that
 imported everything once: a fork takes milliseconds (a process started from scratch took
@@ -55,7 +63,7 @@ from multidict import CIMultiDict, MultiMapping
 import uptime_probe
 from uptime_probe.config.redaction import Redactor
 from uptime_probe.config.steps import ExpectBase
-from uptime_probe.config.types import Query
+from uptime_probe.config.types import CpuBudget, Query
 from uptime_probe.probe.assertions import (
     InlineBudget,
     OverBudget,
@@ -128,9 +136,7 @@ class StepJudge:
         assertions on). Without a pool (tests, embedding), on the loop."""
         if self._pool is None:
             return Judged(judge_response(self.rules, status, headers, body))
-        budget = InlineBudget(
-            INLINE_TEXT_BYTES, INLINE_JSON_BYTES, time.perf_counter() + INLINE_SECONDS
-        )
+        budget = InlineBudget(INLINE_TEXT_BYTES, INLINE_JSON_BYTES, CpuBudget(INLINE_SECONDS))
         try:
             return Judged(judge_response(self.rules, status, headers, body, budget=budget))
         except OverBudget:
@@ -148,8 +154,9 @@ class JudgingPool:
 
     Built once by the daemon (or `uptime-probe check`), shared by every plan across
     reloads, closed at stop. Workers are forked by a zygote process that imported
-    everything once, so a worker starts in milliseconds and shares the zygote's memory;
-    `start()` launches the zygote (its imports take about a second, in its own process).
+    everything once, so a worker starts in milliseconds and shares the zygote's memory.
+    The zygote is launched by the first job (its imports take about a second, in its own
+    process), or ahead of it by `start()`.
     """
 
     def __init__(

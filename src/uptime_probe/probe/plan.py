@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from uptime_probe import __version__
@@ -175,6 +175,17 @@ def _judged_extract(step: StepBase) -> Mapping[str, Query]:
     if isinstance(step, HttpStepBase) and not step.extract_from_body:
         return {}
     return step.extract
+
+
+def judged_off_loop(plans: Iterable[CheckPlan]) -> bool:
+    """Whether some step of `plans` is judged in a worker process whatever its response
+    (a JSON schema): then the judging pool's zygote is worth starting with the config
+    rather than at that step's first response (probe/judging.py)."""
+    return any(
+        step.judge is not None and step.judge.rules.always_off_loop
+        for plan in plans
+        for step in plan.steps
+    )
 
 
 def compile_checks(

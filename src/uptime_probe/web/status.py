@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
 from aiohttp import web
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from uptime_probe.config.model import CheckConfig, Config
@@ -40,6 +39,9 @@ from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifa
 from uptime_probe.state.maintenance import Opening, Window
 from uptime_probe.state.store import DailyUptime, DayRow, RecentRow, RunRow, daily_uptime
 from uptime_probe.web.offload import in_web_thread
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 log = structlog.get_logger("uptime_probe.web.status")
 
@@ -755,26 +757,39 @@ def _same_view(before: LiveCheck, now: LiveCheck) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Templates:
+    page: Template
+    bars: Callable[[Sequence[DayBar]], str]
+    article: Callable[[CheckView, str, int], str]
+
+
+def _load_templates() -> _Templates:
+    """The page's templates. Jinja2 (about 2 MB resident) is imported by the first page
+    view rather than by every daemon: most are scraped, and never visited."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("uptime_probe.web", "templates"),
+        autoescape=True,  # every template, whatever its name: nothing is trusted
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    # A macro is an attribute Jinja makes at run time: nothing a type checker can see.
+    return _Templates(
+        page=env.get_template("status.html"),
+        bars=getattr(env.get_template("bars.html").module, "day_bars"),  # noqa: B009
+        article=getattr(env.get_template("check.html").module, "check_article"),  # noqa: B009
+    )
+
+
 class StatusPage:
     """Builds the page's model from a `StatusSource` and renders it."""
 
     def __init__(self, source: StatusSource) -> None:
         self.source = source
-        self._env = Environment(
-            loader=PackageLoader("uptime_probe.web", "templates"),
-            autoescape=True,  # every template, whatever its name: nothing is trusted
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self._template = self._env.get_template("status.html")
-        # A macro is an attribute Jinja makes at run time: nothing a type checker can see.
-        bars_module = self._env.get_template("bars.html").module
-        render_bars: Callable[[Sequence[DayBar]], str] = getattr(bars_module, "day_bars")  # noqa: B009
-        check_module = self._env.get_template("check.html").module
-        self._render_article: Callable[[CheckView, str, int], str] = getattr(  # noqa: B009
-            check_module, "check_article"
-        )
+        self._loaded: _Templates | None = None  # by the first view (_load_templates)
         # Kept between views: each check's view while its inputs are the same, and its
         # article while its view is the same object (both rebuilt only for what changed).
         self._views: dict[str, tuple[LiveCheck, CheckHistory, CheckView]] = {}
@@ -785,9 +800,16 @@ class StatusPage:
         if "</" in css:
             raise ValueError("status.css must not contain '</': it would end the <style> block")
         self._css = Markup(css)  # noqa: S704 - a package file, never user input
-        self._history = PageHistory(lambda days: Markup(render_bars(days)))  # noqa: S704 - escaped
+        self._history = PageHistory(
+            lambda days: Markup(self._templates().bars(days))  # noqa: S704 - escaped
+        )
         self._lock = asyncio.Lock()
         self._building: asyncio.Future[PageView] | None = None
+
+    def _templates(self) -> _Templates:
+        if self._loaded is None:  # two first views at once both load them: harmless
+            self._loaded = _load_templates()
+        return self._loaded
 
     async def model(self, now: float) -> PageView:
         async with self._lock:  # one build at a time: they share what PageHistory keeps
@@ -872,7 +894,7 @@ class StatusPage:
         and passing them through the template and encoding them again cost 25 ms a view."""
         # A target's JSON can escape a lone surrogate into a message: not encodable as
         # UTF-8, it would fail the whole page. It shows as "?" instead.
-        html = self._template.render(
+        html = self._templates().page.render(
             page=page, articles=[_ARTICLES_MARK], css=self._css, nonce=nonce
         )
         top, _mark, bottom = html.partition(_ARTICLES_MARK)
@@ -896,7 +918,7 @@ class StatusPage:
         both render one: dict reads and writes are atomic."""
         cached = self._articles.get(check.name)
         if cached is None or cached[0] is not check:
-            html = str(self._render_article(check, _AGO_MARK, UPTIME_DAYS))
+            html = str(self._templates().article(check, _AGO_MARK, UPTIME_DAYS))
             # The last mark: a message or sample above it could contain the same text.
             head, mark, tail = html.rpartition(_AGO_MARK)
             if not mark:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from cryptography import x509
 from yarl import URL
 
 from uptime_probe.config.steps import MAX_REDIRECTS, MAX_RESPONSE_HEADERS, HttpStepBase, TlsConfig
 from uptime_probe.config.template import render_json
+from uptime_probe.probe.certificates import not_after_of
 from uptime_probe.probe.classify import classify_exception
 from uptime_probe.probe.kinds.base import Attempt, RunContext
 from uptime_probe.probe.model import FailureReason, Status
@@ -32,12 +32,8 @@ from uptime_probe.probe.tracing import TimedConnector
 
 
 def certificate_not_after(der: bytes | None) -> float | None:
-    if not der:
-        return None
-    try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
-    except ValueError:
-        return None
+    """The expiry of the certificate the handshake handed over (probe/certificates.py)."""
+    return not_after_of(der)
 
 
 async def fetch_certificate_not_after(
