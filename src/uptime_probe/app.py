@@ -35,6 +35,7 @@ from uptime_probe.probe.artifacts import ARTIFACTS, ArtifactStore
 from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.probe.resolve import ProbeResolver
+from uptime_probe.probe.sessions import SessionPool
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
@@ -146,6 +147,8 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
         self._resolver: ProbeResolver | None = None
+        # HTTP sessions runs borrow and hand back clean, on that resolver (probe/sessions.py).
+        self._sessions: SessionPool | None = None
         # One Chromium for the daemon, started by the first browser step that runs; failed
         # browser steps' screenshots under the data directory.
         self.browsers = BrowserPool(
@@ -161,7 +164,9 @@ class Daemon:
         # A browser run waits for a browser slot before its deadline starts: late, never
         # failed for the wait (probe/browser_pool.py).
         async with self.browsers.slot_for(plan):
-            return await run_check(plan, resolver=self._resolver, resources=self._resources)
+            return await run_check(
+                plan, resolver=self._resolver, resources=self._resources, sessions=self._sessions
+            )
 
     def _digest(self) -> str:
         try:
@@ -364,6 +369,7 @@ class Daemon:
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)
+        self._sessions = SessionPool(self._resolver)
         # The judging zygote imports for about a second in its own process: started now,
         # the first heavy answer finds it ready.
         await self.judging.start()
@@ -422,6 +428,9 @@ class Daemon:
         self._stop.set()
 
     async def close_resolver(self) -> None:
+        if self._sessions is not None:
+            await self._sessions.close()
+            self._sessions = None
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None

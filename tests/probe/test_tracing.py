@@ -18,7 +18,7 @@ import trustme
 from aiohttp import web
 
 from uptime_probe.probe import judging
-from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector
 
 from .conftest import Target
 from .journeys import plan_of, run, step
@@ -61,8 +61,8 @@ async def _get(url: str, ssl_context: ssl.SSLContext | bool, recorder: PhaseReco
     connector = TimedConnector(use_dns_cache=False)
     connector.recorder = recorder
     async with (
-        aiohttp.ClientSession(connector=connector, trace_configs=[build_trace_config()]) as session,
-        session.get(url, ssl=ssl_context, trace_request_ctx=recorder) as response,
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(url, ssl=ssl_context) as response,
     ):
         await response.read()
         recorder.body_done()
@@ -118,29 +118,39 @@ async def test_http_has_no_tls_phase(serve_app: ServeApp) -> None:
 
 
 @pytest.mark.parametrize(
-    ("is_tls", "tcp_offset", "connect", "tls"),
+    ("is_tls", "tcp_at", "tls_at", "connect", "tls", "held"),
     [
-        (True, 0.25, 0.25, 0.75),
-        (False, 0.25, 1.0, 0.0),
-        (True, None, 1.0, 0.0),  # never marked: all of it counts as connect
+        # The coroutine gets the connection at 11.0 and sends on it at 11.5; the phases end
+        # where the transport said the connection was ready, the rest is the loop's hold.
+        (True, 10.25, 10.75, 0.25, 0.5, 0.75),
+        (False, 10.25, None, 0.25, 0.0, 1.25),
+        (True, None, None, 1.0, 0.0, 0.5),  # never marked: all of it counts as connect
     ],
 )
-def test_connection_end_splits_connect_and_tls(
+def test_phases_end_where_the_transport_said_and_the_wait_after_is_held(
     monkeypatch: pytest.MonkeyPatch,
     is_tls: bool,
-    tcp_offset: float | None,
+    tcp_at: float | None,
+    tls_at: float | None,
     connect: float,
     tls: float,
+    held: float,
 ) -> None:
-    clock = iter([10.0, *([] if tcp_offset is None else [10.0 + tcp_offset]), 11.0])
+    marks = [at for at in (tcp_at, tls_at) if at is not None]
+    clock = iter([10.0, *marks, 11.0, 11.5])
     monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
     recorder = PhaseRecorder()
     recorder.connection_start()
-    if tcp_offset is not None:
-        recorder.tcp_connected()
+    if tcp_at is not None:
+        recorder.tcp_connected(is_tls)
+    if tls_at is not None:
+        recorder.tls_done()
     recorder.connection_end(is_tls)
+    recorder.request_sent()
     timings = recorder.timings()
     assert (timings.connect, timings.tls) == pytest.approx((connect, tls))
+    assert recorder.held == pytest.approx(held)
+    assert recorder.sent_at == 10.0
 
 
 async def test_a_run_ends_when_its_answer_arrived_not_when_the_loop_got_to_it(

@@ -1,0 +1,78 @@
+"""HTTP sessions kept between runs, each handed back clean: no connection, no cookie.
+
+Every run meets its target as a new user would: a fresh connection and an empty cookie
+jar (probe/kinds/base.py, RunContext). Building an aiohttp ClientSession, its connector and
+its jar for each run, and closing them after, cost about 55 µs of a run's 500 µs
+(docs/benchmarks.md, "issue 19: per-run work"); none of that is the target's business.
+
+So a run borrows an idle session here and gives it back when it ends: its connector
+closes every connection the run left open (keep-alive between the run's own steps and
+redirect hops is kept) and its jar is emptied, so the next run that borrows it starts as
+a new session would. A session that still has a connection out (a run cut in the middle
+of an exchange) or that finds the pool full is closed instead, as before.
+
+Which session a run gets does not matter: an idle session holds nothing of any run.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from uptime_probe.probe.tracing import TimedConnector
+
+# Idle sessions kept at most. Runs in flight each hold one; more idle than the runs that
+# overlap is memory for nothing (about 5 KB each), fewer only means building some again.
+DEFAULT_IDLE = 64
+
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)  # the journey's deadline is the engine's
+
+
+def new_session(
+    resolver: aiohttp.abc.AbstractResolver | None,
+) -> tuple[aiohttp.ClientSession, TimedConnector]:
+    """A session as a run needs it: a connector of its own (no DNS cache, no pool limit),
+    an empty jar that keeps cookies of IP-address hosts too, no timeout of aiohttp's."""
+    connector = TimedConnector(
+        use_dns_cache=False, resolver=resolver, limit=0, enable_cleanup_closed=False
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=_NO_TIMEOUT,
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        raise_for_status=False,
+    )
+    return session, connector
+
+
+class SessionPool:
+    """Idle sessions for runs to borrow. One per daemon, made on the loop that uses it,
+    with the resolver every run uses; `close` when the daemon stops."""
+
+    def __init__(
+        self, resolver: aiohttp.abc.AbstractResolver | None = None, *, idle: int = DEFAULT_IDLE
+    ) -> None:
+        self.resolver = resolver
+        self._idle: list[tuple[aiohttp.ClientSession, TimedConnector]] = []
+        self._keep = idle
+        self._closed = False
+        self.built = 0  # sessions made so far (a test reads it: runs reuse them)
+
+    def borrow(self) -> tuple[aiohttp.ClientSession, TimedConnector]:
+        if self._idle:
+            return self._idle.pop()
+        self.built += 1
+        return new_session(self.resolver)
+
+    async def give_back(self, session: aiohttp.ClientSession, connector: TimedConnector) -> None:
+        """The run is over: keep the session clean for the next one, or close it."""
+        if not self._closed and len(self._idle) < self._keep and connector.end_run():
+            session.cookie_jar.clear()
+            self._idle.append((session, connector))
+            return
+        await session.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for session, _connector in idle:
+            await session.close()
