@@ -7,14 +7,18 @@ These tests fail if an aiohttp or asyncio release moves that point.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 
 from uptime_probe.probe import judging
@@ -184,3 +188,76 @@ def test_the_recorder_notes_each_arrival() -> None:
     before = time.perf_counter()
     recorder.data_received()
     assert recorder.last_data_at >= before
+
+
+LOOPS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {
+    "asyncio": asyncio.run,
+    "uvloop": uvloop.run,
+}
+
+
+class _Answer(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:  # uvloop's is no asyncio.Transport
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_slow_connect_counts_as_connect_not_as_the_loops_hold(loop: str) -> None:
+    """The listener's accept queue is full, so the kernel drops the probe's SYN and sends it
+    again a second later; the queue is emptied meanwhile. Whichever way the connection is
+    made (uvloop makes its protocol before connecting), that second is the connect phase of
+    the latency, never time the loop held a ready connection."""
+
+    async def scenario() -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            address = listener.getsockname()
+            fillers = []
+            for _ in range(2):
+                filler = socket.socket()
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(address)
+                fillers.append(filler)
+            plan = plan_of(step(f"http://{address[0]}:{address[1]}/"))
+            probing = asyncio.create_task(run(plan))
+            # Holding the queue full while the first SYN is dropped is the behaviour under
+            # test, not synchronisation.
+            await asyncio.sleep(0.3)
+            listener.setblocking(False)
+            for _ in range(2):
+                with contextlib.suppress(BlockingIOError):
+                    listener.accept()[0].close()
+            for filler in fillers:
+                filler.close()
+            server = await asyncio.get_running_loop().create_server(_Answer, sock=listener)
+            try:
+                result = await asyncio.wait_for(probing, timeout=4)
+            finally:
+                server.close()
+        assert result.status == "up", result
+        timings = result.steps[0].timings
+        assert timings.connect > 0.5, timings
+        assert timings.processing < 0.5, timings
+        assert result.duration_seconds >= timings.connect
+
+    LOOPS[loop](scenario())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_refused_connection_is_connect_refused_on_either_loop(loop: str) -> None:
+    async def scenario() -> None:
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        result = await run(plan_of(step(f"http://127.0.0.1:{port}/")))
+        assert (result.reason, result.message) == (
+            "connect_refused",
+            f"fetch: connection to 127.0.0.1:{port} refused",
+        )
+
+    LOOPS[loop](scenario())

@@ -19,16 +19,17 @@ wait says how busy the prober was, not how fast the target is.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import ResolveResult
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.connector import Connection
-from aiohttp.helpers import is_ip_address
+from aiohttp.connector import AddrInfoType, Connection
+from aiohttp.helpers import ceil_timeout, is_ip_address
 from aiohttp.tracing import Trace
 
 from uptime_probe.probe.model import PhaseTimings
@@ -192,15 +193,23 @@ class _TimedResponseHandler(ResponseHandler):
     answer's first and last bytes are timed here rather than when the coroutine next runs.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, connector: TimedConnector) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, connector: TimedConnector, *, made_first: bool
+    ) -> None:
         super().__init__(loop)
         self._timed_by = connector
+        # Made before its socket connected (the loop connects it): TCP is up when the
+        # transport calls connection_made, not when the factory made this.
+        self._made_first = made_first
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Over TLS the SSL transport calls this as the handshake completes.
         recorder = self._timed_by.recorder
-        if recorder is not None and self._timed_by.connecting_tls:
-            recorder.tls_done()
+        if recorder is not None:
+            if self._made_first:
+                recorder.tcp_connected()
+            elif self._timed_by.connecting_tls:
+                recorder.tls_done()
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -225,11 +234,14 @@ class TimedConnector(aiohttp.TCPConnector):
         self.peer_certificate: bytes | None = None
         # Whether the connection being made is TLS: a stall after TCP is then the handshake's.
         self.connecting_tls = False
+        # Whether the loop itself connects it (`_wrap_create_connection`): it calls the
+        # factory before connecting, where aiohttp's way hands it a connected socket.
+        self._loop_connects = False
 
         def timed_factory() -> ResponseHandler:
-            if self.recorder is not None:
+            if self.recorder is not None and not self._loop_connects:
                 self.recorder.tcp_connected(self.connecting_tls)
-            return _TimedResponseHandler(self._loop, self)
+            return _TimedResponseHandler(self._loop, self, made_first=self._loop_connects)
 
         self._factory = timed_factory  # type: ignore[assignment]
 
@@ -294,6 +306,64 @@ class TimedConnector(aiohttp.TCPConnector):
         if recorder is not None:
             recorder.connection_end(req.is_ssl())
         return protocol
+
+    async def _wrap_create_connection(
+        self,
+        *args: Any,
+        addr_infos: list[AddrInfoType],
+        req: aiohttp.ClientRequest,
+        timeout: aiohttp.ClientTimeout,
+        client_error: type[Exception] = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, ResponseHandler]:
+        """A plain TCP connection to one IPv4 address: made by the loop in one call.
+
+        aiohttp makes every connection through aiohappyeyeballs, which builds a Python
+        socket, connects it with `sock_connect` and hands it to `create_connection`: 118 µs
+        of CPU on uvloop against 44 µs for `create_connection(host, port)`, which uvloop
+        does in C (docs/benchmarks.md, "issue 19: per-run work"). With one address there is
+        no race between addresses to run, so the loop's own call does the same: the same
+        socket options (aiohttp's protocol sets TCP_NODELAY either way), and the same
+        errors, turned into aiohttp's exception as aiohttp does below. TLS, several
+        addresses, IPv6 and a local address keep aiohttp's way.
+        """
+        if (
+            len(args) != 1
+            or kwargs.get("ssl")
+            or kwargs.get("server_hostname")
+            or not set(kwargs) <= {"ssl", "server_hostname"}
+            or len(addr_infos) != 1
+            or addr_infos[0][0] != socket.AF_INET
+            or self._local_addr_infos
+            or self._socket_factory is not None
+        ):
+            return await super()._wrap_create_connection(
+                *args,
+                addr_infos=addr_infos,
+                req=req,
+                timeout=timeout,
+                client_error=client_error,
+                **kwargs,
+            )
+        factory: Callable[[], ResponseHandler] = args[0]
+        family, _type, proto, _name, address = addr_infos[0]
+        self._loop_connects = True
+        try:
+            async with ceil_timeout(timeout.sock_connect, ceil_threshold=timeout.ceil_threshold):
+                return await self._loop.create_connection(
+                    factory,
+                    str(address[0]),
+                    int(address[1]),
+                    family=family,
+                    proto=proto,
+                    flags=socket.AI_NUMERICHOST,  # an address: never a lookup
+                )
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
+                raise
+            raise client_error(req.connection_key, exc) from exc
+        finally:
+            self._loop_connects = False
 
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Trace] | None = None
