@@ -261,3 +261,31 @@ def test_a_refused_connection_is_connect_refused_on_either_loop(loop: str) -> No
         )
 
     LOOPS[loop](scenario())
+
+
+async def test_a_busy_loop_between_connecting_and_sending_is_not_the_targets_time(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop is held for 300 ms (other runs' work) right after the connection came up
+    and before the run's request is written: the run's and the step's durations leave that
+    wait out, and the phases still add up to the step's duration."""
+    loop = asyncio.get_running_loop()
+    real_tcp_connected = PhaseRecorder.tcp_connected
+
+    def then_busy(self: PhaseRecorder, tls: bool = False) -> None:
+        real_tcp_connected(self, tls)
+        loop.call_soon(time.sleep, 0.3)  # stands for a loop busy with other runs' work
+
+    monkeypatch.setattr(PhaseRecorder, "tcp_connected", then_busy)
+    plan = plan_of(step(target.url + "/status/200"))
+
+    started = time.perf_counter()
+    result = await run(plan)
+    wall = time.perf_counter() - started
+
+    assert result.status == "up", result
+    assert wall >= 0.3
+    assert result.duration_seconds < wall - 0.25
+    (fetch,) = result.steps
+    assert fetch.duration_seconds < wall - 0.25
+    assert sum(fetch.timings.as_dict().values()) == pytest.approx(fetch.duration_seconds, abs=1e-6)
