@@ -987,8 +987,9 @@ METHOD = """\
 - **Pinning.** The contender (our daemon, or blackbox_exporter with `GOMAXPROCS=1`) is pinned to one
   core with `taskset`; nginx, the `/slow` server, the load generator, Prometheus, Alertmanager and the
   simulator to the other. The harness itself runs on the target core.
-- **Fresh connections.** Both tools open a new TCP connection per probe (ours: a new aiohttp session
-  and connector per run; blackbox: a new transport per probe). The load generator keeps its
+- **Fresh connections.** Both tools open a new TCP connection per probe (ours: an aiohttp session
+  borrowed from the daemon's pool with no connection and an empty cookie jar, `probe/sessions.py`;
+  blackbox: a new transport per probe). The load generator keeps its
   connections to blackbox_exporter alive, as Prometheus does.
 - **The target is not the bottleneck.** Every table reports the target's CPU over the same window.
 - **Counting uptime-probe's runs.** `uptime_probe_check_runs_total` is read with two scrapes; the
