@@ -3,7 +3,7 @@
 Every run meets its target as a new user would: a fresh connection and an empty cookie
 jar (probe/kinds/base.py, RunContext). Building an aiohttp ClientSession, its connector and
 its jar for each run, and closing them after, cost about 55 µs of a run's 500 µs
-(docs/benchmarks.md, "issue 19: per-run work"); none of that is the target's business.
+(docs/benchmarks.md, "Issue 19: per-run work"); none of that is the target's business.
 
 So a run borrows an idle session here and gives it back when it ends: its connector
 closes every connection the run left open (keep-alive between the run's own steps and
@@ -21,7 +21,7 @@ import aiohttp
 from uptime_probe.probe.tracing import TimedConnector
 
 # Idle sessions kept at most. Runs in flight each hold one; more idle than the runs that
-# overlap is memory for nothing (about 5 KB each), fewer only means building some again.
+# overlap is memory for nothing (about 6 KB each), fewer only means building some again.
 DEFAULT_IDLE = 64
 
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None)  # the journey's deadline is the engine's
@@ -65,7 +65,7 @@ class SessionPool:
 
     async def give_back(self, session: aiohttp.ClientSession, connector: TimedConnector) -> None:
         """The run is over: keep the session clean for the next one, or close it."""
-        if not self._closed and len(self._idle) < self._keep and connector.end_run():
+        if not self._closed and len(self._idle) < self._keep and _emptied(connector):
             session.cookie_jar.clear()
             self._idle.append((session, connector))
             return
@@ -76,3 +76,13 @@ class SessionPool:
         idle, self._idle = self._idle, []
         for session, _connector in idle:
             await session.close()
+
+
+def _emptied(connector: TimedConnector) -> bool:
+    """The connector's pool emptied for the next run; False when it cannot be: a connection
+    is out, or an aiohttp release moved what `end_run` relies on (the session is then
+    closed, as every run's was before the pool)."""
+    try:
+        return connector.end_run()
+    except AttributeError:
+        return False

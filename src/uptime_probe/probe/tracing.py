@@ -3,11 +3,16 @@
 The stamps come from our connector and response protocol, not from aiohttp's TraceConfig
 signals: a signal is a coroutine call per event (5 a request) and an object per event,
 and it fires when the request's coroutine next runs, which on a busy loop is late
-(docs/benchmarks.md, "issue 19: per-run work"). `TimedConnector` wraps the connector's
-DNS lookup and connection creation, and the protocol factory, which asyncio calls exactly
-once the socket is connected and before the TLS handshake begins; `_TimedResponseHandler`
-is told by the transport when the handshake is done and when bytes arrive
-(tests/probe/test_tracing.py pins these points down).
+(docs/benchmarks.md, "Issue 19: per-run work"). `TimedConnector` wraps the connector's
+DNS lookup and connection creation; TCP is up when the protocol factory is called on a
+connected socket (aiohttp's way) or, when the loop connects the socket itself, when the
+transport calls `connection_made`; over TLS `connection_made` comes as the handshake
+completes; the transport calls `data_received` as bytes arrive.
+
+These are aiohttp's private hooks (`_factory`, `_create_connection`,
+`_wrap_create_connection`, `_resolve_host`, and the pool `end_run` empties), as stable
+from 3.12 to 3.14 as the public ones; tests/probe/test_tracing.py and test_sessions.py
+fail if a release moves them.
 
 What a step's latency is (docs/configuration.md, "What the timings mean"): from the
 moment its request started out (the DNS lookup, else the connection, else the request
@@ -258,7 +263,7 @@ class TimedConnector(aiohttp.TCPConnector):
         """
         if self._acquired or self._closed:
             return False
-        abort_ssl = self._ssl_shutdown_timeout == 0
+        abort_ssl = getattr(self, "_ssl_shutdown_timeout", 0) == 0
         for pooled in self._conns.values():
             for protocol, _since in pooled:
                 transport = protocol.transport
@@ -321,7 +326,7 @@ class TimedConnector(aiohttp.TCPConnector):
         aiohttp makes every connection through aiohappyeyeballs, which builds a Python
         socket, connects it with `sock_connect` and hands it to `create_connection`: 118 µs
         of CPU on uvloop against 44 µs for `create_connection(host, port)`, which uvloop
-        does in C (docs/benchmarks.md, "issue 19: per-run work"). With one address there is
+        does in C (docs/benchmarks.md, "Issue 19: per-run work"). With one address there is
         no race between addresses to run, so the loop's own call does the same: the same
         socket options (aiohttp's protocol sets TCP_NODELAY either way), and the same
         errors, turned into aiohttp's exception as aiohttp does below. TLS, several
