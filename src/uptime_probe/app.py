@@ -369,7 +369,6 @@ class Daemon:
 
     async def start(self) -> None:
         self._resolver = ProbeResolver(self.config.dns)
-        self._sessions = SessionPool(self._resolver)
         # The judging zygote imports for about a second in its own process: started now,
         # the first heavy answer finds it ready.
         await self.judging.start()
@@ -385,6 +384,7 @@ class Daemon:
             except (sqlite3.Error, OSError) as exc:  # opened, but unreadable: start fresh
                 log.error("state_not_restored", error=str(exc))
         await self.notifications.start()
+        self._sessions = SessionPool(self._resolver)
         self.scheduler.start()
         control = DaemonControl(
             exposition=self.exposition,
