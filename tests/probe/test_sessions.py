@@ -178,3 +178,23 @@ async def test_a_run_cut_by_its_deadline_leaves_nothing_for_the_next() -> None:
         await pool.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_idle_sessions_follow_the_runs_in_flight_down(keep_alive: Server) -> None:
+    """A burst of 60 runs at once leaves sessions for the next burst; as runs thin out to one
+    at a time, the sessions given back beyond a few spare are closed."""
+    plan = plan_of(step(keep_alive.url + "/a"))
+    pool = SessionPool()
+    try:
+        results = await asyncio.gather(*(run_check(plan, sessions=pool) for _ in range(60)))
+        assert {r.status for r in results} == {"up"}
+        assert pool.built == 60
+        assert pool.lent == 0
+        kept = pool.idle
+        assert 16 < kept <= 60  # given back while others were still out
+        for _ in range(kept):  # one run at a time
+            assert (await run_check(plan, sessions=pool)).status == "up"
+        assert pool.idle <= 16
+        assert pool.built == 60  # each of those borrowed a kept one
+    finally:
+        await pool.close()

@@ -20,9 +20,13 @@ import aiohttp
 
 from uptime_probe.probe.tracing import TimedConnector
 
-# Idle sessions kept at most. Runs in flight each hold one; more idle than the runs that
-# overlap is memory for nothing (about 6 KB each), fewer only means building some again.
-DEFAULT_IDLE = 64
+# Idle sessions kept: enough for the runs in flight now to be followed by as many again,
+# and a few, never more than the cap. At saturation a thousand runs overlap (and a pool
+# of 64 left most of them building their own); when runs thin out, each one given back
+# beyond that is closed, so the idle ones (about 6 KB each) follow the load down without
+# a timer of their own.
+DEFAULT_IDLE = 1024
+SPARE_IDLE = 16
 
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None)  # the journey's deadline is the engine's
 
@@ -56,8 +60,14 @@ class SessionPool:
         self._keep = idle
         self._closed = False
         self.built = 0  # sessions made so far (a test reads it: runs reuse them)
+        self.lent = 0  # sessions borrowed and not given back
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
 
     def borrow(self) -> tuple[aiohttp.ClientSession, TimedConnector]:
+        self.lent += 1
         if self._idle:
             return self._idle.pop()
         self.built += 1
@@ -65,7 +75,9 @@ class SessionPool:
 
     async def give_back(self, session: aiohttp.ClientSession, connector: TimedConnector) -> None:
         """The run is over: keep the session clean for the next one, or close it."""
-        if not self._closed and len(self._idle) < self._keep and _emptied(connector):
+        self.lent -= 1
+        wanted = min(self._keep, 2 * self.lent + SPARE_IDLE)
+        if not self._closed and len(self._idle) < wanted and _emptied(connector):
             session.cookie_jar.clear()
             self._idle.append((session, connector))
             return
