@@ -243,24 +243,28 @@ if __name__ == "__main__":
 def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]:
     """Where one run's CPU goes, in-process and sequential (no scheduler, no overlap).
 
-    - `run_check`: the product's whole probe of `url` (session, connection, request, JSON
-      assertion), CPU time per run;
-    - `session_only`: building and closing the per-run ClientSession + TimedConnector +
-      TraceConfig + CookieJar, no request;
-    - `session_shared_trace`: the same with one TraceConfig built once and reused;
+    As the daemon runs a check: on its one `ProbeResolver`, borrowing the run's HTTP
+    session from its `SessionPool` (probe/sessions.py), judging small answers on the loop.
+
+    - `run_check`: the product's whole probe of `url` (a clean pooled session, a new
+      connection, request, JSON assertion), CPU time per run;
+    - `run_check_own_session`: the same, each run building and closing its own session,
+      connector and jar (what every run did before the pool);
+    - `session_only`: a run's session with no request: borrowed and handed back clean
+      (`session_pooled`), built and closed (`session_built`);
     - `sinks`: CheckMetrics, LatestOutcomes, LogSink and IncidentTracker `accept` for one
       outcome (the store only enqueues on the loop; its writes run on aiosqlite's thread).
     """
     import asyncio
     import os
 
-    import aiohttp
-
     from uptime_probe.config.model import Config
     from uptime_probe.logs import configure_logging
     from uptime_probe.metrics import CheckMetrics
     from uptime_probe.probe import compile_checks, run_check
-    from uptime_probe.probe.tracing import TimedConnector, build_trace_config
+    from uptime_probe.probe.kinds.base import RunContext
+    from uptime_probe.probe.resolve import ProbeResolver
+    from uptime_probe.probe.sessions import SessionPool
     from uptime_probe.sinks import FanOut, LogSink, RunOutcome
     from uptime_probe.state.incidents import IncidentTracker
     from uptime_probe.state.latest import LatestOutcomes
@@ -282,34 +286,30 @@ def run_cost(url: str, runs: int = 2000, loop: str = "uvloop") -> dict[str, Any]
 
     async def measure() -> dict[str, Any]:
         out: dict[str, Any] = {"url": url, "runs": runs, "loop": loop}
-        for _ in range(50):  # warm the path
-            await run_check(plan)
-        started = time.process_time()
+        resolver = ProbeResolver(config.dns)
+        sessions = SessionPool(resolver)
         last = None
-        for _ in range(runs):
-            last = await run_check(plan)
-        out["run_check_us"] = 1e6 * (time.process_time() - started) / runs
-        out["last_status"] = str(last.status) if last else None
-
-        async def session_cycle(shared: aiohttp.TraceConfig | None) -> None:
-            connector = TimedConnector(use_dns_cache=False, limit=0, enable_cleanup_closed=False)
-            async with aiohttp.ClientSession(
-                connector=connector,
-                trace_configs=[shared or build_trace_config()],
-                timeout=aiohttp.ClientTimeout(total=None),
-                cookie_jar=aiohttp.CookieJar(unsafe=True),
-                raise_for_status=False,
-            ):
-                pass
-
-        for label, shared in (
-            ("session_only_us", None),
-            ("session_shared_trace_us", build_trace_config()),
-        ):
+        for label, pool in (("run_check_us", sessions), ("run_check_own_session_us", None)):
+            for _ in range(50):  # warm the path
+                await run_check(plan, resolver=resolver, sessions=pool)
             started = time.process_time()
             for _ in range(runs):
-                await session_cycle(shared)
+                last = await run_check(plan, resolver=resolver, sessions=pool)
             out[label] = 1e6 * (time.process_time() - started) / runs
+            out[label.replace("_us", "_status")] = str(last.status) if last else None
+        out["last_status"] = out["run_check_status"]
+
+        async def session_cycle(pool: SessionPool | None) -> None:
+            async with RunContext(resolver, sessions=pool) as run:
+                run.http()
+
+        for label, pool in (("session_pooled_us", sessions), ("session_built_us", None)):
+            started = time.process_time()
+            for _ in range(runs):
+                await session_cycle(pool)
+            out[label] = 1e6 * (time.process_time() - started) / runs
+        await sessions.close()
+        await resolver.close()
 
         assert last is not None
         metrics = CheckMetrics("bench")

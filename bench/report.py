@@ -826,8 +826,8 @@ def run_cost_section(results: dict[str, Any]) -> str:
         "## Where a run's CPU goes\n\n"
         "The daemon-level figures say how much; these say where. Each part is measured on its own "
         "in one process (`bench/micro.py`, the product's own functions, target core): "
-        "`run_check` probing nginx's `/json` back to back (a fresh session and connection each time, "
-        "the JSON assertion); the `Scheduler` firing 1,000 checks a second with a `run` that returns at "
+        "`run_check` probing nginx's `/json` back to back as the daemon does (its resolver, a clean "
+        "session from its pool, a fresh connection each time, the JSON assertion); the `Scheduler` firing 1,000 checks a second with a `run` that returns at "
         "once and a sink that drops the outcome (the check's loop timer, our task, the state machine); "
         "the result sinks on the loop; and the SQLite store writing one run's row, rollup and state, "
         "with runs arriving paced at 1,000/s (the small batches the daemon really writes) and all at "
@@ -842,12 +842,16 @@ def run_cost_section(results: dict[str, Any]) -> str:
         ["`run_check` (uvloop)", spread(pick(uv, "run_check_us"), 0)],
         ["`run_check` (asyncio loop)", spread(pick(aio, "run_check_us"), 0)],
         [
-            "of which: per-run ClientSession + connector + TraceConfig + CookieJar",
-            spread(pick(checks, "session_only_us"), 1),
+            "`run_check` with a session built and closed per run (uvloop)",
+            spread(pick(uv, "run_check_own_session_us"), 0),
         ],
         [
-            "the same with one TraceConfig shared by all runs",
-            spread(pick(checks, "session_shared_trace_us"), 1),
+            "of which: the run's session borrowed and handed back clean (probe/sessions.py)",
+            spread(pick(checks, "session_pooled_us"), 1),
+        ],
+        [
+            "the same built and closed (ClientSession + connector + CookieJar)",
+            spread(pick(checks, "session_built_us"), 1),
         ],
         [
             "`Scheduler` per run (loop timer + our task + state machine)",
@@ -987,8 +991,9 @@ METHOD = """\
 - **Pinning.** The contender (our daemon, or blackbox_exporter with `GOMAXPROCS=1`) is pinned to one
   core with `taskset`; nginx, the `/slow` server, the load generator, Prometheus, Alertmanager and the
   simulator to the other. The harness itself runs on the target core.
-- **Fresh connections.** Both tools open a new TCP connection per probe (ours: a new aiohttp session
-  and connector per run; blackbox: a new transport per probe). The load generator keeps its
+- **Fresh connections.** Both tools open a new TCP connection per probe (ours: an aiohttp session
+  borrowed from the daemon's pool with no connection and an empty cookie jar, `probe/sessions.py`;
+  blackbox: a new transport per probe). The load generator keeps its
   connections to blackbox_exporter alive, as Prometheus does.
 - **The target is not the bottleneck.** Every table reports the target's CPU over the same window.
 - **Counting uptime-probe's runs.** `uptime_probe_check_runs_total` is read with two scrapes; the

@@ -47,6 +47,7 @@ from uptime_probe.probe.browser_pool import BROWSER, BrowserPool
 from uptime_probe.probe.judging import JudgingPool
 from uptime_probe.probe.plan import judged_off_loop
 from uptime_probe.probe.resolve import ProbeResolver
+from uptime_probe.probe.sessions import SessionPool
 from uptime_probe.scheduler import Scheduler
 from uptime_probe.sharding import SINGLE, Shard, select
 from uptime_probe.sinks import FanOut, LogSink, ResultSink
@@ -202,6 +203,8 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         # Made in start(): c-ares binds to the running loop (docs/reliability.md, DNS).
         self._resolver: ProbeResolver | None = None
+        # HTTP sessions runs borrow and hand back clean, on that resolver (probe/sessions.py).
+        self._sessions: SessionPool | None = None
         # One Chromium for the daemon, started by the first browser step that runs; failed
         # browser steps' screenshots under the data directory.
         self.browsers = BrowserPool(
@@ -220,7 +223,9 @@ class Daemon:
         # A browser run waits for a browser slot before its deadline starts: late, never
         # failed for the wait (probe/browser_pool.py).
         async with self.browsers.slot_for(plan):
-            return await run_check(plan, resolver=self._resolver, resources=self._resources)
+            return await run_check(
+                plan, resolver=self._resolver, resources=self._resources, sessions=self._sessions
+            )
 
     def _digest(self) -> str:
         try:
@@ -492,6 +497,7 @@ class Daemon:
             except (sqlite3.Error, OSError) as exc:  # opened, but unreadable: start fresh
                 log.error("state_not_restored", error=str(exc))
         await self.notifications.start()
+        self._sessions = SessionPool(self._resolver)
         self.scheduler.start()
         control = DaemonControl(
             exposition=self.exposition,
@@ -536,6 +542,9 @@ class Daemon:
         self._stop.set()
 
     async def close_resolver(self) -> None:
+        if self._sessions is not None:
+            await self._sessions.close()
+            self._sessions = None
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None

@@ -572,7 +572,8 @@ async def test_phase_timings_are_non_negative_and_fit_in_the_duration(
     for result_step in result.steps:
         timings = result_step.timings.as_dict()
         assert all(value >= 0 for value in timings.values()), timings
-        assert sum(timings.values()) <= result_step.duration_seconds
+        # For one request the phases are the step's latency, split: equal but for rounding.
+        assert sum(timings.values()) <= result_step.duration_seconds + 1e-9
         assert timings["processing"] > 0
     assert sum(s.duration_seconds for s in result.steps) <= result.duration_seconds
     assert result.steps[0].timings.connect > 0

@@ -53,6 +53,7 @@ def outcome(
     message: str = "ok",
     sample: str | None = None,
     artifact: str | None = None,
+    lag: float = 0.0,
 ) -> RunOutcome:
     if status is Status.DOWN:
         reason = reason or "empty_history"
@@ -70,7 +71,7 @@ def outcome(
         ),
     )
     result = CheckResult(check, status, reason, step, message, at, duration, steps)
-    return RunOutcome(result, status if state == "same" else state, None, "local")
+    return RunOutcome(result, status if state == "same" else state, None, "local", lag)
 
 
 async def count(store: Store, table: str) -> int:
@@ -161,6 +162,11 @@ async def test_an_older_database_migrates_and_keeps_its_incidents(
                 i.last_reason,
             ),
         )  # fmt: skip
+        old.execute(
+            "INSERT INTO runs (check_name, location, started_at, status, duration, message) "
+            "VALUES (?,?,?,?,?,?)",
+            (i.check, i.location, i.opened_at, "down", 0.2, "old run"),
+        )
         old.commit()
 
     with capture_logs() as logs:
@@ -169,6 +175,8 @@ async def test_an_older_database_migrates_and_keeps_its_incidents(
     assert migrated == list(range(2, len(MIGRATIONS) + 1))
     (restored,) = await store.open_incidents()
     assert restored == replace(event.incident, last_http_status=None)
+    # A run written before runs kept their schedule lag reads back without one.
+    assert [(r.message, r.lag_seconds) for r in await store.runs(i.check)] == [("old run", None)]
     store.record_incident(IncidentEvent(IncidentEventKind.COUNTED, event.incident))
     assert await store.flush()
     assert (await store.open_incidents())[0].last_http_status == 200
@@ -219,6 +227,7 @@ async def test_runs_read_back_newest_first(open_store: OpenStore) -> None:
             duration=0.5,
             http_status=200,
             message="length(items) = 0, expected > 0",
+            lag=0.0125,  # a busy daemon started it late: kept beside its duration
         )
     )
     store.accept(outcome("other", Status.UP, now - 5))
@@ -234,8 +243,9 @@ async def test_runs_read_back_newest_first(open_store: OpenStore) -> None:
             0.5,
             200,
             "length(items) = 0, expected > 0",
+            0.0125,
         ),
-        RunRow("history", now - 20, "up", None, None, 0.25, 200, "ok"),
+        RunRow("history", now - 20, "up", None, None, 0.25, 200, "ok", 0.0),
     ]
     assert [r.started_at for r in await store.runs("history", since=now - 15)] == [now - 10]
     assert await store.recent_runs({"history": 0.0, "none": 0.0}) == [

@@ -33,6 +33,7 @@ RUN_KEYS = {
     "step",
     "http_status",
     "duration_seconds",
+    "lag_seconds",
     "message",
 }
 
@@ -143,6 +144,7 @@ async def test_runs(make_harness: MakeHarness, make_client: MakeClient) -> None:
         "step": "fetch",
         "http_status": 503,
         "duration_seconds": 0.05,
+        "lag_seconds": 0.0,
         "message": "failed",
     }
 

@@ -32,6 +32,7 @@ from uptime_probe.probe.model import (
     is_content_reason,
 )
 from uptime_probe.probe.plan import CheckPlan, StepPlan
+from uptime_probe.probe.sessions import SessionPool
 from uptime_probe.probe.tracing import JUDGING, PhaseRecorder
 
 
@@ -41,6 +42,9 @@ class _InFlight:
 
     step: StepPlan | None = None
     started: float = 0.0
+    # When the step's first request started out, and what its attempts held (Attempt).
+    began: float = 0.0
+    held: float = 0.0
     attempts: int = 0
     last: Attempt | None = None
     between_polls: bool = False
@@ -51,6 +55,7 @@ async def run_check(
     *,
     resolver: aiohttp.abc.AbstractResolver | None = None,
     resources: Mapping[str, object] = NO_RESOURCES,
+    sessions: SessionPool | None = None,
 ) -> CheckResult:
     """Run the journey, and again up to `retries.count` times while it ends down.
 
@@ -59,10 +64,12 @@ async def run_check(
     Never raises, except CancelledError.
 
     `resources` are the long-lived objects kinds need beyond one run (the daemon's
-    browser, where screenshots go), by key; the engine only hands them on.
+    browser, where screenshots go), by key; the engine only hands them on. `sessions`: the
+    HTTP sessions runs borrow and give back clean (probe/sessions.py), with the resolver
+    they use; without it, each run builds its own on `resolver`.
     """
     policy = plan.check.retries
-    result = await _run_journey(plan, resolver, resources)
+    result = await _run_journey(plan, resolver, resources, sessions)
     tries_left = policy.count if policy is not None else 0
     retries = 0
     while result.status is Status.DOWN and tries_left > 0:
@@ -71,7 +78,7 @@ async def run_check(
         await asyncio.sleep(policy.delay)
         tries_left -= 1
         retries += 1
-        result = await _run_journey(plan, resolver, resources)
+        result = await _run_journey(plan, resolver, resources, sessions)
     return replace(result, retries=retries) if retries else result
 
 
@@ -79,24 +86,31 @@ async def _run_journey(
     plan: CheckPlan,
     resolver: aiohttp.abc.AbstractResolver | None,
     resources: Mapping[str, object],
+    sessions: SessionPool | None,
 ) -> CheckResult:
     """Run every step once (polls repeat theirs). Never raises, except CancelledError."""
     started_at = time.time()
     started = time.perf_counter()
     results: list[StepResult] = []
     progress = _InFlight()
-    # The journey ends with its last answer, not with the transports' teardown after it.
+    # The journey ends with its last answer, not with the transports' teardown after it,
+    # and starts when its first request started out, not with the run's setup; what the
+    # target spent waiting on us in between (held) is not its latency (probe/tracing.py).
     ended: float | None = None
+    began, held = started, 0.0
     try:
         deadline = started + plan.timeout
         async with RunContext(
-            resolver, check=plan.name, deadline=deadline, resources=resources
+            resolver, check=plan.name, deadline=deadline, resources=resources, sessions=sessions
         ) as run:
             values = dict(plan.values)
             try:
                 async with asyncio.timeout(plan.timeout):
                     for step in plan.steps:
                         result = await _run_step(run, step, values, progress, plan)
+                        if not results:
+                            began = progress.began
+                        held += progress.held
                         results.append(result)
                         ended = progress.last.ended if progress.last is not None else None
                         if result.status is Status.DOWN:
@@ -117,7 +131,9 @@ async def _run_journey(
                 kind=progress.step.config.kind if progress.step else "request",
             )
         )
-    return _summarise(plan, results, started_at, (ended or time.perf_counter()) - started)
+    if ended is None:  # cut or broken: the run's whole time, from its setup
+        return _summarise(plan, results, started_at, time.perf_counter() - started)
+    return _summarise(plan, results, started_at + (began - started), ended - began - held)
 
 
 async def _run_step(
@@ -133,6 +149,7 @@ async def _run_step(
         0,
         None,
     )
+    progress.began, progress.held = progress.started, 0.0
     poll = step.config.poll
     poll_ends = progress.started + poll.within if poll is not None else 0.0
     while True:
@@ -141,6 +158,9 @@ async def _run_step(
         progress.attempts += 1
         attempt = await step.kind.attempt(step, values, run)
         progress.last = attempt
+        if progress.attempts == 1 and attempt.began:
+            progress.began = attempt.began
+        progress.held += attempt.held
         if attempt.status is not Status.DOWN or poll is None:
             break
         next_try = time.perf_counter() + max(0.0, poll.every - attempt.duration)
@@ -182,7 +202,7 @@ def _step_result(
         status=status,
         reason=reason,
         message=redact(message),
-        duration_seconds=now - progress.started,
+        duration_seconds=now - progress.began - progress.held,
         kind=step.config.kind,
         http_status=attempt.http_status,
         timings=run.recorder.timings(),

@@ -127,6 +127,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE incidents ADD COLUMN artifact TEXT;
     """,
+    # 5: each run's schedule lag beside its duration: how late a busy daemon started it
+    # (NULL for runs before it).
+    """
+    ALTER TABLE runs ADD COLUMN lag REAL;
+    """,
 )
 
 
@@ -165,6 +170,8 @@ class RunRow:
     duration_seconds: float
     http_status: int | None
     message: str
+    # Seconds after its planned tick the run started (None: written before it was kept).
+    lag_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +492,7 @@ class Store:
                         r.duration_seconds,
                         r.http_status,
                         _text(r.message),
+                        outcome.lag_seconds,
                     )
                 )
                 key = (r.check, int(r.started_at // 3600 * 3600))
@@ -507,7 +515,7 @@ class Store:
         if runs:
             await db.executemany(
                 "INSERT INTO runs (check_name, location, started_at, status, reason, step, "
-                "duration, http_status, message) VALUES (?,?,?,?,?,?,?,?,?)",
+                "duration, http_status, message, lag) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 runs,
             )
         if rollups:
@@ -674,8 +682,9 @@ class Store:
 
     async def runs(self, check: str, since: float = 0.0, limit: int = 1000) -> list[RunRow]:
         query = (
-            "SELECT check_name, started_at, status, reason, step, duration, http_status, message "
-            "FROM runs WHERE check_name = ? AND started_at >= ? ORDER BY started_at DESC LIMIT ?"
+            "SELECT check_name, started_at, status, reason, step, duration, http_status, message, "
+            "lag FROM runs WHERE check_name = ? AND started_at >= ? ORDER BY started_at DESC "
+            "LIMIT ?"
         )
         async with self.db.execute(query, (check, since, limit)) as cursor:
             return [RunRow(*row) async for row in cursor]

@@ -194,6 +194,8 @@ def run_json(run: RunRow) -> dict[str, Any]:
         "step": run.step,
         "http_status": run.http_status,
         "duration_seconds": round(run.duration_seconds, 6),
+        # How late the daemon started it: a busy prober, not a slow target (None: not kept).
+        "lag_seconds": round(run.lag_seconds, 6) if run.lag_seconds is not None else None,
         "message": run.message,
     }
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 import aiohttp
 
 from uptime_probe.probe.model import AssertionOutcome, Status, StepFigures
-from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector, build_trace_config
+from uptime_probe.probe.sessions import SessionPool, new_session
+from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector
 
 if TYPE_CHECKING:
     from uptime_probe.probe.assertions import Verdict
@@ -48,6 +49,11 @@ class Attempt:
     trace: str | None = None
     duration: float = 0.0
     ended: float = 0.0  # perf_counter() when the answer was in (or the attempt gave up)
+    # perf_counter() when its request started out (0.0: the attempt's own start), and the
+    # seconds the target then waited on us (probe/tracing.py): a kind that measures these
+    # makes its latency `ended - began - held`, so a busy loop does not lengthen it.
+    began: float = 0.0
+    held: float = 0.0
 
     @classmethod
     def of_verdict(
@@ -97,13 +103,15 @@ class RunContext:
 
     The HTTP session is made on first use, once per run, and shared by the run's
     HTTP-based steps, so cookies and keep-alive carry from step to step; a run of
-    steps that never speak HTTP never builds one. A fresh connector and cookie jar
-    per run: every run meets the target as a new user would.
+    steps that never speak HTTP never builds one. A fresh connection and an empty cookie
+    jar per run: every run meets the target as a new user would. With `sessions`, the
+    session is borrowed from that pool and handed back clean (probe/sessions.py).
     """
 
     __slots__ = (
         "_connector",
         "_session",
+        "_sessions",
         "check",
         "deadline",
         "deadline_note",
@@ -119,8 +127,9 @@ class RunContext:
         check: str = "",
         deadline: float | None = None,
         resources: Mapping[str, object] = NO_RESOURCES,
+        sessions: SessionPool | None = None,
     ) -> None:
-        self.resolver = resolver
+        self.resolver = sessions.resolver if sessions is not None else resolver
         self.check = check
         # perf_counter() at which the journey's deadline falls, for a kind that must leave
         # itself time before it (a browser step's screenshot); None: no deadline.
@@ -131,26 +140,27 @@ class RunContext:
         self.recorder = PhaseRecorder()
         # Set by an attempt that can say better than the HTTP phases what a deadline cut.
         self.deadline_note: DeadlineNote | None = None
+        self._sessions = sessions
         self._session: aiohttp.ClientSession | None = None
         self._connector: TimedConnector | None = None
 
     def http(self) -> tuple[aiohttp.ClientSession, TimedConnector]:
         if self._session is None or self._connector is None:
-            self._connector = TimedConnector(
-                use_dns_cache=False, resolver=self.resolver, limit=0, enable_cleanup_closed=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=self._connector,
-                trace_configs=[build_trace_config()],
-                timeout=aiohttp.ClientTimeout(total=None),
-                cookie_jar=aiohttp.CookieJar(unsafe=True),
-                raise_for_status=False,
-            )
+            if self._sessions is not None:
+                self._session, self._connector = self._sessions.borrow()
+            else:
+                self._session, self._connector = new_session(self.resolver)
         return self._session, self._connector
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        session, connector = self._session, self._connector
+        if session is None or connector is None:
+            return
+        self._session = self._connector = None
+        if self._sessions is not None:
+            await self._sessions.give_back(session, connector)
+        else:
+            await session.close()
 
     async def __aenter__(self) -> RunContext:
         return self

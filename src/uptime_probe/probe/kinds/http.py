@@ -112,8 +112,12 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
             raise
         return await transport_failure(exc, plan, run, exchange, started)
     # The answer's last bytes arrived at `last_data_at`: waiting for the loop to come back
-    # to it is not the target's time. Judging it in a worker is the run's: it ends after.
+    # to it is not the target's time, nor is building the request before it went out or
+    # a ready connection waiting to be sent on (probe/tracing.py). Judging it in a worker
+    # is the run's: it ends after.
     answered = recorder.last_data_at or time.perf_counter()
-    attempt.duration = answered - started
+    attempt.began = recorder.sent_at or started
+    attempt.held = recorder.held
+    attempt.duration = answered - attempt.began - attempt.held
     attempt.ended = answered + judged.off_loop_seconds
     return outgoing.noted(attempt)

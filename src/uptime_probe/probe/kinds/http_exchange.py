@@ -157,8 +157,9 @@ class Exchange:
     connector: TimedConnector
     method: str
     outgoing: OutgoingRequest
-    # outgoing.arguments, plus the phase recorder and our own decoding (probe/decoding.py,
-    # which knows when a compressed body was cut short; aiohttp's does not).
+    # outgoing.arguments, with our own decoding (probe/decoding.py, which knows when a
+    # compressed body was cut short; aiohttp's does not). The phases are stamped by the
+    # connector, on the recorder it is given here.
     arguments: dict[str, Any]
 
     @property
@@ -191,11 +192,7 @@ def prepare_exchange(
             reason = FailureReason.EXTRACTION_FAILED
             message = f"cannot build the request: {plan.redact.cut(str(exc), 200)}"
         return Attempt(Status.DOWN, reason, message, duration=time.perf_counter() - started)
-    arguments = {
-        **outgoing.arguments,
-        "trace_request_ctx": run.recorder,
-        "auto_decompress": False,
-    }
+    arguments = {**outgoing.arguments, "auto_decompress": False}
     return Exchange(session, connector, config.http_request.method, outgoing, arguments)
 
 
