@@ -452,3 +452,30 @@ def test_time_the_machine_gave_to_others_does_not_spend_the_inline_budget() -> N
         sum(range(1000))
     with pytest.raises(QueryTooSlow):
         query.search({"items": [1] * 100}, budget=spent)
+
+
+def _children() -> set[int]:
+    """This process's child processes, living or not yet reaped (from /proc: their ppid)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                found.add(int(entry.name))
+    return found
+
+
+async def test_a_pool_closed_while_its_zygote_starts_leaves_no_process_behind() -> None:
+    """A daemon stopping right after it started: the zygote starting in the background
+    must not outlive the pool that was closed under it."""
+    before = _children()
+    pool = JudgingPool()
+    starting = asyncio.create_task(pool.start())
+    await asyncio.sleep(0)  # let it begin: the zygote is being started, not yet ready
+    await pool.close()
+    await starting  # ends quietly: the pool is closed
+    assert pool.zygote_pid is None
+    assert _children() <= before

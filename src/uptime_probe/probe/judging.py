@@ -198,7 +198,8 @@ class JudgingPool:
 
     async def start(self) -> None:
         """Launch the zygote now, so the first heavy response finds it ready."""
-        await self._ready_zygote()
+        with contextlib.suppress(_WorkerGone):  # the pool closed meanwhile: nothing to start
+            await self._ready_zygote()
 
     async def judge(
         self,
@@ -303,10 +304,16 @@ class JudgingPool:
 
     async def _ready_zygote(self) -> _Zygote:
         async with self._zygote_lock:
+            if self._closed:
+                raise _WorkerGone("the judging pool is closed")
             if self._zygote is None or not self._zygote.usable:
                 if self._zygote is not None:
                     self._track(self._zygote.stop())
-                self._zygote = await _Zygote.start()
+                zygote = await _Zygote.start()
+                if self._closed:  # closed while it started (a daemon stopping at once)
+                    await zygote.stop()
+                    raise _WorkerGone("the judging pool is closed")
+                self._zygote = zygote
             return self._zygote
 
     def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
