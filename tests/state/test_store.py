@@ -742,3 +742,32 @@ async def test_rows_written_before_counted_entries_read_back(open_store: OpenSto
     assert all(len(entry) == 3 for entry in json.loads(row[0]))
     (stored,) = await store.incidents(check="old")
     assert stored == event.incident
+
+
+@pytest.mark.parametrize("database", ["good", "not a database"])
+async def test_readers_never_see_a_connection_that_is_still_opening(
+    tmp_path: Path, database: str
+) -> None:
+    # The daemon retries opening a store on a read-only disk while the status page reads
+    # it. A reader handed the connection of a failing attempt had it closed under it, and
+    # aiosqlite says so with a ValueError: the page answered 500.
+    if database != "good":
+        (tmp_path / DB_FILE).write_bytes(b"not an SQLite database " * 100)
+    store = Store(tmp_path)
+    opening = asyncio.create_task(store.open())
+    polls = 0
+    while not opening.done():
+        polls += 1
+        with pytest.raises(sqlite3.OperationalError, match="store is not open"):
+            await store.recent_runs({"a": 0.0})
+        await asyncio.sleep(0)
+    assert polls > 1  # the reads interleaved with the opening's own awaits
+    if database == "good":
+        await opening
+        assert await store.recent_runs({"a": 0.0}) == []
+    else:
+        with pytest.raises(sqlite3.DatabaseError):
+            await opening
+    await store.close()
+    with pytest.raises(sqlite3.OperationalError, match="store is not open"):
+        await store.recent_runs({"a": 0.0})

@@ -371,18 +371,21 @@ class Store:
             self._db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
             return
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
+        # Readers see the connection only once it is migrated: a status page read during a
+        # failing retry (a read-only disk) got a connection closed under it, and aiosqlite
+        # says so with a ValueError, which no reader expects.
+        db = await aiosqlite.connect(self.path)
         try:
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self._migrate()
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await _migrate(db)
         except BaseException:
             # Not a database, or one we cannot migrate: close, or aiosqlite's (non-daemon)
             # thread keeps the process alive after the error.
-            await self._db.close()
-            self._db = None
+            await db.close()
             raise
+        self._db = db
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         self._retention = asyncio.create_task(self._retention_loop(), name="store-retention")
 
@@ -391,18 +394,6 @@ class Store:
         if self._db is None:
             raise StoreUnavailable(self._open_error or "store is not open")
         return self._db
-
-    async def _migrate(self) -> None:
-        db = self.db
-        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        async with db.execute("SELECT MAX(version) FROM schema_version") as cursor:
-            row = await cursor.fetchone()
-        current = row[0] if row and row[0] is not None else 0
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await db.executescript(
-                f"BEGIN;\n{script}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
-            )
-            log.info("store_migrated", version=version)
 
     # -- writing (sinks: called on the event loop, never block) ------------------------
 
@@ -570,9 +561,9 @@ class Store:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._writer = self._retention = None
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        db, self._db = self._db, None  # new reads fail as StoreUnavailable from here
+        if db is not None:
+            await db.close()
 
     # -- retention -------------------------------------------------------------------
 
@@ -720,6 +711,18 @@ class Store:
         )
         async with self.db.execute(query, (json.dumps(dict(after)), limit - 1)) as cursor:
             return list(await cursor.fetchall())  # type: ignore[arg-type]
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    async with db.execute("SELECT MAX(version) FROM schema_version") as cursor:
+        row = await cursor.fetchone()
+    current = row[0] if row and row[0] is not None else 0
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        await db.executescript(
+            f"BEGIN;\n{script}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
+        )
+        log.info("store_migrated", version=version)
 
 
 DayRow = tuple[str, int, int, int]  # check, UTC day (epoch seconds), runs, good runs
