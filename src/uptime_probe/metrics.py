@@ -472,22 +472,24 @@ class CheckMetrics:
     def sync_steps(self, checks: Sequence[CheckConfig]) -> Steps[None]:
         """`sync_checks` a check at a time (slices.py); each series is replaced whole, as a
         run replaces it, so a scrape between steps reads every check old or new."""
-        wanted = {check.name: check for check in checks}
+        wanted: dict[str, CheckConfig] = {}
+        for check in checks:  # a check a step, as every pass over them: slices.py
+            wanted[check.name] = check
+            yield
         for name in list(self._series):
             if name not in wanted:
                 self._series.pop(name, None)
-                yield
+            yield
+        kinds: set[type[StepFigures]] = set()
         for name, check in wanted.items():
             self._sync_one(name, check)
+            kinds.update(
+                step.figures.kind for step in self._series[name].steps if step.figures is not None
+            )
             yield
         # After the last check: a scrape between the steps renders the families of the
         # kinds in use before this reload (a new check's own kind shows from here on).
-        self._figures = figure_families(
-            step.figures.kind
-            for series in self._series.values()
-            for step in series.steps
-            if step.figures is not None
-        )
+        self._figures = figure_families(kinds)
 
     def _sync_one(self, name: str, check: CheckConfig) -> None:
         reasons = _reasons(check)

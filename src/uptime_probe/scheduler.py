@@ -198,8 +198,16 @@ class Scheduler:
         long pause of the loop. After each step the check done is in its new state (its
         timer re-armed if its interval changed); one not done yet runs on its old plan and
         timing."""
-        removed = tuple(name for name in self._plans if name not in plans)
-        added = tuple(name for name in plans if name not in self._plans)
+        removed: list[str] = []
+        added: list[str] = []
+        for name in self._plans:  # a check a step, as every pass over them: slices.py
+            if name not in plans:
+                removed.append(name)
+            yield
+        for name in plans:
+            if name not in self._plans:
+                added.append(name)
+            yield
         updated = []
         for name in removed:
             self._plans.pop(name, None)
@@ -223,7 +231,7 @@ class Scheduler:
                 if self.running:
                     self._arm_first(name, timer)
             yield
-        return ScheduleChange(added, removed, tuple(updated))
+        return ScheduleChange(tuple(added), tuple(removed), tuple(updated))
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -206,6 +206,9 @@ async def test_apply_in_steps_moves_one_check_at_a_time(harness: MakeHarness) ->
     h.start(plans_of("a", "b", "gone"))
     old_b = h.scheduler._timers["b"]
     steps = h.scheduler.apply_steps(plans_of(check_dict("a", interval="1s"), "b"))
+    for _ in range(3 + 2):  # what was removed and added, found a check a step
+        next(steps)
+    assert "gone" in h.scheduler.checks  # nothing changed yet
     next(steps)  # the removed check
     assert h.scheduler.next_run("gone") is None
     gone_runs = h.run.runs("gone")

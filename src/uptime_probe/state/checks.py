@@ -60,14 +60,15 @@ class CheckStates:
             depends_on[check.name] = tuple(check.depends_on)
             yield
         self._thresholds, self._depends_on = thresholds, depends_on
-        for name in [n for n in self._states if n not in thresholds]:
-            del self._states[name]
-        return [
-            (check, needed)
-            for check, needs in depends_on.items()
-            for needed in needs
-            if needed not in thresholds
-        ]
+        for name in list(self._states):
+            if name not in thresholds:
+                del self._states[name]
+            yield
+        not_local: list[tuple[str, str]] = []
+        for name, needs in depends_on.items():
+            not_local.extend((name, needed) for needed in needs if needed not in thresholds)
+            yield
+        return not_local
 
     def dependencies(self, check: str) -> tuple[str, ...]:
         return self._depends_on.get(check, ())
