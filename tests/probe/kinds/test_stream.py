@@ -3,6 +3,7 @@ answers, every failure reason of the step, its figures, and a journey around it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from tests.hostile.server import refused_port
 from uptime_probe.probe import CheckResult, Status
 from uptime_probe.probe.kinds.stream import StreamFigures
 from uptime_probe.probe.model import KIND_REASONS
+from uptime_probe.probe.tracing import PhaseRecorder
 
 from ..journeys import plan_of, run
 from .sse_target import ANSWER, CONVERSATION_ID, TOKENS, build_sse_app
@@ -655,3 +657,36 @@ async def test_a_secret_header_does_not_follow_the_stream_to_another_origin(
     assert result.status is Status.UP, result
     assert "X-Api-Key" not in other[SEEN][0]
     assert "withheld X-Api-Key from http://127.0.0.1:" in result.steps[0].message, result
+
+
+async def test_a_busy_loop_before_the_request_is_sent_is_not_the_streams_time(
+    sse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop is held for 300 ms (other runs' work) after the connection came up and
+    before the request is written: the step's duration and every figure of the stream count
+    from the request going out, as an http step's latency does. They counted from the
+    step's start, so a busy daemon reported a slow first token."""
+    loop = asyncio.get_running_loop()
+    real_tcp_connected = PhaseRecorder.tcp_connected
+
+    def then_busy(self: PhaseRecorder, tls: bool = False) -> None:
+        real_tcp_connected(self, tls)
+        loop.call_soon(time.sleep, 0.3)  # stands for a loop busy with other runs' work
+
+    monkeypatch.setattr(PhaseRecorder, "tcp_connected", then_busy)
+    step = stream_step(f"{sse}/openai", expect={"first_event_within": "5s"})
+
+    started = time.perf_counter()
+    result = await run(plan_of(step))
+    wall = time.perf_counter() - started
+
+    assert result.status is Status.UP, result
+    assert wall >= 0.3
+    (answer,) = result.steps
+    got = figures(result)
+    for figure in (got.head_seconds, got.first_event_seconds, got.total_seconds):
+        assert figure is not None
+        assert figure < wall - 0.25
+    assert answer.duration_seconds < wall - 0.25
+    assert result.duration_seconds < wall - 0.25
+    assert got.total_seconds <= answer.duration_seconds + 1e-6

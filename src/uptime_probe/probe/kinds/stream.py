@@ -155,10 +155,24 @@ class _Reading:
 
     # --- the clock ------------------------------------------------------------------------
 
+    @property
+    def began(self) -> float:
+        """When the request started out (its first lookup, connection or send); the step's
+        start until then."""
+        return self.recorder.sent_at or self.started
+
+    @property
+    def origin(self) -> float:
+        """What the stream's figures and limits count from: when the request started out,
+        less what the target waited on us before it was sent (a ready connection not yet
+        written to), as an http step's latency does (probe/tracing.py). Building the
+        request and a busy loop are not the target's time."""
+        return self.began + self.recorder.held
+
     def arrival(self) -> float:
         """When the bytes just read arrived: the connection's time, never before the last."""
         at = self.recorder.last_data_at or time.perf_counter()
-        floor = self.last_event_at or self.head_at or self.started
+        floor = self.last_event_at or self.head_at or self.origin
         return max(at, floor)
 
     def watchdog(self) -> tuple[float, str] | None:
@@ -166,7 +180,7 @@ class _Reading:
         expect = self.config.expect
         if self.first_event_at is None:
             if expect.first_event_within is not None:
-                return self.started + expect.first_event_within, "first_event_within"
+                return self.origin + expect.first_event_within, "first_event_within"
             return None
         if expect.max_gap is not None and self.last_event_at is not None:
             return self.last_event_at + expect.max_gap, "max_gap"
@@ -187,10 +201,10 @@ class _Reading:
         if last is None:
             self.first_event_at = at
             within = self.config.expect.first_event_within
-            if within is not None and at - self.started > within:
+            if within is not None and at - self.origin > within:
                 return self.fail(
                     FailureReason.FIRST_EVENT_TIMEOUT,
-                    f"first event after {at - self.started:.2f}s, "
+                    f"first event after {at - self.origin:.2f}s, "
                     f"expected within {within:g}s (first_event_within)",
                 )
         elif at > last:  # events read together arrived together: no gap to weigh
@@ -264,14 +278,15 @@ class _Reading:
         longest = self.longest_gap
         if cut_at is not None and self.last_event_at is not None:
             longest = max(longest or 0.0, cut_at - self.last_event_at)
+        origin = self.origin
         return StreamFigures(
-            head_seconds=_since(self.head_at, self.started),
-            first_event_seconds=_since(self.first_event_at, self.started),
-            first_token_seconds=_since(self.first_token_at, self.started),
+            head_seconds=_since(self.head_at, origin),
+            first_event_seconds=_since(self.first_event_at, origin),
+            first_token_seconds=_since(self.first_token_at, origin),
             longest_gap_seconds=longest,
             events=self.events,
             answer_chars=self.answer_chars if self.config.stream.collect is not None else None,
-            total_seconds=_since(self.ended_at, self.started),
+            total_seconds=_since(self.ended_at, origin),
         )
 
     def sample(self) -> bytes:
@@ -304,6 +319,7 @@ class _Reading:
         assertions: tuple[AssertionOutcome, ...] = (),
     ) -> Attempt:
         ended = self.ended_at or cut_at or time.perf_counter()
+        began, held = self.began, self.recorder.held
         return Attempt(
             status,
             reason,
@@ -315,8 +331,10 @@ class _Reading:
             extracted=dict(self.extracted) if status is not Status.DOWN else {},
             tls_not_after=self.tls_not_after,
             figures=self.figures(cut_at),
-            duration=ended - self.started,
+            duration=ended - began - held,
             ended=ended,
+            began=began,
+            held=held,
         )
 
     def fail(self, reason: str, message: str, cut_at: float | None = None) -> Attempt:
@@ -351,7 +369,7 @@ class _Reading:
         return self.fail(
             FailureReason.FIRST_EVENT_TIMEOUT,
             f"no event within {within:g}s of the request: the head came after "
-            f"{self.head_at - self.started:.2f}s, then {self.progress_without_events()}",
+            f"{self.head_at - self.origin:.2f}s, then {self.progress_without_events()}",
             now,
         )
 
@@ -571,7 +589,7 @@ async def _judge_end(plan: StepPlan, reading: _Reading) -> Attempt:
     if reading.events == 0 and expect.first_event_within is not None:
         return reading.fail(
             FailureReason.FIRST_EVENT_TIMEOUT,
-            f"the stream ended after {reading.ended_at - reading.started:.2f}s without an event"
+            f"the stream ended after {reading.ended_at - reading.origin:.2f}s without an event"
             if reading.ended_at is not None
             else "the stream ended without an event",
         )
@@ -619,11 +637,11 @@ def _on_time(reading: _Reading, outcomes: tuple[AssertionOutcome, ...]) -> Attem
     """A stream that delivered: degraded when its first event came after max_first_event."""
     late = reading.config.expect.max_first_event
     first = reading.first_event_at
-    if late is not None and first is not None and first - reading.started > late:
+    if late is not None and first is not None and first - reading.origin > late:
         return reading.attempt(
             Status.DEGRADED,
             None,
-            f"first event after {first - reading.started:.2f}s, above max_first_event {late:g}s",
+            f"first event after {first - reading.origin:.2f}s, above max_first_event {late:g}s",
             assertions=outcomes,
         )
     summary = f"HTTP {reading.http_status}, {_events(reading.events)}"
