@@ -23,6 +23,7 @@ from ..journeys import plan_of, run
 from .conftest import ServeTcp
 
 HUGE_FRAME = 100 * 1024 * 1024
+SLOW_ANSWER = 0.2
 
 
 def build_ws_app() -> web.Application:
@@ -99,8 +100,19 @@ def build_ws_app() -> web.Application:
         await socket.receive()
         return socket
 
+    async def slow_echo(request: web.Request) -> web.WebSocketResponse:
+        """Thinks for SLOW_ANSWER seconds before it echoes."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            if message.type is WSMsgType.TEXT:
+                await asyncio.sleep(SLOW_ANSWER)  # the target's own time, what is measured
+                await socket.send_str(message.data)
+        return socket
+
     app = web.Application()
     app.router.add_get("/echo", echo)
+    app.router.add_get("/slow-echo", slow_echo)
     app.router.add_get("/chat", chat)
     app.router.add_get("/close", close_early)
     app.router.add_get("/silent", silent)
@@ -149,6 +161,25 @@ async def test_an_echo_is_judged_with_the_text_assertions(ws_url: str) -> None:
     assert seen.handshake_seconds is not None
     assert seen.first_message_seconds is not None
     assert step_result.message.startswith("message after ")
+
+
+async def test_the_wait_for_the_message_is_processing_and_the_phases_add_up(
+    ws_url: str,
+) -> None:
+    # The phases left out the wait for the message: a socket whose target thought for
+    # seconds showed only its connection time on the phase dashboard.
+    step = ws_step(f"{ws_url}/slow-echo", send="hi", expect={"body_contains": "hi"})
+    result = await run(plan_of(step))
+
+    assert result.status == "up", result
+    (push,) = result.steps
+    timings = push.timings.as_dict()
+    assert timings["processing"] >= SLOW_ANSWER
+    assert timings["connect"] > 0
+    assert sum(timings.values()) == pytest.approx(push.duration_seconds, abs=1e-6)
+    seen = figures(result)
+    assert seen.handshake_seconds is not None
+    assert seen.handshake_seconds < push.duration_seconds - SLOW_ANSWER + 1e-6
 
 
 async def test_the_first_message_is_judged_and_a_wrong_one_fails(ws_url: str) -> None:

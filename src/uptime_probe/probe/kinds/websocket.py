@@ -39,6 +39,7 @@ from uptime_probe.probe.kinds.http_exchange import render_headers, server_name
 from uptime_probe.probe.model import FailureReason, Status
 from uptime_probe.probe.plan import StepPlan
 from uptime_probe.probe.secret_origins import OriginGuard, SecretWithheld
+from uptime_probe.probe.tracing import PhaseRecorder
 
 # Closing waits this long for the server's close frame before dropping the connection.
 CLOSE_WAIT_SECONDS = 1.0
@@ -106,9 +107,10 @@ class _Socket:
         frames = f"{self.sent} frame{'s' if self.sent != 1 else ''} sent"
         return FailureReason.NO_MESSAGE, f"no message in {waited:.1f}s ({frames})"
 
-    def figures(self) -> WebsocketFigures:
+    def figures(self, origin: float) -> WebsocketFigures:
+        """The figures; the handshake counted from `origin`, when the request went out."""
         return WebsocketFigures(
-            handshake_seconds=None if self.open_at is None else self.open_at - self.started,
+            handshake_seconds=None if self.open_at is None else self.open_at - origin,
             first_message_seconds=None if self.first_at is None else self.first_at - self.sent_at,
             messages=self.messages,
             sent=self.sent,
@@ -135,11 +137,13 @@ class WebsocketKind:
             )
         except SecretWithheld as exc:
             return _done(
+                run.recorder,
                 _Socket(config.websocket.url.source, None),
                 Attempt(Status.DOWN, exc.reason, exc.message),
             )
         except (ValueError, UnicodeError) as exc:
             return _done(
+                run.recorder,
                 _Socket(config.websocket.url.source, None),
                 Attempt(
                     Status.DOWN,
@@ -168,7 +172,7 @@ class WebsocketKind:
             except (Exception, asyncio.CancelledError) as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                return _done(state, _refused(exc, run, plan.redact), guard)
+                return _done(run.recorder, state, _refused(exc, run, plan.redact), guard)
             state.open_at = time.perf_counter()
             der = connector.peer_certificate
             details = CertificateDetails.from_der(der) if der else None
@@ -186,7 +190,7 @@ class WebsocketKind:
             finally:
                 await socket.close()
         attempt.tls_not_after = None if details is None else details.not_after
-        return _done(state, attempt, guard)
+        return _done(run.recorder, state, attempt, guard)
 
 
 def _guarded(session: aiohttp.ClientSession, guard: OriginGuard) -> aiohttp.ClientSession:
@@ -209,13 +213,25 @@ def _guarded(session: aiohttp.ClientSession, guard: OriginGuard) -> aiohttp.Clie
     )
 
 
-def _done(state: _Socket, attempt: Attempt, guard: OriginGuard | None = None) -> Attempt:
+def _done(
+    recorder: PhaseRecorder, state: _Socket, attempt: Attempt, guard: OriginGuard | None = None
+) -> Attempt:
     if guard is not None:  # say which headers another origin did not get
         attempt.message = guard.noted(attempt.message)
     attempt.ended = attempt.ended or time.perf_counter()
+    # As an http step's latency: from the upgrade request going out (its lookup,
+    # connection or send), less what the target waited on us (probe/tracing.py).
+    attempt.began = recorder.sent_at or state.started
+    attempt.held = recorder.held
+    took = attempt.ended - attempt.began - attempt.held
+    if state.open_at is not None:
+        # After the upgrade, the target's time is the wait for its message: processing,
+        # as the wait for an http answer is, so the phases add up to the step's duration.
+        phases = recorder.resolve + recorder.connect + recorder.tls + recorder.transfer
+        recorder.processing = max(recorder.processing, took - phases)
     # The target's time ends with the message judged; judging it off the loop is the run's.
-    attempt.duration = attempt.ended - state.started - state.off_loop
-    attempt.figures = state.figures()
+    attempt.duration = took - state.off_loop
+    attempt.figures = state.figures(attempt.began + attempt.held)
     return attempt
 
 
