@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 from uptime_probe.config import parse_config
 from uptime_probe.probe import CheckPlan, CheckResult, compile_checks, run_check
 from uptime_probe.probe.judging import JudgingPool
+from uptime_probe.probe.tracing import PhaseRecorder
 
 CHECK = "journey"
 
@@ -62,3 +66,17 @@ async def run(
         assert result.failed_step is not None
         assert "\n" not in result.message
     return result
+
+
+def hold_the_loop_after_connecting(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """From now on, each connection that comes up is followed by `seconds` of a held event
+    loop, before the run's request is written: what a daemon busy with other runs' work
+    does to a run. What a step measures must leave that wait out."""
+    loop = asyncio.get_running_loop()
+    real_tcp_connected = PhaseRecorder.tcp_connected
+
+    def then_busy(self: PhaseRecorder, tls: bool = False) -> None:
+        real_tcp_connected(self, tls)
+        loop.call_soon(time.sleep, seconds)  # stands for a loop busy with other runs' work
+
+    monkeypatch.setattr(PhaseRecorder, "tcp_connected", then_busy)

@@ -25,7 +25,7 @@ from uptime_probe.probe import judging
 from uptime_probe.probe.tracing import PhaseRecorder, TimedConnector
 
 from .conftest import Target
-from .journeys import plan_of, run, step
+from .journeys import hold_the_loop_after_connecting, plan_of, run, step
 
 ServeApp = Callable[..., Awaitable[str]]
 
@@ -269,14 +269,7 @@ async def test_a_busy_loop_between_connecting_and_sending_is_not_the_targets_tim
     """The loop is held for 300 ms (other runs' work) right after the connection came up
     and before the run's request is written: the run's and the step's durations leave that
     wait out, and the phases still add up to the step's duration."""
-    loop = asyncio.get_running_loop()
-    real_tcp_connected = PhaseRecorder.tcp_connected
-
-    def then_busy(self: PhaseRecorder, tls: bool = False) -> None:
-        real_tcp_connected(self, tls)
-        loop.call_soon(time.sleep, 0.3)  # stands for a loop busy with other runs' work
-
-    monkeypatch.setattr(PhaseRecorder, "tcp_connected", then_busy)
+    hold_the_loop_after_connecting(monkeypatch, 0.3)
     plan = plan_of(step(target.url + "/status/200"))
 
     started = time.perf_counter()

@@ -3,7 +3,6 @@ answers, every failure reason of the step, its figures, and a journey around it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,9 +14,8 @@ from tests.hostile.server import refused_port
 from uptime_probe.probe import CheckResult, Status
 from uptime_probe.probe.kinds.stream import StreamFigures
 from uptime_probe.probe.model import KIND_REASONS
-from uptime_probe.probe.tracing import PhaseRecorder
 
-from ..journeys import plan_of, run
+from ..journeys import hold_the_loop_after_connecting, plan_of, run
 from .sse_target import ANSWER, CONVERSATION_ID, TOKENS, build_sse_app
 
 ServeApp = Callable[..., Awaitable[str]]
@@ -666,14 +664,7 @@ async def test_a_busy_loop_before_the_request_is_sent_is_not_the_streams_time(
     before the request is written: the step's duration and every figure of the stream count
     from the request going out, as an http step's latency does. They counted from the
     step's start, so a busy daemon reported a slow first token."""
-    loop = asyncio.get_running_loop()
-    real_tcp_connected = PhaseRecorder.tcp_connected
-
-    def then_busy(self: PhaseRecorder, tls: bool = False) -> None:
-        real_tcp_connected(self, tls)
-        loop.call_soon(time.sleep, 0.3)  # stands for a loop busy with other runs' work
-
-    monkeypatch.setattr(PhaseRecorder, "tcp_connected", then_busy)
+    hold_the_loop_after_connecting(monkeypatch, 0.3)
     step = stream_step(f"{sse}/openai", expect={"first_event_within": "5s"})
 
     started = time.perf_counter()
