@@ -115,6 +115,28 @@ async def test_the_trace_beside_the_screenshot_is_linked_and_served_as_a_zip(
         await client.close()
 
 
+async def test_a_run_that_kept_no_trace_links_none(
+    make_harness: MakeHarness, store: ArtifactStore
+) -> None:
+    # `browser.keep_traces: false`, or a trace that could not be saved: the screenshot
+    # alone. Linked by name, every such run showed a trace link that answered 404.
+    harness = await sidebar_down(make_harness, store)
+    client = await served(harness, store)
+    try:
+        html = await (await client.get("/")).text()
+        assert "Screenshot of the last run" in html
+        assert "trace-link" not in html
+        assert "Playwright trace" not in html
+        (api_incident,) = (await (await client.get("/api/v1/incidents")).json())["incidents"]
+        assert api_incident["artifact_url"] is not None
+        assert (api_incident["trace"], api_incident["trace_url"]) == (None, None)
+        (check,) = (await (await client.get("/api/v1/checks")).json())["checks"]
+        assert check["last_run"]["artifact_url"] is not None
+        assert check["last_run"]["trace_url"] is None
+    finally:
+        await client.close()
+
+
 async def test_only_the_stores_own_files_are_served(
     make_harness: MakeHarness, store: ArtifactStore, tmp_path: Path
 ) -> None:

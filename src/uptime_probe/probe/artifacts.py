@@ -150,14 +150,25 @@ def beside(relative: str, suffix: str) -> str:
 
 
 def trace_beside(screenshot: str | None) -> str | None:
-    """Where the trace of the run that left `screenshot` is (`save_trace`), if it left one:
-    the views link it by name (a run whose trace could not be saved has none there)."""
+    """Where the trace of the run that left `screenshot` is (`save_trace`), if it left one
+    (a run whose trace could not be saved, or with `browser.keep_traces: false`, has none
+    there: `kept_trace` says whether it is)."""
     if not screenshot:
         return None
     try:
         return beside(screenshot, TRACE_SUFFIX)
     except ValueError:
         return None
+
+
+def kept_trace(screenshot: str | None, files: ArtifactStore | None) -> str | None:
+    """The trace beside `screenshot` if `files` holds it: what the views link. Linked by
+    name alone, a daemon with `keep_traces: false` showed a trace link on every failed
+    browser run, and each one answered 404."""
+    name = trace_beside(screenshot)
+    if name is None or files is None or files.path_of(name) is None:
+        return None
+    return name
 
 
 def _redacted(data: bytes, redact: Redactor) -> bytes:

@@ -32,7 +32,7 @@ from aiohttp import web
 from uptime_probe.config.model import CheckConfig
 from uptime_probe.config.types import SLUG_PATTERN
 from uptime_probe.config.units import parse_duration
-from uptime_probe.probe.artifacts import trace_beside
+from uptime_probe.probe.artifacts import ArtifactStore, kept_trace
 from uptime_probe.probe.model import Status, describe_reason
 from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
@@ -113,7 +113,9 @@ def error(status: int, code: str, message: str) -> web.Response:
     return answer({"error": {"code": code, "message": message}}, status)
 
 
-def last_run_json(outcome: RunOutcome | None) -> dict[str, Any] | None:
+def last_run_json(
+    outcome: RunOutcome | None, files: ArtifactStore | None = None
+) -> dict[str, Any] | None:
     if outcome is None:
         return None
     result = outcome.result
@@ -128,7 +130,7 @@ def last_run_json(outcome: RunOutcome | None) -> dict[str, Any] | None:
         "duration_seconds": round(result.duration_seconds, 6),
         "at": result.started_at,
         "artifact_url": artifact_url(failed_artifact(result)),
-        "trace_url": artifact_url(trace_beside(failed_artifact(result))),
+        "trace_url": artifact_url(kept_trace(failed_artifact(result), files)),
     }
 
 
@@ -139,6 +141,7 @@ def check_json(
     incident: Incident | None,
     maintenance: Opening | None = None,
     affected_by: tuple[str, ...] = (),
+    files: ArtifactStore | None = None,
 ) -> dict[str, Any]:
     return {
         "name": check.name,
@@ -147,7 +150,7 @@ def check_json(
         "interval_seconds": check.interval_seconds,
         "timeout_seconds": check.timeout_seconds,
         "slo": check.slo_objective,
-        "last_run": last_run_json(outcome),
+        "last_run": last_run_json(outcome, files),
         "open_incident": incident.id if incident is not None else None,
         "tags": list(check.tags),
         "depends_on": list(check.depends_on),
@@ -200,22 +203,29 @@ def run_json(run: RunRow) -> dict[str, Any]:
     }
 
 
-def incident_api_json(incident: Incident) -> dict[str, Any]:
+def incident_api_json(incident: Incident, files: ArtifactStore | None) -> dict[str, Any]:
     """An incident as `uptime-probe incidents --format json` has it, and where its
-    screenshot and the trace beside it are served."""
+    screenshot and the trace beside it (if `files` kept one) are served."""
+    trace = kept_trace(incident.artifact, files)
     return {
         **incident_json(incident),
+        "trace": trace,
         "artifact_url": artifact_url(incident.artifact),
-        "trace_url": artifact_url(trace_beside(incident.artifact)),
+        "trace_url": artifact_url(trace),
     }
 
 
 class StatusApi:
     def __init__(
-        self, source: StatusSource, *, writes_enabled: Callable[[], bool] = lambda: False
+        self,
+        source: StatusSource,
+        *,
+        writes_enabled: Callable[[], bool] = lambda: False,
+        files: ArtifactStore | None = None,
     ) -> None:
         self.source = source
         self._writes_enabled = writes_enabled
+        self.files = files  # runs' screenshots and traces: a trace is linked if kept
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v1/checks", self.checks)
@@ -264,6 +274,7 @@ class StatusApi:
                         incidents.get(check.name),
                         maintained.get(check.name),
                         affected(check),
+                        self.files,
                     )
                     for check in checks
                 ],
@@ -312,7 +323,11 @@ class StatusApi:
         if status is not None:
             wanted = INCIDENT_FILTERS[status]
             found = [incident for incident in found if incident.status in wanted]
-        return answer({"incidents": [incident_api_json(i) for i in found[:limit]]})
+        # Linking each trace looks for its file: off the event loop.
+        shown = await in_web_thread(
+            lambda: [incident_api_json(incident, self.files) for incident in found[:limit]]
+        )
+        return answer({"incidents": shown})
 
     async def _incidents(self, since: float, check: str | None, limit: int) -> list[Incident]:
         """Stored incidents with the live ones laid over them, newest first.

@@ -180,9 +180,11 @@ def build_web_app(
     app.on_response_prepare.append(_security_headers)
     app[CONTROL_KEY] = control
     if control.status is not None:
-        page = StatusPage(control.status)
+        page = StatusPage(control.status, files=control.artifacts)
         app.router.add_get("/", page.handle)
-        StatusApi(control.status, writes_enabled=control.enable_lifecycle).add_routes(app)
+        StatusApi(
+            control.status, writes_enabled=control.enable_lifecycle, files=control.artifacts
+        ).add_routes(app)
         if control.artifacts is not None:
             app.router.add_get(ARTIFACTS_PATH + "/{check}/{name}", artifact)
     app.router.add_get("/metrics", metrics)

@@ -32,7 +32,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from uptime_probe.config.model import CheckConfig, Config
-from uptime_probe.probe.artifacts import trace_beside
+from uptime_probe.probe.artifacts import ArtifactStore, kept_trace
 from uptime_probe.probe.model import CheckResult, Status, describe_reason
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifact
@@ -458,7 +458,9 @@ def artifact_url(artifact: str | None) -> str | None:
     return f"{ARTIFACTS_PATH}/{artifact}" if artifact else None
 
 
-def incident_view(incident: Incident, now: float) -> IncidentView:
+def incident_view(
+    incident: Incident, now: float, files: ArtifactStore | None = None
+) -> IncidentView:
     end = incident.resolved_at if incident.resolved_at is not None else now
     reason = incident.last_reason if incident.open else incident.first_reason
     return IncidentView(
@@ -492,7 +494,7 @@ def incident_view(incident: Incident, now: float) -> IncidentView:
             for entry in reversed(incident.timeline)  # newest first, like a status page
         ],
         screenshot_url=artifact_url(incident.artifact),
-        trace_url=artifact_url(trace_beside(incident.artifact)),
+        trace_url=artifact_url(kept_trace(incident.artifact, files)),
     )
 
 
@@ -534,7 +536,9 @@ class CheckHistory:
     spark: Sparkline | None
 
 
-def check_view(live: LiveCheck, history: CheckHistory) -> CheckView:
+def check_view(
+    live: LiveCheck, history: CheckHistory, files: ArtifactStore | None = None
+) -> CheckView:
     state, outcome = live.state, live.outcome
     result = outcome.result if outcome is not None else None
     failing = state is Status.DOWN or (result is not None and result.status is Status.DOWN)
@@ -543,7 +547,7 @@ def check_view(live: LiveCheck, history: CheckHistory) -> CheckView:
         reason_text = describe_reason(result.reason or "internal", result.http_status)
         step, message, sample = result.failed_step, result.message, _failed_sample(result)
         screenshot = artifact_url(failed_artifact(result))
-        trace = artifact_url(trace_beside(failed_artifact(result)))
+        trace = artifact_url(kept_trace(failed_artifact(result), files))
     elif result is not None and result.status is Status.DEGRADED:
         reason_text = describe_reason(result.shown_reason or "", result.http_status)
         step, message = result.failed_step, result.message
@@ -787,8 +791,9 @@ def _load_templates() -> _Templates:
 class StatusPage:
     """Builds the page's model from a `StatusSource` and renders it."""
 
-    def __init__(self, source: StatusSource) -> None:
+    def __init__(self, source: StatusSource, files: ArtifactStore | None = None) -> None:
         self.source = source
+        self.files = files  # runs' screenshots and traces: a trace is linked if kept
         self._loaded: _Templates | None = None  # by the first view (_load_templates)
         # Kept between views: each check's view while its inputs are the same, and its
         # article while its view is the same object (both rebuilt only for what changed).
@@ -837,14 +842,15 @@ class StatusPage:
             "incidents", source.store.incidents(since=now - INCIDENT_DAYS * 86400, limit=200), []
         )
         # Shaping what was read and 1,000 checks' views (their bars, once a day) is CPU
-        # work: off the event loop.
+        # work, and linking a trace looks for its file: off the event loop.
         checks = await in_web_thread(self._check_views, live)
-        past = [
-            incident_view(incident, now)
-            for incident in stored
-            if incident.status is IncidentStatus.RESOLVED
-        ]
         open_now = sorted(incidents.values(), key=lambda incident: -incident.opened_at)
+        shown, past = await in_web_thread(
+            self._incident_views,
+            open_now,
+            [incident for incident in stored if incident.status is IncidentStatus.RESOLVED],
+            now,
+        )
         return PageView(
             title=config.status_page.title,
             banner=page_banner(source, config.checks, maintained),
@@ -853,7 +859,7 @@ class StatusPage:
             now=now,
             refresh_seconds=REFRESH_SECONDS,
             checks=checks,
-            open_incidents=[incident_view(incident, now) for incident in open_now],
+            open_incidents=shown,
             past_incidents=past,
             incident_days=INCIDENT_DAYS,
             uptime_days=UPTIME_DAYS,
@@ -865,6 +871,14 @@ class StatusPage:
             ],
         )
 
+    def _incident_views(
+        self, open_now: Sequence[Incident], resolved: Sequence[Incident], now: float
+    ) -> tuple[list[IncidentView], list[IncidentView]]:
+        return (
+            [incident_view(incident, now, self.files) for incident in open_now],
+            [incident_view(incident, now, self.files) for incident in resolved],
+        )
+
     def _check_views(self, live: Sequence[LiveCheck]) -> list[CheckView]:
         self._history.digest({check.check.name for check in live})
         views = []
@@ -872,7 +886,7 @@ class StatusPage:
             history = self._history.history_of(check)
             kept = self._views.get(check.check.name)
             if kept is None or not _same_view(kept[0], check) or kept[1] != history:
-                kept = (check, history, check_view(check, history))
+                kept = (check, history, check_view(check, history, self.files))
                 self._views[check.check.name] = kept
             views.append(kept[2])
         if len(self._views) > len(live):  # checks a reload removed
