@@ -393,7 +393,7 @@ class Daemon:
                 return ReloadOutcome(False, f"config error:\n{exc}")
 
     async def _reload(self, trigger: str) -> ReloadOutcome:
-        loaded, parsed_in = await self._load()
+        loaded, parsed_in = await read_config(self.options)
         # From the config's objects until they are frozen (gc.freeze, at the end of the
         # apply), a full collection would walk them all: 0.5 s at 10,000 checks. Not
         # during a child's parse: runs' garbage waiting for a full collection meanwhile
@@ -415,18 +415,6 @@ class Daemon:
             release_free_memory()  # what loading and compiling the config freed (memory.py)
         log.info("config_reloaded", trigger=trigger, parsed_in=parsed_in)
         return ReloadOutcome(True, "config reloaded")
-
-    async def _load(self) -> tuple[Config | Steps[Config], str]:
-        """The config file read off the event loop, and where: a large one by a child
-        process (config/isolated.py; made a config on the loop in slices by the steps
-        returned, which raise its ConfigError), a small one in a thread."""
-        path, location = self.options.config_path, self.options.location
-        if await asyncio.to_thread(should_isolate, path):
-            try:
-                return config_steps(await parse_in_child(path, location)), "child"
-            except (ChildFailed, OSError) as exc:
-                log.warning("config_child_failed", error=str(exc), why="parsed in a thread")
-        return await asyncio.to_thread(load_deployment_config, self.options), "thread"
 
     def reload_in_background(self, trigger: str) -> None:
         """For signal handlers: reload without awaiting, keeping the task until it ends."""
@@ -591,6 +579,23 @@ def load_deployment_config(options: DaemonOptions) -> Config:
     return parsed
 
 
+async def read_config(options: DaemonOptions) -> tuple[Config | Steps[Config], str]:
+    """The config file read off the event loop, and where: a large one by a child process
+    (config/isolated.py; made a config by the steps returned, which raise its ConfigError:
+    on the loop in slices for a reload, at once for a start), a small one in a thread.
+
+    The daemon then never holds a large parse's ~190 MB of YAML objects, whose freed arenas
+    stayed resident: at 10,000 checks the config takes 45 MB parsed by the child, 58-69 MB
+    parsed in the daemon and rebuilt (docs/benchmarks.md)."""
+    path, location = options.config_path, options.location
+    if await asyncio.to_thread(should_isolate, path):
+        try:
+            return config_steps(await parse_in_child(path, location)), "child"
+        except (ChildFailed, OSError) as exc:
+            log.warning("config_child_failed", error=str(exc), why="parsed in a thread")
+    return await asyncio.to_thread(load_deployment_config, options), "thread"
+
+
 def _parse_and_pickle(options: DaemonOptions) -> bytes | Config:
     config = load_with_location(options.config_path, options.location)
     share_equal_values(config)  # 10,000 checks repeat the same strings and field sets
@@ -622,10 +627,12 @@ async def serve(options: DaemonOptions, logs: LogOutput | None = None) -> int:
     limits = raise_soft_limit()  # before anything holds a descriptor it could run out of
     log.info("descriptor_limits", soft=limits.soft, hard=limits.hard)
     try:
-        config = load_deployment_config(options)
+        loaded, parsed_in = await read_config(options)
+        config = loaded if isinstance(loaded, Config) else run_all(loaded)
     except ConfigError as exc:
         log.error("config_invalid", error=str(exc))
         return 2
+    log.info("config_read", path=str(options.config_path), parsed_in=parsed_in)
     daemon = Daemon(config, options, logs)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, daemon.request_stop, "SIGTERM")

@@ -186,6 +186,8 @@ async def test_a_large_config_is_parsed_in_a_child_and_applied_as_a_diff(
     daemon = start_daemon(checks, server=server)
     await daemon.started(timeout=60)
     assert config_path.stat().st_size >= ISOLATE_FROM_BYTES
+    (read,) = daemon.logs("config_read")
+    assert read["parsed_in"] == "child"  # at start as on a reload
 
     broken = [*checks[:1], {**checks[1], "interval": "soon"}, *checks[2:]]
     write_config(config_path, broken, server=server)

@@ -17,6 +17,7 @@ from uptime_probe.app import (
     tune_garbage_collector,
 )
 from uptime_probe.config import load_config
+from uptime_probe.config.isolated import ISOLATE_FROM_BYTES
 from uptime_probe.probe import compile_checks
 from uptime_probe.simulator import RunningSimulator
 
@@ -44,6 +45,27 @@ async def test_a_config_error_at_start_exits_2_with_the_located_message(
     assert len(invalid) == 1, daemon.log_text()
     assert re.fullmatch(
         r"probes\.yaml:3 checks\[0\]\.interval: invalid duration 'soon'.*", invalid[0]["error"]
+    ), invalid
+    assert daemon.logs("daemon_started") == []
+
+
+async def test_a_large_config_with_an_error_is_refused_at_start_by_the_child(
+    start_daemon: StartDaemon, config_path: Path
+) -> None:
+    # A file past ISOLATE_FROM_BYTES is parsed by a child process at start too (the
+    # daemon never holds the parse's peak): its error reads the same, exit 2.
+    padding = "x" * 400
+    checks = [
+        {**http_check(f"c{i:04d}", "http://127.0.0.1:9/", interval="1h"), "description": padding}
+        for i in range(300)
+    ]
+    checks[7] = {**checks[7], "interval": "soon"}
+    daemon = start_daemon(checks)
+    assert config_path.stat().st_size >= ISOLATE_FROM_BYTES
+    assert await daemon.wait_exit() == 2
+    (invalid,) = daemon.logs("config_invalid")
+    assert re.fullmatch(
+        r"probes\.yaml:\d+ checks\[7\]\.interval: invalid duration 'soon'.*", invalid["error"]
     ), invalid
     assert daemon.logs("daemon_started") == []
 
