@@ -33,7 +33,7 @@ from uptime_probe.config.model import CheckConfig
 from uptime_probe.config.types import SLUG_PATTERN
 from uptime_probe.config.units import parse_duration
 from uptime_probe.probe.artifacts import ArtifactStore, kept_trace
-from uptime_probe.probe.model import Status, describe_reason
+from uptime_probe.probe.model import describe_reason
 from uptime_probe.report import incident_json
 from uptime_probe.sinks import RunOutcome
 from uptime_probe.state.incidents import Incident, IncidentStatus, failed_artifact
@@ -43,9 +43,10 @@ from uptime_probe.web.offload import in_web_thread
 from uptime_probe.web.status import (
     HISTORY_ERRORS,
     MAINTENANCE_HORIZON_DAYS,
+    LiveCheck,
     StatusSource,
     artifact_url,
-    check_state,
+    live_checks,
     open_incident_by_check,
     page_banner,
 )
@@ -134,15 +135,8 @@ def last_run_json(
     }
 
 
-def check_json(
-    check: CheckConfig,
-    state: Status | None,
-    outcome: RunOutcome | None,
-    incident: Incident | None,
-    maintenance: Opening | None = None,
-    affected_by: tuple[str, ...] = (),
-    files: ArtifactStore | None = None,
-) -> dict[str, Any]:
+def check_json(live: LiveCheck, files: ArtifactStore | None = None) -> dict[str, Any]:
+    check, state, incident, maintenance = live.check, live.state, live.incident, live.maintenance
     return {
         "name": check.name,
         "description": check.description,
@@ -150,7 +144,7 @@ def check_json(
         "interval_seconds": check.interval_seconds,
         "timeout_seconds": check.timeout_seconds,
         "slo": check.slo_objective,
-        "last_run": last_run_json(outcome, files),
+        "last_run": last_run_json(live.outcome, files),
         "open_incident": incident.id if incident is not None else None,
         "tags": list(check.tags),
         "depends_on": list(check.depends_on),
@@ -163,7 +157,7 @@ def check_json(
             if maintenance is not None
             else None
         ),
-        "affected_by": list(affected_by),
+        "affected_by": list(live.affected_by),
     }
 
 
@@ -255,28 +249,12 @@ class StatusApi:
     ) -> str:
         source = self.source
         banner = page_banner(source, checks, maintained)
-
-        def affected(check: CheckConfig) -> tuple[str, ...]:
-            outcome = source.latest.get(check.name)
-            failing = check_state(source, check.name) is Status.DOWN or (
-                outcome is not None and outcome.result.status is Status.DOWN
-            )
-            return source.check_states.failing_dependencies(check.name) if failing else ()
-
         return json.dumps(
             {
                 "status": {"indicator": banner.value, "description": banner.text},
                 "checks": [
-                    check_json(
-                        check,
-                        check_state(source, check.name),
-                        source.latest.get(check.name),
-                        incidents.get(check.name),
-                        maintained.get(check.name),
-                        affected(check),
-                        self.files,
-                    )
-                    for check in checks
+                    check_json(live, self.files)
+                    for live in live_checks(source, checks, incidents, maintained)
                 ],
             }
         )

@@ -525,6 +525,33 @@ class LiveCheck:
     maintenance: Opening | None = None
     failing_dependencies: tuple[str, ...] = ()
 
+    @property
+    def affected_by(self) -> tuple[str, ...]:
+        """The failing checks it depends on, while it fails too: what holds its alerts."""
+        result = self.outcome.result if self.outcome is not None else None
+        failing = self.state is Status.DOWN or (result is not None and result.status is Status.DOWN)
+        return self.failing_dependencies if failing else ()
+
+
+def live_checks(
+    source: StatusSource,
+    checks: Sequence[CheckConfig],
+    incidents: Mapping[str, Incident],
+    maintained: Mapping[str, Opening],
+) -> list[LiveCheck]:
+    """Each check's live view, read from memory in one pass: the page's and the API's."""
+    return [
+        LiveCheck(
+            check,
+            check_state(source, check.name),
+            source.latest.get(check.name),
+            incidents.get(check.name),
+            maintained.get(check.name),
+            source.check_states.failing_dependencies(check.name),
+        )
+        for check in checks
+    ]
+
 
 @dataclass(frozen=True, slots=True)
 class CheckHistory:
@@ -541,7 +568,6 @@ def check_view(
 ) -> CheckView:
     state, outcome = live.state, live.outcome
     result = outcome.result if outcome is not None else None
-    failing = state is Status.DOWN or (result is not None and result.status is Status.DOWN)
     reason_text = step = message = sample = screenshot = trace = None
     if result is not None and result.status is Status.DOWN:
         reason_text = describe_reason(result.reason or "internal", result.http_status)
@@ -577,7 +603,7 @@ def check_view(
         maintenance=maintenance.window.name if maintenance is not None else None,
         maintenance_until=clock(maintenance.end) if maintenance is not None else None,
         maintenance_until_iso=iso(maintenance.end) if maintenance is not None else None,
-        affected_by=live.failing_dependencies if failing else (),
+        affected_by=live.affected_by,
     )
 
 
@@ -826,17 +852,7 @@ class StatusPage:
         reads = _Reads()
         incidents = open_incident_by_check(source)
         maintained = source.maintenance.checks_in_maintenance(now)
-        live = [
-            LiveCheck(
-                check,
-                check_state(source, check.name),
-                source.latest.get(check.name),
-                incidents.get(check.name),
-                maintained.get(check.name),
-                source.check_states.failing_dependencies(check.name),
-            )
-            for check in config.checks
-        ]
+        live = live_checks(source, config.checks, incidents, maintained)
         await self._history.read(source.store, reads, live, now)
         stored = await reads(
             "incidents", source.store.incidents(since=now - INCIDENT_DAYS * 86400, limit=200), []
