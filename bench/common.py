@@ -22,10 +22,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -420,3 +420,23 @@ class LoopTicker:
         if self._task is not None:
             await self._task
         os.close(self._schedstat)
+
+
+T = TypeVar("T")
+
+
+def run_daemon_measure(measure: Coroutine[Any, Any, T], *, tuned_gc: bool = False) -> T:
+    """Run an in-process daemon measure on uvloop, as `uptime-probe run` runs the daemon
+    (its garbage collector tuned, with `tuned_gc`), its logs written nowhere."""
+    import uvloop
+
+    from uptime_probe.app import tune_garbage_collector
+    from uptime_probe.logs import configure_logging
+
+    if tuned_gc:
+        tune_garbage_collector()
+    logs = configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
+    try:
+        return uvloop.run(measure)
+    finally:
+        logs.writer.close()

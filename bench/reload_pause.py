@@ -20,7 +20,6 @@ is measured is the reload, not probing.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import LoopTicker, Spread
+from bench.common import LoopTicker, Spread, run_daemon_measure
 from bench.contenders import probes_config
 
 KINDS = ("touch", "intervals", "replace")
@@ -89,17 +88,7 @@ async def _measure(checks: int, repeats: int) -> dict[str, Any]:
 
 def reload_pause(checks: int, repeats: int = 3) -> dict[str, Any]:
     """The longest event-loop pause of each kind of reload of `checks` checks (uvloop)."""
-    import uvloop
-
-    from uptime_probe.app import tune_garbage_collector
-    from uptime_probe.logs import configure_logging
-
-    tune_garbage_collector()  # as `uptime-probe run` does
-    logs = configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
-    try:
-        return dict(uvloop.run(_measure(checks, repeats)))
-    finally:
-        logs.writer.close()
+    return run_daemon_measure(_measure(checks, repeats), tuned_gc=True)
 
 
 if __name__ == "__main__":

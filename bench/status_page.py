@@ -20,13 +20,12 @@ memory as the daemon keeps them. Measured, each repeated:
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LoopTicker, Spread
+from bench.common import LoopTicker, Spread, run_daemon_measure
 from bench.contenders import probes_config
 
 DAY = 86400.0
@@ -182,15 +181,7 @@ async def _measure(checks: int, repeats: int) -> dict[str, Any]:
 
 def status_page_cost(checks: int, repeats: int = 5) -> dict[str, Any]:
     """The page's build, render and request times at `checks` checks (uvloop)."""
-    import uvloop
-
-    from uptime_probe.logs import configure_logging
-
-    logs = configure_logging("info", stream=open(os.devnull, "w"), force_json=True)  # noqa: SIM115
-    try:
-        return dict(uvloop.run(_measure(checks, repeats)))
-    finally:
-        logs.writer.close()
+    return run_daemon_measure(_measure(checks, repeats))
 
 
 if __name__ == "__main__":
