@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
+from uptime_probe.probe.artifacts import ArtifactStore
 from uptime_probe.probe.model import CheckResult, Status, StepResult
 from uptime_probe.report import print_incidents, render_incidents
 from uptime_probe.sinks import RunOutcome
@@ -363,6 +365,54 @@ async def test_report_reads_while_the_daemon_writes(tmp_path: Path) -> None:
         assert [d["status"] for d in json.loads(out.getvalue())] == ["investigating"]
     finally:
         await store.close()
+
+
+SHOT = "history_sidebar/20251203T100000.000Z-page.png"
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "json"])
+def test_a_trace_is_named_only_when_the_daemon_kept_it(tmp_path: Path, fmt: str) -> None:
+    # A daemon with `browser.keep_traces: false`, or one that could not save a trace, has a
+    # screenshot and no trace beside it: the report must not send readers to a missing file.
+    shot = dataclasses.replace(incident(), artifact=SHOT)
+    files = ArtifactStore(tmp_path / "artifacts", keep=0)
+    (tmp_path / "artifacts" / "history_sidebar").mkdir(parents=True)
+    (tmp_path / "artifacts" / SHOT).write_bytes(b"png")
+
+    def named() -> str | None:
+        text = render_incidents([shot], fmt, now=T0 + 3600, files=files)
+        if fmt == "json":
+            (doc,) = json.loads(text)
+            assert doc["artifact"] == SHOT
+            return doc["trace"]  # type: ignore[no-any-return]
+        assert f"artifacts/{SHOT}" in text
+        found = re.search(r"trace: `artifacts/([^`]+)`", text)
+        return found.group(1) if found else None
+
+    assert named() is None
+    trace = SHOT.removesuffix(".png") + ".zip"
+    (tmp_path / "artifacts" / trace).write_bytes(b"zip")
+    assert named() == trace
+    # Without the daemon's files at hand nothing is claimed either.
+    assert "trace" not in render_incidents([shot], "markdown", now=T0 + 3600)
+
+
+async def test_the_report_looks_for_traces_where_the_daemon_keeps_them(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    await store.open()
+    try:
+        for event in play("history_sidebar", "dd", time.time() - 60):
+            store.save_incident(dataclasses.replace(event.incident, artifact=SHOT))
+        assert await store.flush()
+    finally:
+        await store.close()
+    trace = tmp_path / "artifacts" / (SHOT.removesuffix(".png") + ".zip")
+    trace.parent.mkdir(parents=True)
+    trace.write_bytes(b"zip")
+    out = io.StringIO()
+    assert await print_incidents(tmp_path, 3600.0, "json", None, out, io.StringIO()) == 0
+    kept = trace.relative_to(tmp_path / "artifacts").as_posix()
+    assert [d["trace"] for d in json.loads(out.getvalue())] == [kept]
 
 
 # --- hostile text from a target ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from uptime_probe.probe.artifacts import trace_beside
+from uptime_probe.probe.artifacts import ArtifactStore, kept_trace
 from uptime_probe.state.incidents import Incident, TimelineEntry
 from uptime_probe.state.store import Store
 
@@ -71,7 +71,7 @@ def _fence(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
-def incident_markdown(incident: Incident, now: float) -> str:
+def incident_markdown(incident: Incident, now: float, files: ArtifactStore | None = None) -> str:
     reasons = ", ".join(
         f"{_code(reason)} x{count}"
         for reason, count in sorted(incident.reasons.items(), key=lambda kv: -kv[1])
@@ -97,9 +97,10 @@ def incident_markdown(incident: Incident, now: float) -> str:
     ]
     if incident.artifact:
         lines.append(f"- Screenshot of the latest failing run: `artifacts/{incident.artifact}`")
+    trace = kept_trace(incident.artifact, files)
+    if trace is not None:
         lines.append(
-            f"- Its Playwright trace, when one was saved: `artifacts/"
-            f"{trace_beside(incident.artifact)}` (`npx playwright show-trace FILE`)"
+            f"- Its Playwright trace: `artifacts/{trace}` (`npx playwright show-trace FILE`)"
         )
     if incident.response_sample:
         lines += [
@@ -113,7 +114,10 @@ def incident_markdown(incident: Incident, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def incident_json(incident: Incident) -> dict[str, object]:
+def incident_json(incident: Incident, files: ArtifactStore | None = None) -> dict[str, object]:
+    """The incident JSON contract; `trace` names the trace beside the screenshot only when
+    `files` holds it (a daemon with `keep_traces: false`, or a trace that could not be
+    saved, has none)."""
     return {
         "id": incident.id,
         "check": incident.check,
@@ -127,7 +131,7 @@ def incident_json(incident: Incident) -> dict[str, object]:
         "first_message": incident.first_message,
         "response_sample": incident.response_sample,
         "artifact": incident.artifact,
-        "trace": trace_beside(incident.artifact),
+        "trace": kept_trace(incident.artifact, files),
         "reasons": incident.reasons,
         "failing_steps": list(incident.failing_steps),
         "held_back": list(incident.held_back),
@@ -145,13 +149,15 @@ def incident_json(incident: Incident) -> dict[str, object]:
     }
 
 
-def render_incidents(incidents: Sequence[Incident], fmt: str, now: float) -> str:
+def render_incidents(
+    incidents: Sequence[Incident], fmt: str, now: float, files: ArtifactStore | None = None
+) -> str:
     if fmt == "json":
-        return json.dumps([incident_json(i) for i in incidents], indent=2) + "\n"
+        return json.dumps([incident_json(i, files) for i in incidents], indent=2) + "\n"
     if not incidents:
         return "No incidents in this period.\n"
     header = f"# Incidents ({len(incidents)})\n\n"
-    return header + "\n".join(incident_markdown(i, now) for i in reversed(incidents))
+    return header + "\n".join(incident_markdown(i, now, files) for i in reversed(incidents))
 
 
 async def print_incidents(
@@ -178,5 +184,7 @@ async def print_incidents(
     except sqlite3.Error as exc:
         print(f"cannot read the history in {store.path}: {exc}", file=err)
         return 1
-    out.write(render_incidents(incidents, fmt, now))
+    # Where the daemon keeps them (`app.Daemon`); read only, to say which traces exist.
+    files = ArtifactStore(data_dir / "artifacts", keep=0)
+    out.write(render_incidents(incidents, fmt, now, files))
     return 0

@@ -200,12 +200,12 @@ def run_json(run: RunRow) -> dict[str, Any]:
 def incident_api_json(incident: Incident, files: ArtifactStore | None) -> dict[str, Any]:
     """An incident as `uptime-probe incidents --format json` has it, and where its
     screenshot and the trace beside it (if `files` kept one) are served."""
-    trace = kept_trace(incident.artifact, files)
+    shared = incident_json(incident, files)
+    trace = shared["trace"]
     return {
-        **incident_json(incident),
-        "trace": trace,
+        **shared,
         "artifact_url": artifact_url(incident.artifact),
-        "trace_url": artifact_url(trace),
+        "trace_url": artifact_url(trace if isinstance(trace, str) else None),
     }
 
 
