@@ -42,7 +42,7 @@ from prometheus_client.utils import floatToGoString
 
 from uptime_probe import __version__
 from uptime_probe.config.model import CheckConfig
-from uptime_probe.config.steps import HttpStepBase, StepBase
+from uptime_probe.config.steps import StepBase
 from uptime_probe.probe.kinds import kind_of
 from uptime_probe.probe.model import (
     COMMON_REASONS,
@@ -137,7 +137,7 @@ class StepSeries:
     phases: PhaseTimings = field(default_factory=PhaseTimings)
     http_status: int = 0
     tls_not_after: float | None = None
-    # HTTP-only series (status code, phases) exist only for the HTTP-based kinds.
+    # The HTTP series (status code, phases) exist only for a kind that exchanges HTTP.
     http: bool = True
     figures: FigureSeries | None = None
 
@@ -146,9 +146,7 @@ class StepSeries:
         """A step's series before its first run, shaped by its kind."""
         kind = kind_of(step).figures
         figures = FigureSeries.empty(kind) if kind is not None else None
-        return cls(
-            step.name, HistogramData.empty(), http=isinstance(step, HttpStepBase), figures=figures
-        )
+        return cls(step.name, HistogramData.empty(), http=step.exchanges_http, figures=figures)
 
     def same_shape(self, other: StepSeries) -> bool:
         mine = self.figures.kind if self.figures is not None else None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from uptime_probe.config.model import Config
-from uptime_probe.config.steps import STEP_KINDS, HttpStepBase
+from uptime_probe.config.steps import STEP_KINDS
 from uptime_probe.probe import (
     CheckPlan,
     CheckResult,
@@ -101,7 +101,7 @@ def step_as_json(step: StepResult, artifacts: Path | None = None) -> dict[str, A
         "duration_seconds": round(step.duration_seconds, 6),
     }
     kind = STEP_KINDS.get(step.kind)
-    if kind is not None and issubclass(kind, HttpStepBase):
+    if kind is not None and kind.exchanges_http:
         out["http_status"] = step.http_status
         out["phases"] = {name: round(value, 6) for name, value in step.timings.as_dict().items()}
     elif step.http_status is not None:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from uptime_probe.config.steps import StepBase
+from uptime_probe.config.steps import STEP_KINDS, StepBase
 from uptime_probe.metrics import (
     DURATION_BUCKETS,
     CheckMetrics,
@@ -200,6 +200,16 @@ def test_a_step_that_is_not_http_has_no_status_code_or_phase_series() -> None:
     http_step = StepSeries("wait", HistogramData.empty())
     http = "".join(render_check(dataclasses.replace(series, steps=(http_step,))))
     assert "uptime_probe_step_http_status_code" in http
+
+
+def test_the_kinds_that_exchange_http_are_request_stream_and_websocket() -> None:
+    # A websocket's upgrade is an HTTP exchange: its status code (101) and phases are
+    # exported as a request's are; a DNS query, a TCP exchange, a browser's page are not.
+    assert {h for h, kind in STEP_KINDS.items() if kind.exchanges_http} == {
+        "request",
+        "stream",
+        "websocket",
+    }
 
 
 def test_figure_families_are_named_from_the_figures_class_and_documented() -> None:

@@ -155,7 +155,7 @@ async def test_an_echo_is_judged_with_the_text_assertions(ws_url: str) -> None:
     assert result.status == "up", result
     step_result = result.steps[0]
     assert step_result.kind == "websocket"
-    assert step_result.http_status is None
+    assert step_result.http_status == 101  # the upgrade's Switching Protocols
     seen = figures(result)
     assert (seen.sent, seen.messages) == (1, 1)
     assert seen.handshake_seconds is not None

@@ -225,6 +225,9 @@ class StepBase(Model):
     # The module under uptime_probe.probe.kinds that runs it, imported on first use so a
     # config without, say, browser steps never imports the browser's dependencies.
     runner: ClassVar[str]
+    # Whether the step opens with an HTTP exchange of its own (a request, a stream, a
+    # websocket's upgrade): its status code and the phases of that exchange are exported.
+    exchanges_http: ClassVar[bool] = False
 
     name: Slug
     extract: dict[VariableName, JmesPath] = {}
@@ -285,6 +288,7 @@ class SecretOriginsAllowed(Model):
 class HttpStepBase(StepBase, SecretOriginsAllowed):
     """The parts of every kind that speaks HTTP to its target (`request`, `stream`)."""
 
+    exchanges_http: ClassVar[bool] = True
     # Whether `extract` runs on the one JSON body once it is in (False: the kind extracts
     # as it reads, a stream from its events).
     extract_from_body: ClassVar[bool] = True

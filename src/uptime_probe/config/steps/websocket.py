@@ -61,6 +61,7 @@ class WebsocketExpect(ContentExpect):
 class WebsocketStep(StepBase, SecretOriginsAllowed):
     handler: ClassVar[str] = "websocket"
     runner: ClassVar[str] = "websocket"
+    exchanges_http: ClassVar[bool] = True  # the upgrade
 
     websocket: WebsocketSpec
     expect: WebsocketExpect = WebsocketExpect()

@@ -225,6 +225,7 @@ def _done(
     attempt.held = recorder.held
     took = attempt.ended - attempt.began - attempt.held
     if state.open_at is not None:
+        attempt.http_status = attempt.http_status or 101  # Switching Protocols
         # After the upgrade, the target's time is the wait for its message: processing,
         # as the wait for an http answer is, so the phases add up to the step's duration.
         phases = recorder.resolve + recorder.connect + recorder.tls + recorder.transfer
