@@ -13,10 +13,10 @@ for. Where Chromium says it cannot have it (no user namespaces: Docker's default
 profile, a chroot, a kernel that forbids them; or running as root, which Chromium refuses
 to sandbox), Chromium runs without it and `on_launch` says so and why.
 
-A page costs far more memory than an HTTP probe (docs/benchmarks.md, browser steps), so
-browser runs have their own cap, `browser.max_concurrent`: the composition root holds a
-slot around each run of a check with a browser step (`slot_for`), before the run and its
-deadline start, so a run queued behind others is late, never failed for the wait.
+A page costs far more memory than an HTTP probe (docs/configuration.md, "What a browser
+run costs"), so browser runs have their own cap, `browser.max_concurrent`: the composition
+root holds a slot around each run of a check with a browser step (`slot_for`), before the
+run and its deadline start, so a run queued behind others is late, never failed for the wait.
 
 Not a module-level singleton: app.py and oneshot.py build one, hand it to runs as a
 resource (`run_check(..., resources={BROWSER: pool})`), and close it when they stop.
