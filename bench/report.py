@@ -908,7 +908,9 @@ def run_cost_section(results: dict[str, Any]) -> str:
     out = (
         head + "\nBefore issue 19: the same parts in the full run of 2026-11-25 (commit ed9f4e1, "
         "the machine quiet). Then every run built its own session with a TraceConfig, and the "
-        "scheduler was APScheduler.\n\n"
+        "scheduler was APScheduler. That run's machine had an Intel Xeon; read the column for "
+        "where the CPU went then, and the ratios against blackbox_exporter above, each measured "
+        "in one run, for what changed.\n\n"
         + table(["part", "CPU µs per run", "before issue 19"], rows)
     )
     cpu = results.get("cpu")
@@ -1293,13 +1295,13 @@ def runcost_split(results: dict[str, Any]) -> str:
     rc = results.get("runcost")
     if not rc or failed(rc):
         return ""
-    run = med(r["run_check_us"] for r in rc["run_check"])
+    run = med(r["run_check_us"] for r in rc["run_check"] if r["loop"] == "uvloop")
     sched = med(pick(rc["scheduler"], "cpu_us_per_run"))
     store = med(pick(rc["store_paced"], "cpu_us_per_run"))
     sinks = med(pick(rc["run_check"], "sinks_fanout_us"))
     return (
-        f"Measured part by part: the probe itself (`run_check`: aiohttp's client, a new session "
-        f"and connection, the JSON assertion) {num(run, 0)} µs, the scheduler (loop timer, task, state machine) "
+        f"Measured part by part: the probe itself (`run_check` on uvloop: aiohttp's client, a clean "
+        f"session from the pool, a fresh connection, the JSON assertion) {num(run, 0)} µs, the scheduler (loop timer, task, state machine) "
         f"{num(sched, 0)} µs, the SQLite history {num(store, 0)} µs, the other sinks {num(sinks, 0)} µs. "
     ) + budget_clause(results, run)
 

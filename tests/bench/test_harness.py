@@ -242,6 +242,46 @@ def test_report_renders_the_quiet_daemon_with_the_zygote_apart_and_together() ->
     assert report.quiet_section({}) == ""
 
 
+def test_report_gives_issue_19s_verdicts_and_how_far_a_missed_target_is() -> None:
+    def run(**figures: float) -> dict[str, float]:
+        return {"runs_per_second": 100.0, **figures}
+
+    quiet = {
+        "cpu_utilisation": 0.0020,
+        "children_cpu_utilisation": 0.0005,
+        "rss_bytes": 70_000_000,
+        "children_rss_bytes": 0,
+    }
+    results = {
+        "throughput": {
+            "ours": [run(runs_per_cpu_second=1000.0)] * 3,
+            "blackbox": [run(runs_per_cpu_second=1000.0)] * 3,
+        },
+        "cpu": {
+            "100": {
+                "ours": [run(cpu_ms_per_run=0.6)] * 3,
+                "blackbox": [run(cpu_ms_per_run=1.0)] * 3,
+            }
+        },
+        "quiet": {"ours": [quiet] * 3},
+    }
+    text = report.issue19_summary(results)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "0.60x | **met** |" in rows["CPU per run at 100 runs/s <= 0.7x blackbox"]
+    assert (
+        "1.00x | **missed** | short by 20% |"
+        in rows["runs per CPU-second, one core, >= 1.25x blackbox"]
+    )
+    quiet_cpu = rows["a quiet daemon (100 checks every 30 s): <= 0.3% of one core"]
+    assert "| 0.25% |" in quiet_cpu  # the zygote counted in
+    assert "| **met** |" in quiet_cpu
+    assert "**missed** | 17% over |" in rows["a quiet daemon: <= 60 MB RSS"]
+    # Why: only for what was missed.
+    assert "**A quiet daemon.**" in text
+    assert "**Latency.**" not in text
+    assert report.issue19_summary({}) == ""
+
+
 def test_status_page_figure_runs_and_renders() -> None:
     """The status page figure at a handful of checks: every measure present, the section
     rendered with its target's verdict."""
