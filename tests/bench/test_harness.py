@@ -247,6 +247,7 @@ def test_report_gives_issue_19s_verdicts_and_how_far_a_missed_target_is() -> Non
         return {"runs_per_second": 100.0, **figures}
 
     quiet = {
+        "runs_per_second": 2.5,
         "cpu_utilisation": 0.0020,
         "children_cpu_utilisation": 0.0005,
         "rss_bytes": 70_000_000,
@@ -278,6 +279,7 @@ def test_report_gives_issue_19s_verdicts_and_how_far_a_missed_target_is() -> Non
     assert "**missed** | 17% over |" in rows["a quiet daemon: <= 60 MB RSS"]
     # Why: only for what was missed.
     assert "**A quiet daemon.**" in text
+    assert "Each run costs 1.00 ms of CPU here" in text  # 0.25% of a core at 2.5 runs/s
     assert "**Latency.**" not in text
     assert report.issue19_summary({}) == ""
 
