@@ -93,6 +93,11 @@ class PhaseRecorder:
         # What is being judged while state is JUDGING, for a deadline's message.
         self.judging = ""
 
+    def began(self, started: float) -> float:
+        """When the attempt's request started out, or `started` (the attempt's own start)
+        while it has not."""
+        return self.sent_at or started
+
     def judging_now(self, what: str) -> None:
         """The answer is in and is being judged off the loop: `what` says which part."""
         self.state = JUDGING

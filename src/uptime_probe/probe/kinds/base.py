@@ -55,6 +55,14 @@ class Attempt:
     began: float = 0.0
     held: float = 0.0
 
+    def timed(self, recorder: PhaseRecorder, started: float, end: float) -> float:
+        """Notes when the attempt's request started out and what the target waited on us
+        meanwhile (`recorder`; `started` if the request never went out), and returns its
+        latency up to `end`: the one way every kind that sends a request measures it."""
+        self.began = recorder.began(started)
+        self.held = recorder.held
+        return end - self.began - self.held
+
     @classmethod
     def of_verdict(
         cls,

@@ -116,8 +116,6 @@ async def perform_attempt(plan: StepPlan, values: Mapping[str, str], run: RunCon
     # a ready connection waiting to be sent on (probe/tracing.py). Judging it in a worker
     # is the run's: it ends after.
     answered = recorder.last_data_at or time.perf_counter()
-    attempt.began = recorder.sent_at or started
-    attempt.held = recorder.held
-    attempt.duration = answered - attempt.began - attempt.held
+    attempt.duration = attempt.timed(recorder, started, answered)
     attempt.ended = answered + judged.off_loop_seconds
     return outgoing.noted(attempt)

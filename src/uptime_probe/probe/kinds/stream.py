@@ -156,18 +156,12 @@ class _Reading:
     # --- the clock ------------------------------------------------------------------------
 
     @property
-    def began(self) -> float:
-        """When the request started out (its first lookup, connection or send); the step's
-        start until then."""
-        return self.recorder.sent_at or self.started
-
-    @property
     def origin(self) -> float:
         """What the stream's figures and limits count from: when the request started out,
         less what the target waited on us before it was sent (a ready connection not yet
-        written to), as an http step's latency does (probe/tracing.py). Building the
+        written to), as an http step's latency does (`Attempt.timed`). Building the
         request and a busy loop are not the target's time."""
-        return self.began + self.recorder.held
+        return self.recorder.began(self.started) + self.recorder.held
 
     def arrival(self) -> float:
         """When the bytes just read arrived: the connection's time, never before the last."""
@@ -319,8 +313,7 @@ class _Reading:
         assertions: tuple[AssertionOutcome, ...] = (),
     ) -> Attempt:
         ended = self.ended_at or cut_at or time.perf_counter()
-        began, held = self.began, self.recorder.held
-        return Attempt(
+        attempt = Attempt(
             status,
             reason,
             message,
@@ -331,11 +324,10 @@ class _Reading:
             extracted=dict(self.extracted) if status is not Status.DOWN else {},
             tls_not_after=self.tls_not_after,
             figures=self.figures(cut_at),
-            duration=ended - began - held,
             ended=ended,
-            began=began,
-            held=held,
         )
+        attempt.duration = attempt.timed(self.recorder, self.started, ended)
+        return attempt
 
     def fail(self, reason: str, message: str, cut_at: float | None = None) -> Attempt:
         return self.attempt(Status.DOWN, reason, message, cut_at=cut_at)

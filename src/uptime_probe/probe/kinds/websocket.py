@@ -221,9 +221,7 @@ def _done(
     attempt.ended = attempt.ended or time.perf_counter()
     # As an http step's latency: from the upgrade request going out (its lookup,
     # connection or send), less what the target waited on us (probe/tracing.py).
-    attempt.began = recorder.sent_at or state.started
-    attempt.held = recorder.held
-    took = attempt.ended - attempt.began - attempt.held
+    took = attempt.timed(recorder, state.started, attempt.ended)
     if state.open_at is not None:
         attempt.http_status = attempt.http_status or 101  # Switching Protocols
         # After the upgrade, the target's time is the wait for its message: processing,
