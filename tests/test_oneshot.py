@@ -1,4 +1,5 @@
-"""`check --json`'s step objects: HTTP parts only for HTTP-based kinds, figures by their key."""
+"""`check --json`'s step objects: HTTP parts only for the kinds that exchange HTTP, figures by
+their key."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import ClassVar
 
 from uptime_probe.oneshot import as_json_lines, step_as_json
 from uptime_probe.probe import CheckResult, PhaseTimings, Status, StepResult
+from uptime_probe.probe.kinds.websocket import WebsocketFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,21 @@ def test_a_request_step_has_its_status_and_phases_and_no_figures() -> None:
         "resolve": 0.0, "connect": 0.001, "tls": 0.0, "processing": 0.2, "transfer": 0.0,
     }  # fmt: skip
     assert "stream" not in out
+
+
+def test_a_websocket_step_has_its_upgrades_status_and_phases_beside_its_figures() -> None:
+    # Its upgrade is an HTTP exchange; its processing is the wait for the message.
+    figures = WebsocketFigures(handshake_seconds=0.004, first_message_seconds=0.02, messages=1)
+    step = StepResult(
+        "push", Status.UP, None, "message after 0.02s", 0.03, kind="websocket",
+        http_status=101, timings=PhaseTimings(connect=0.001, processing=0.025), figures=figures,
+    )  # fmt: skip
+
+    out = step_as_json(step)
+
+    assert out["http_status"] == 101
+    assert out["phases"]["processing"] == 0.025
+    assert out["websocket"]["handshake_seconds"] == 0.004
 
 
 def test_the_check_line_keeps_its_keys_and_adds_the_steps_in_order() -> None:

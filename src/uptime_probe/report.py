@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from uptime_probe.probe.artifacts import ArtifactStore, kept_trace
 from uptime_probe.state.incidents import Incident, TimelineEntry
@@ -114,7 +114,7 @@ def incident_markdown(incident: Incident, now: float, files: ArtifactStore | Non
     return "\n".join(lines) + "\n"
 
 
-def incident_json(incident: Incident, files: ArtifactStore | None = None) -> dict[str, object]:
+def incident_json(incident: Incident, files: ArtifactStore | None = None) -> dict[str, Any]:
     """The incident JSON contract; `trace` names the trace beside the screenshot only when
     `files` holds it (a daemon with `keep_traces: false`, or a trace that could not be
     saved, has none)."""

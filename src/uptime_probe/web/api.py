@@ -201,11 +201,10 @@ def incident_api_json(incident: Incident, files: ArtifactStore | None) -> dict[s
     """An incident as `uptime-probe incidents --format json` has it, and where its
     screenshot and the trace beside it (if `files` kept one) are served."""
     shared = incident_json(incident, files)
-    trace = shared["trace"]
     return {
         **shared,
         "artifact_url": artifact_url(incident.artifact),
-        "trace_url": artifact_url(trace if isinstance(trace, str) else None),
+        "trace_url": artifact_url(shared["trace"]),
     }
 
 
